@@ -1,0 +1,63 @@
+"""The exception hierarchy of ruvector-lab.
+
+Every error the library raises on purpose is a :class:`RuvectorLabError`. The subclasses that describe bad
+input also derive from :class:`ValueError` (or :class:`KeyError`, :class:`TypeError`) so that code written
+against the standard exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+
+class RuvectorLabError(Exception):
+    """Base class of every error raised by ruvector_lab."""
+
+
+class InvalidParameterError(RuvectorLabError, ValueError):
+    """A parameter is out of range or of the wrong kind (k <= 0, unknown metric, bad config field)."""
+
+
+class DimensionMismatchError(RuvectorLabError, ValueError):
+    """A vector or matrix does not have the number of dimensions the index or operation expects."""
+
+
+class InvalidVectorError(RuvectorLabError, ValueError):
+    """A vector holds NaN or inf, is not numeric, is ragged, or is zero where a direction is needed."""
+
+
+class InvalidIdError(RuvectorLabError, ValueError):
+    """An id is not a non-empty string, or a batch of ids does not match its vectors."""
+
+
+class DuplicateIdError(InvalidIdError):
+    """The same id appears more than once in one batch."""
+
+
+class UnknownIdError(RuvectorLabError, KeyError):
+    """An id that the index does not hold was asked for."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else "unknown id"
+
+
+class EmptyIndexError(RuvectorLabError):
+    """A search was asked of an index that holds no live vectors."""
+
+
+class IndexClosedError(RuvectorLabError):
+    """An index was used after close()."""
+
+
+class BackendUnavailableError(RuvectorLabError):
+    """A backend was asked for by name but cannot be used here; the message says why and what is available."""
+
+
+class BackendError(RuvectorLabError):
+    """A backend library failed while carrying out a valid request (its message is kept)."""
+
+
+class CorruptIndexError(RuvectorLabError):
+    """A serialized blob is truncated, tampered with, of the wrong kind or of a newer format version."""
+
+
+class PoolError(RuvectorLabError, ValueError):
+    """An array released to an ArrayPool was not one it can take back (wrong kind, or released twice)."""

@@ -1,0 +1,114 @@
+"""Configuration and result types shared by the whole library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from .errors import InvalidParameterError
+
+Metric = Literal["cosine", "euclidean", "dot_product"]
+METRICS: tuple[str, ...] = get_args(Metric)
+
+
+def check_metric(metric: object) -> str:
+    """Return ``metric`` if it is one of :data:`METRICS`, else raise :class:`InvalidParameterError`."""
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise InvalidParameterError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    return metric
+
+
+def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer >= ``minimum`` (bools refused), else raise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.integer):
+                value = int(value)
+            else:
+                raise TypeError
+        except TypeError:
+            raise InvalidParameterError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if value < minimum:
+        raise InvalidParameterError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class HnswConfig:
+    """Build and default query parameters of an :class:`~ruvector_lab.HnswIndex`.
+
+    ``m`` is the number of links per node and layer, ``ef_construction`` the candidate list size while
+    building, ``ef_search`` the default candidate list size of a query (a query may pass its own).
+    Exact backends (numpy, wasm) keep these values but do not use them.
+    """
+
+    dimensions: int
+    m: int = 16
+    ef_construction: int = 100
+    ef_search: int = 50
+    metric: Metric = "cosine"
+
+    def __post_init__(self) -> None:
+        check_positive_int("dimensions", self.dimensions)
+        check_positive_int("m", self.m, minimum=2)
+        check_positive_int("ef_construction", self.ef_construction)
+        check_positive_int("ef_search", self.ef_search)
+        check_metric(self.metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-able values."""
+        return {
+            "dimensions": int(self.dimensions),
+            "m": int(self.m),
+            "ef_construction": int(self.ef_construction),
+            "ef_search": int(self.ef_search),
+            "metric": self.metric,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> HnswConfig:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys are refused."""
+        known = {"dimensions", "m", "ef_construction", "ef_search", "metric"}
+        unknown = set(values) - known
+        if unknown:
+            raise InvalidParameterError(f"unknown HnswConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One hit of a search: ``score`` is a distance, smaller is closer (cosine ``1-cos``, euclidean L2,
+    dot_product ``-dot``)."""
+
+    id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """What an index reports about itself.
+
+    ``vector_count`` counts live vectors; ``deleted_count`` the slots that deletes or replaces left in the
+    backend's structure (graphs cannot drop nodes). ``bytes`` is the size of :meth:`HnswIndex.serialize`'s
+    output, i.e. measured, not estimated. ``graph`` is ``'hnsw'`` for graph backends, ``'flat'`` for exact ones.
+    """
+
+    vector_count: int
+    dimensions: int
+    m: int
+    ef_construction: int
+    ef_search: int
+    metric: str
+    backend: str
+    tier: str
+    graph: str
+    bytes: int
+    deleted_count: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bytes_per_vector(self) -> float:
+        """Serialized bytes divided by the live vector count (0 for an empty index)."""
+        return self.bytes / self.vector_count if self.vector_count else 0.0
