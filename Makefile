@@ -1,0 +1,39 @@
+# ruvector-lab: `make repro` (set up, then the DVC pipeline) and `make test` (set up, then every test).
+# Set-up is idempotent: each step leaves a stamp in .venv so a second run does nothing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stamp
+
+.PHONY: setup test repro lint clean setup-npm setup-models setup-data
+
+setup: $(STAMP)/python setup-npm setup-models setup-data
+
+$(STAMP)/python: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ruvector-lab needs Python >= 3.11, found " + sys.version.split()[0]'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@mkdir -p $(STAMP) && touch $@
+
+# WASM modules from npm (the wasm backend); filled in by the WASM tier
+setup-npm:
+
+# model files fetched into the model cache (embeddings); filled in by the embeddings work
+setup-models:
+
+# Debian data packages (WordNet, Fashion-MNIST); filled in by the pipeline work
+setup-data:
+
+lint: $(STAMP)/python
+	$(VENV)/bin/ruff check ruvector_lab tests
+
+test: setup lint
+	$(VENV)/bin/pytest -q
+
+repro: setup
+	@echo "pipeline not built yet: dvc.yaml arrives with the benchmark pipeline; nothing to reproduce"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
