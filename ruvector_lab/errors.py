@@ -61,3 +61,16 @@ class CorruptIndexError(RuvectorLabError):
 
 class PoolError(RuvectorLabError, ValueError):
     """An array released to an ArrayPool was not one it can take back (wrong kind, or released twice)."""
+
+
+class QuantizationError(RuvectorLabError, ValueError):
+    """Codes or a codec were used wrongly: codes of the wrong length, dtype or kind, a PQ ``m`` that does not
+    divide the dimension, or a codec kind asked to serve a metric it cannot (binary codes keep only signs)."""
+
+
+class NotTrainedError(RuvectorLabError, RuntimeError):
+    """A codec that needs training (product quantization) was used to encode, decode or score before train()."""
+
+
+class NoTrainingDataError(InvalidParameterError):
+    """A learner was given nothing to learn from (no trajectories, or only empty ones)."""
