@@ -74,3 +74,19 @@ class NotTrainedError(RuvectorLabError, RuntimeError):
 
 class NoTrainingDataError(InvalidParameterError):
     """A learner was given nothing to learn from (no trajectories, or only empty ones)."""
+
+
+class ModelError(RuvectorLabError, ValueError):
+    """An embedding model or precision that ruvector-lab does not know, or model files that cannot be used."""
+
+
+class CacheError(RuvectorLabError):
+    """The model cache cannot be used: its folder cannot be written, or filling an entry failed."""
+
+
+class InvalidTextError(RuvectorLabError, TypeError):
+    """A text given to an embedder is not a str (None, bytes, a number, ...)."""
+
+
+class EmbedderClosedError(RuvectorLabError):
+    """An Embedder was used after close()."""
