@@ -49,10 +49,11 @@ def as_matrix(value: object, dimensions: int | None = None, name: str = "vectors
     """A matrix of row vectors as float32 of shape ``(n, dimensions)``; one vector becomes one row."""
     arr = as_float32(value, name)
     if arr.ndim == 1:
-        arr = arr.reshape(1, -1)
+        # an empty sequence is an empty batch; any other 1-D input is one vector
+        arr = arr.reshape(0, dimensions or 0) if arr.size == 0 else arr.reshape(1, -1)
     if arr.ndim != 2:
         raise DimensionMismatchError(f"{name} must be a matrix of row vectors (2-D), got shape {arr.shape}")
-    if arr.shape[1] == 0:
+    if arr.shape[1] == 0 and arr.shape[0] > 0:
         raise DimensionMismatchError(f"{name} rows are empty")
     if dimensions is not None and arr.shape[1] != dimensions:
         raise DimensionMismatchError(f"{name} have {arr.shape[1]} dimensions, expected {dimensions}")

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import BackendError
+from ..errors import BackendError, BackendUnavailableError
 from ..types import METRICS, HnswConfig
 
 #: ``kernel(queries (m, d), vectors (n, d), metric) -> (m, n) float32`` distances, same convention as the index.
@@ -37,6 +37,19 @@ class IndexBackend(ABC):
 
     def __init__(self, config: HnswConfig) -> None:
         self.config = config
+
+    @classmethod
+    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
+        """The class that serves ``config`` on this backend: ``cls`` itself for plain float vectors.
+
+        Backends that offer quantized variants override this; the default refuses any quantization.
+        """
+        quantization = getattr(config, "quantization", None)
+        if quantization is not None:
+            raise BackendUnavailableError(
+                f"backend {cls.name!r} has no quantized index for {getattr(quantization, 'kind', quantization)!r}"
+            )
+        return cls
 
     @abstractmethod
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:

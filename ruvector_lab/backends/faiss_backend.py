@@ -1,0 +1,143 @@
+"""Native tier: faiss ``IndexHNSWFlat``.
+
+Cosine runs as inner product on unit vectors, dot_product as raw inner product, euclidean as L2 (faiss
+returns squared L2; the score is its square root). faiss HNSW cannot drop nodes, so deletes are held in an
+``IDSelectorBitmap`` of live labels that every search passes to the graph walk.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from ..errors import BackendError, CorruptIndexError
+from ..types import HnswConfig
+from .base import IndexBackend
+
+
+def _distance_kernel(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """faiss' SIMD kernels (``fvec_L2sqr_ny``, ``fvec_inner_products_ny``): exact differences, no expansion."""
+    m, n, d = len(queries), len(vectors), vectors.shape[1]
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    out = np.empty((m, n), dtype=np.float32)
+    kernel = faiss.fvec_L2sqr_ny if metric == "euclidean" else faiss.fvec_inner_products_ny
+    for row in range(m):
+        q = np.ascontiguousarray(queries[row], dtype=np.float32)
+        kernel(faiss.swig_ptr(out[row]), faiss.swig_ptr(q), faiss.swig_ptr(vectors), d, n)
+    if metric == "euclidean":
+        return np.sqrt(out, out=out)
+    if metric == "dot_product":
+        return np.negative(out, out=out)
+    qn = np.linalg.norm(queries, axis=1, keepdims=True)
+    vn = np.linalg.norm(vectors, axis=1)
+    return (1.0 - out / (qn * vn)).astype(np.float32, copy=False)
+
+
+class FaissBackend(IndexBackend):
+    """faiss IndexHNSWFlat with a live-label bitmap for deletes."""
+
+    name = "faiss"
+    tier = "native"
+    graph = "hnsw"
+    distance_kernel = staticmethod(_distance_kernel)
+
+    def __init__(self, config: HnswConfig, index: faiss.Index | None = None) -> None:
+        super().__init__(config)
+        faiss_metric = faiss.METRIC_L2 if config.metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
+        if index is None:
+            index = faiss.IndexHNSWFlat(config.dimensions, config.m, faiss_metric)
+            index.hnsw.efConstruction = config.ef_construction
+            index.hnsw.efSearch = config.ef_search
+        self._index = index
+        self._live = np.zeros(max(64, index.ntotal), dtype=bool)
+        self._live[: index.ntotal] = True
+        self._n_dead = 0
+        self._selector: faiss.IDSelector | None = None
+        self._bitmap: np.ndarray | None = None
+
+    @property
+    def index(self) -> faiss.Index:
+        """The underlying faiss index (for direct comparisons in benchmarks)."""
+        return self._index
+
+    def _prepare(self, vectors: np.ndarray) -> np.ndarray:
+        if self.config.metric == "cosine":
+            return np.ascontiguousarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), dtype=np.float32)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Append to the graph; faiss numbers rows 0..ntotal-1, which are exactly the facade's labels."""
+        if len(labels) and int(labels[0]) != self._index.ntotal:
+            raise BackendError(f"faiss labels must continue at {self._index.ntotal}, got {int(labels[0])}")
+        self._index.add(self._prepare(vectors))
+        needed = self._index.ntotal
+        if needed > len(self._live):
+            grown = np.zeros(max(needed, 2 * len(self._live)), dtype=bool)
+            grown[: len(self._live)] = self._live
+            self._live = grown
+        self._live[labels] = True
+        self._refresh_selector()
+
+    def remove(self, labels: np.ndarray) -> None:
+        """Mark labels dead in the bitmap; the graph keeps the nodes as routing points."""
+        self._live[labels] = False
+        self._n_dead += len(labels)
+        self._refresh_selector()
+
+    def _refresh_selector(self) -> None:
+        """Rebuild the live bitmap after a mutation (never during a search: concurrent searches share it)."""
+        if not self._n_dead:
+            self._selector = None
+            return
+        # faiss reads bit i of byte i//8, least significant bit first
+        bitmap = np.packbits(self._live[: self._index.ntotal], bitorder="little")
+        selector = faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(bitmap))
+        self._bitmap, self._selector = bitmap, selector  # keep the buffer alive as long as the selector
+
+    def _params(self, ef_search: int) -> faiss.SearchParametersHNSW:
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = ef_search
+        if self._selector is not None:
+            params.sel = self._selector
+        return params
+
+    def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
+        """Graph search with this call's efSearch (at least k) and the live-label selector."""
+        params = self._params(max(ef_search, k))
+        distances, labels = self._index.search(self._prepare(queries), k, params=params)
+        missing = labels < 0
+        if self.config.metric == "euclidean":
+            scores = np.sqrt(np.maximum(distances, 0.0))
+        elif self.config.metric == "cosine":
+            scores = 1.0 - distances
+        else:
+            scores = -distances
+        scores = scores.astype(np.float32, copy=False)
+        scores[missing] = np.inf
+        return scores, labels.astype(np.int64, copy=False)
+
+    def to_bytes(self) -> bytes:
+        """faiss' own serialization of the graph and vectors (dead nodes included: they route searches)."""
+        return faiss.serialize_index(self._index).tobytes()
+
+    @classmethod
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> FaissBackend:
+        """Rebuild the graph with faiss, then mark every label the facade does not hold as dead."""
+        try:
+            index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8).copy())
+        except RuntimeError as exc:
+            raise CorruptIndexError(f"faiss could not read the index payload: {exc}") from None
+        if index.d != config.dimensions or not isinstance(index, faiss.IndexHNSWFlat):
+            raise CorruptIndexError("faiss payload does not match the configured dimensions or index type")
+        backend = cls(config, index)
+        if len(live_labels) and (live_labels.min() < 0 or live_labels.max() >= index.ntotal):
+            raise CorruptIndexError("live labels lie outside the faiss index")
+        dead = np.setdiff1d(np.arange(index.ntotal, dtype=np.int64), live_labels)
+        if len(dead):
+            backend.remove(dead)
+        return backend
+
+    def close(self) -> None:
+        """Drop the faiss index so its memory is freed now rather than at garbage collection."""
+        self._index = None  # type: ignore[assignment]
+        self._selector = None

@@ -1,0 +1,134 @@
+"""Native tier: hnswlib.
+
+hnswlib's spaces map onto the library's metrics: ``cosine`` gives ``1 - cos`` already, ``l2`` gives squared
+L2 (the score is its square root), ``ip`` gives ``1 - dot`` (the score is ``dot``'s negative). Deletes use
+``mark_deleted``; the index grows by ``resize_index`` (doubling), so inserts never hit a capacity wall.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+
+import hnswlib
+import numpy as np
+
+from ..errors import CorruptIndexError
+from ..types import HnswConfig
+from .base import IndexBackend
+
+_SPACES = {"cosine": "cosine", "euclidean": "l2", "dot_product": "ip"}
+_INITIAL_CAPACITY = 1024
+
+
+class HnswlibBackend(IndexBackend):
+    """hnswlib.Index with mark_deleted and growth by resize."""
+
+    name = "hnswlib"
+    tier = "native"
+    graph = "hnsw"
+
+    def __init__(self, config: HnswConfig, index: hnswlib.Index | None = None) -> None:
+        super().__init__(config)
+        if index is None:
+            index = hnswlib.Index(space=_SPACES[config.metric], dim=config.dimensions)
+            index.init_index(max_elements=_INITIAL_CAPACITY, ef_construction=config.ef_construction, M=config.m)
+            index.set_ef(config.ef_search)
+        index.set_num_threads(1)
+        self._index = index
+        self._ef = index.ef
+        # set_ef changes state shared by every query, so a query with its own ef holds this lock
+        self._ef_lock = threading.Lock()
+
+    @property
+    def index(self) -> hnswlib.Index:
+        """The underlying hnswlib index (for direct comparisons in benchmarks)."""
+        return self._index
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert, doubling the capacity first when the new rows would not fit."""
+        needed = self._index.element_count + len(labels)
+        capacity = self._index.get_max_elements()
+        if needed > capacity:
+            self._index.resize_index(max(needed, 2 * capacity))
+        self._index.add_items(vectors, labels, num_threads=1)
+
+    def remove(self, labels: np.ndarray) -> None:
+        """mark_deleted: the node stays in the graph for routing but is never returned."""
+        for label in labels.tolist():
+            self._index.mark_deleted(label)
+
+    def _convert(self, distances: np.ndarray) -> np.ndarray:
+        metric = self.config.metric
+        if metric == "euclidean":
+            return np.sqrt(np.maximum(distances, 0.0))
+        if metric == "dot_product":
+            return distances - 1.0
+        return distances
+
+    def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
+        """knn_query with this call's ef; with many deletions hnswlib may find fewer than k, so retry wider."""
+        ef = max(ef_search, k)
+        with self._ef_lock:
+            if ef != self._ef:
+                self._index.set_ef(ef)
+                self._ef = ef
+            try:
+                labels, distances = self._index.knn_query(queries, k=k, num_threads=1)
+            except RuntimeError:
+                labels, distances = self._search_per_query(queries, k, ef)
+        return self._convert(distances).astype(np.float32, copy=False), labels.astype(np.int64, copy=False)
+
+    def _search_per_query(self, queries: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fallback when a batch cannot return k per row: widen ef, then accept fewer results for that row."""
+        out_l = np.full((len(queries), k), -1, dtype=np.int64)
+        out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+        for row, q in enumerate(queries):
+            for k_try in range(k, 0, -1):
+                try:
+                    self._index.set_ef(max(ef, 4 * k_try))
+                    labels, distances = self._index.knn_query(q, k=k_try, num_threads=1)
+                except RuntimeError:
+                    continue
+                out_l[row, :k_try], out_d[row, :k_try] = labels[0], distances[0]
+                break
+        self._index.set_ef(ef)
+        return out_l, out_d
+
+    def to_bytes(self) -> bytes:
+        """hnswlib's own file format, through a temporary file (it only writes to paths)."""
+        fd, path = tempfile.mkstemp(suffix=".hnswlib")
+        os.close(fd)
+        try:
+            self._index.save_index(path)
+            with open(path, "rb") as handle:
+                return handle.read()
+        finally:
+            os.unlink(path)
+
+    @classmethod
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> HnswlibBackend:
+        """Load the graph (deletion marks included) and check it holds exactly the facade's live labels."""
+        fd, path = tempfile.mkstemp(suffix=".hnswlib")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+            index = hnswlib.Index(space=_SPACES[config.metric], dim=config.dimensions)
+            try:
+                index.load_index(path, max_elements=0)
+            except (RuntimeError, MemoryError, ValueError) as exc:
+                raise CorruptIndexError(f"hnswlib could not read the index payload: {exc}") from None
+        finally:
+            os.unlink(path)
+        index.set_ef(config.ef_search)
+        stored = np.asarray(index.get_ids_list(), dtype=np.int64)
+        missing = np.setdiff1d(live_labels, stored)
+        if len(missing):
+            raise CorruptIndexError(f"hnswlib payload lacks {len(missing)} of the index's labels")
+        return cls(config, index)
+
+    def close(self) -> None:
+        """Drop the hnswlib index so its memory is freed now."""
+        self._index = None  # type: ignore[assignment]
+

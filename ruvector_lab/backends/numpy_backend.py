@@ -1,0 +1,116 @@
+"""The fallback tier: exact search in NumPy. Always available, and the reference every other backend is held to."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import container
+from ..errors import CorruptIndexError
+from ..types import HnswConfig
+from .base import IndexBackend
+
+_QUERY_BLOCK = 256  # queries per matrix product: bounds the (block x n) score matrix
+
+
+class NumpyBackend(IndexBackend):
+    """Exact (flat) search over a growable float32 matrix with a live mask."""
+
+    name = "numpy"
+    tier = "fallback"
+    graph = "flat"
+
+    def __init__(self, config: HnswConfig) -> None:
+        super().__init__(config)
+        self._vectors = np.empty((0, config.dimensions), dtype=np.float32)
+        self._sq_norms = np.empty(0, dtype=np.float32)
+        self._labels = np.empty(0, dtype=np.int64)
+        self._live = np.empty(0, dtype=bool)
+        self._count = 0
+        self._row_of: dict[int, int] = {}
+
+    def _grow(self, extra: int) -> None:
+        needed = self._count + extra
+        if needed <= len(self._labels):
+            return
+        capacity = max(needed, 2 * len(self._labels), 64)
+        for attr, fill in (("_vectors", 0.0), ("_sq_norms", 0.0), ("_labels", -1), ("_live", False)):
+            old = getattr(self, attr)
+            new = np.full((capacity, *old.shape[1:]), fill, dtype=old.dtype)
+            new[: self._count] = old[: self._count]
+            setattr(self, attr, new)
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Append rows; under cosine the stored rows are unit length so a search is one matrix product."""
+        if self.config.metric == "cosine":
+            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        self._grow(len(labels))
+        rows = slice(self._count, self._count + len(labels))
+        self._vectors[rows] = vectors
+        self._sq_norms[rows] = np.einsum("ij,ij->i", vectors, vectors)
+        self._labels[rows] = labels
+        self._live[rows] = True
+        for offset, label in enumerate(labels.tolist()):
+            self._row_of[label] = self._count + offset
+        self._count += len(labels)
+
+    def remove(self, labels: np.ndarray) -> None:
+        """Clear the live bit of each label's row (rows are compacted only on serialization)."""
+        for label in labels.tolist():
+            self._live[self._row_of.pop(label)] = False
+
+    def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k: one matrix product per block of queries, then exact scores for the winners."""
+        n = self._count
+        vectors, live, labels = self._vectors[:n], self._live[:n], self._labels[:n]
+        k_eff = min(k, int(live.sum()))
+        out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+        out_l = np.full((len(queries), k), -1, dtype=np.int64)
+        if k_eff == 0:
+            return out_d, out_l
+        metric = self.config.metric
+        if metric == "cosine":
+            queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        for start in range(0, len(queries), _QUERY_BLOCK):
+            block = queries[start : start + _QUERY_BLOCK]
+            dots = block @ vectors.T
+            if metric == "euclidean":
+                # ranking by the expansion is safe; the reported scores are recomputed exactly below
+                rank = self._sq_norms[:n] - 2.0 * dots
+            else:
+                rank = -dots
+            rank[:, ~live] = np.inf
+            top = np.argpartition(rank, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else np.argsort(rank, axis=1)
+            top = top[:, :k_eff]
+            for row, (q, cand) in enumerate(zip(block, top, strict=True)):
+                cand_vectors = vectors[cand]
+                if metric == "euclidean":
+                    diff = cand_vectors - q
+                    scores = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+                elif metric == "cosine":
+                    scores = 1.0 - cand_vectors @ q
+                else:
+                    scores = -(cand_vectors @ q)
+                order = np.lexsort((labels[cand], scores))
+                out_d[start + row, :k_eff] = scores[order]
+                out_l[start + row, :k_eff] = labels[cand][order]
+        return out_d, out_l
+
+    def to_bytes(self) -> bytes:
+        """The live rows and their labels."""
+        live = self._live[: self._count]
+        return container.dumps(
+            "numpy-backend", {}, {"labels": self._labels[: self._count][live], "vectors": self._vectors[: self._count][live]}
+        )
+
+    @classmethod
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> NumpyBackend:
+        """Rebuild from :meth:`to_bytes`; the stored labels must be exactly the facade's live labels."""
+        _, arrays = container.loads(payload, "numpy-backend")
+        labels, vectors = arrays.get("labels"), arrays.get("vectors")
+        if labels is None or vectors is None or vectors.shape != (len(labels), config.dimensions):
+            raise CorruptIndexError("numpy payload does not hold labels and vectors of the configured shape")
+        if not np.array_equal(np.sort(labels), np.sort(live_labels)):
+            raise CorruptIndexError("numpy payload labels do not match the index's ids")
+        backend = cls(config)
+        backend.add(labels.astype(np.int64), vectors.astype(np.float32))
+        return backend

@@ -1,0 +1,91 @@
+"""Native tier: the ``ruvector`` PyPI package's ``HnswIndex`` (RuVector's own Rust HNSW).
+
+Its metric names and score conventions match the library's (cosine ``1 - cos``, euclidean L2, dot_product
+``-dot``). It keys vectors by string, so labels travel as their decimal strings. It has no persistence of its
+own beyond ``export_items``: serialization stores the live vectors and deserialization rebuilds the graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ruvector
+
+from .. import container
+from ..errors import BackendError, CorruptIndexError
+from ..types import HnswConfig
+from .base import IndexBackend
+
+_METRICS = {"cosine": "cosine", "euclidean": "euclidean", "dot_product": "dot_product"}
+
+
+class RuvectorBackend(IndexBackend):
+    """ruvector.HnswIndex with per-query ef_search."""
+
+    name = "ruvector"
+    tier = "native"
+    graph = "hnsw"
+
+    def __init__(self, config: HnswConfig) -> None:
+        super().__init__(config)
+        self._index = ruvector.HnswIndex.create(
+            config.dimensions,
+            metric=_METRICS[config.metric],
+            m=config.m,
+            ef_construction=config.ef_construction,
+            ef_search=config.ef_search,
+        )
+
+    @property
+    def index(self) -> ruvector.HnswIndex:
+        """The underlying ruvector index (for direct comparisons in benchmarks)."""
+        return self._index
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """insert_batch under the labels' decimal strings (the Rust side releases the GIL)."""
+        try:
+            self._index.insert_batch([str(label) for label in labels.tolist()], np.ascontiguousarray(vectors))
+        except ruvector.RuVectorError as exc:
+            raise BackendError(f"ruvector insert failed: {exc}") from None
+
+    def remove(self, labels: np.ndarray) -> None:
+        """Real delete in ruvector (the graph node stays until a rebuild, as its docs say)."""
+        for label in labels.tolist():
+            self._index.delete(str(label))
+
+    def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
+        """One Rust search per query with this call's ef_search."""
+        out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+        out_l = np.full((len(queries), k), -1, dtype=np.int64)
+        ef = max(ef_search, k)
+        for row, q in enumerate(queries):
+            hits = self._index.search(q, k, ef_search=ef)
+            for col, (label, score, _meta) in enumerate(hits[:k]):
+                out_l[row, col] = int(label)
+                out_d[row, col] = score
+        return out_d, out_l
+
+    def to_bytes(self) -> bytes:
+        """The live labels and vectors as ruvector exports them."""
+        items = self._index.export_items()
+        labels = np.array([int(label) for label, _v, _m in items], dtype=np.int64)
+        vectors = (
+            np.stack([np.asarray(v, dtype=np.float32) for _l, v, _m in items])
+            if items
+            else np.empty((0, self.config.dimensions), dtype=np.float32)
+        )
+        order = np.argsort(labels, kind="stable")  # insertion order, so a rebuild is deterministic
+        return container.dumps("ruvector-backend", {}, {"labels": labels[order], "vectors": vectors[order]})
+
+    @classmethod
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> RuvectorBackend:
+        """Rebuild the graph from the stored vectors (ruvector has no graph serialization)."""
+        _, arrays = container.loads(payload, "ruvector-backend")
+        labels, vectors = arrays.get("labels"), arrays.get("vectors")
+        if labels is None or vectors is None or vectors.shape != (len(labels), config.dimensions):
+            raise CorruptIndexError("ruvector payload does not hold labels and vectors of the configured shape")
+        if not np.array_equal(np.sort(labels), np.sort(live_labels)):
+            raise CorruptIndexError("ruvector payload labels do not match the index's ids")
+        backend = cls(config)
+        if len(labels):
+            backend.add(labels.astype(np.int64), vectors.astype(np.float32))
+        return backend

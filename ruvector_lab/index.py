@@ -1,0 +1,323 @@
+"""``HnswIndex``: string ids over any backend, with validation, replace semantics and a safe file format.
+
+The facade owns everything that must behave the same on every backend: ids (mapped to int64 labels assigned
+in insertion order and never reused), input checks (done before any backend is touched, so bad input leaves
+the index unchanged), the "re-insert replaces" rule, clamping ``k`` to the live count, and the versioned,
+checksummed container that :meth:`HnswIndex.serialize` writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import container
+from ._rwlock import ReadWriteLock
+from .backends import IndexBackend
+from .errors import (
+    CorruptIndexError,
+    EmptyIndexError,
+    IndexClosedError,
+    InvalidParameterError,
+    RuvectorLabError,
+)
+from .runtime import Runtime
+from .types import HnswConfig, IndexStats, SearchResult, check_positive_int
+from .validation import as_matrix, as_vector, check_id, check_ids, check_nonzero
+
+log = logging.getLogger(__name__)
+
+CONTAINER_KIND = "hnsw-index"
+
+
+def _resolve_backend(name: str | None) -> type[IndexBackend]:
+    return Runtime.require(name) if name is not None else Runtime.initialize().backend_class
+
+
+class HnswIndex:
+    """A k-nearest-neighbour index with string ids on the runtime's backend (or the one named).
+
+    >>> idx = HnswIndex(HnswConfig(dimensions=3, metric="euclidean"), backend="numpy")
+    >>> idx.insert("a", [1.0, 0.0, 0.0]); idx.insert("b", [0.0, 1.0, 0.0])
+    >>> [r.id for r in idx.search([0.9, 0.1, 0.0], k=2)]
+    ['a', 'b']
+    """
+
+    def __init__(self, config: HnswConfig, backend: str | None = None) -> None:
+        if not isinstance(config, HnswConfig):
+            raise InvalidParameterError(f"config must be an HnswConfig, got {type(config).__name__}")
+        self._init(config, _resolve_backend(backend), None, [], [])
+
+    def _init(
+        self,
+        config: HnswConfig,
+        backend_cls: type[IndexBackend],
+        backend: IndexBackend | None,
+        ids: list[str | None],
+        live_labels: Sequence[int],
+    ) -> None:
+        self.config = config
+        self._backend_name = backend_cls.name
+        self._tier = backend_cls.tier
+        impl = backend_cls.for_config(config)
+        self._graph = impl.graph
+        self._backend = backend if backend is not None else impl(config)
+        self._ids = ids  # label -> id, None once deleted or replaced
+        self._labels = {ids[label]: label for label in live_labels}  # id -> live label
+        self._lock = ReadWriteLock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ checks
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IndexClosedError("this HnswIndex was closed; create or deserialize a new one")
+
+    def _vectors(self, vectors: object) -> np.ndarray:
+        matrix = as_matrix(vectors, self.config.dimensions)
+        if self.config.metric == "cosine":
+            check_nonzero(matrix)
+        return matrix
+
+    def _query(self, query: object) -> np.ndarray:
+        vector = as_vector(query, self.config.dimensions, "query")
+        if self.config.metric == "cosine":
+            check_nonzero(vector, "query")
+        return vector.reshape(1, -1)
+
+    def _query_args(self, k: object, ef_search: object | None) -> tuple[int, int]:
+        k = check_positive_int("k", k)
+        ef = self.config.ef_search if ef_search is None else check_positive_int("ef_search", ef_search)
+        if not self._labels:
+            raise EmptyIndexError("the index holds no vectors; insert some before searching")
+        return min(k, len(self._labels)), ef
+
+    # --------------------------------------------------------------- mutations
+    def insert(self, id: str, vector: object) -> None:  # noqa: A002 - the ADR's name
+        """Store ``vector`` under ``id``; an id already present has its vector replaced."""
+        self.insert_batch([check_id(id)], as_vector(vector, self.config.dimensions).reshape(1, -1))
+
+    def insert_batch(self, ids: Sequence[str], vectors: object) -> None:
+        """Store each row of ``vectors`` under the id at the same position; ids present are replaced.
+
+        The whole batch is checked first (one id per row, no id twice, every row finite and of the right
+        dimension), so a bad batch changes nothing.
+        """
+        with self._lock.write():
+            self._check_open()
+            matrix = self._vectors(vectors)
+            checked = check_ids(ids, len(matrix))
+            if not checked:
+                return
+            start = len(self._ids)
+            labels = np.arange(start, start + len(checked), dtype=np.int64)
+            self._backend.add(labels, matrix)
+            replaced = [self._labels[i] for i in checked if i in self._labels]
+            if replaced:
+                self._backend.remove(np.asarray(replaced, dtype=np.int64))
+                for label in replaced:
+                    self._ids[label] = None
+            self._ids.extend(checked)
+            self._labels.update(zip(checked, labels.tolist(), strict=True))
+
+    def delete(self, id: str) -> bool:  # noqa: A002
+        """Remove ``id``; return True if it was present, False if the index did not hold it."""
+        check_id(id)
+        with self._lock.write():
+            self._check_open()
+            label = self._labels.pop(id, None)
+            if label is None:
+                return False
+            self._backend.remove(np.asarray([label], dtype=np.int64))
+            self._ids[label] = None
+            return True
+
+    # ---------------------------------------------------------------- searches
+    def _results(self, distances: np.ndarray, labels: np.ndarray) -> list[SearchResult]:
+        ids = self._ids
+        out = []
+        for dist, label in zip(distances.tolist(), labels.tolist(), strict=True):
+            if label >= 0 and (found := ids[label]) is not None:
+                out.append(SearchResult(found, dist))
+        return out
+
+    def search(self, query: object, k: int = 10, ef_search: int | None = None) -> list[SearchResult]:
+        """The ``k`` nearest live vectors to ``query``, closest first (fewer if the index holds fewer).
+
+        ``ef_search`` overrides the config's candidate list size for this call (graph backends).
+        """
+        with self._lock.read():
+            self._check_open()
+            q = self._query(query)
+            k_eff, ef = self._query_args(k, ef_search)
+            distances, labels = self._backend.search(q, k_eff, ef)
+            return self._results(distances[0], labels[0])
+
+    def search_batch(
+        self, queries: object, k: int = 10, ef_search: int | None = None
+    ) -> list[list[SearchResult]]:
+        """:meth:`search` for every row of ``queries`` in one backend call."""
+        with self._lock.read():
+            self._check_open()
+            matrix = as_matrix(queries, self.config.dimensions, "queries")
+            if self.config.metric == "cosine":
+                check_nonzero(matrix, "queries")
+            k_eff, ef = self._query_args(k, ef_search)
+            if not len(matrix):
+                return []
+            distances, labels = self._backend.search(matrix, k_eff, ef)
+            return [self._results(d, lab) for d, lab in zip(distances, labels, strict=True)]
+
+    # ------------------------------------------------------------ inspection
+    def __len__(self) -> int:
+        self._check_open()
+        return len(self._labels)
+
+    def __contains__(self, id: object) -> bool:  # noqa: A002
+        self._check_open()
+        return id in self._labels
+
+    def ids(self) -> list[str]:
+        """The live ids in insertion order of their current vectors."""
+        return [i for i in self._ids if i is not None]
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend serving this index."""
+        return self._backend_name
+
+    @property
+    def raw_backend(self) -> IndexBackend:
+        """The backend object itself (benchmarks compare against the library underneath)."""
+        return self._backend
+
+    def stats(self) -> IndexStats:
+        """Counts, configuration, backend and the serialized size in bytes."""
+        with self._lock.read():
+            self._check_open()
+            size = len(self._serialize())
+            extra: dict[str, Any] = getattr(self._backend, "stats_extra", dict)()
+            return IndexStats(
+                vector_count=len(self._labels),
+                dimensions=self.config.dimensions,
+                m=self.config.m,
+                ef_construction=self.config.ef_construction,
+                ef_search=self.config.ef_search,
+                metric=self.config.metric,
+                backend=self._backend_name,
+                tier=self._tier,
+                graph=self._graph,
+                bytes=size,
+                deleted_count=len(self._ids) - len(self._labels),
+                extra=extra,
+            )
+
+    # ---------------------------------------------------------- persistence
+    def _serialize(self) -> bytes:
+        encoded = [(i or "").encode("utf-8") for i in self._ids]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(e) for e in encoded])
+        live = np.array([label for label, i in enumerate(self._ids) if i is not None], dtype=np.int64)
+        tombstones = np.array([label for label, i in enumerate(self._ids) if i is None], dtype=np.int64)
+        meta = {"backend": self._backend_name, "config": self.config.to_dict(), "labels": len(self._ids)}
+        arrays = {
+            "id_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+            "id_offsets": offsets,
+            "live": live,
+            "tombstones": tombstones,
+            "payload": np.frombuffer(self._backend.to_bytes(), dtype=np.uint8),
+        }
+        return container.dumps(CONTAINER_KIND, meta, arrays)
+
+    def serialize(self) -> bytes:
+        """The index as bytes: magic, format version, backend, config, ids, tombstones, payload, sha256."""
+        with self._lock.read():
+            self._check_open()
+            return self._serialize()
+
+    @classmethod
+    def deserialize(cls, blob: bytes) -> HnswIndex:
+        """Rebuild an index from :meth:`serialize` output on the backend that wrote it.
+
+        A truncated, tampered, foreign or newer blob raises :class:`CorruptIndexError`; a backend that is
+        not available here raises :class:`BackendUnavailableError`.
+        """
+        meta, arrays = container.loads(blob, CONTAINER_KIND)
+        try:
+            config = HnswConfig.from_dict(meta["config"])
+            backend_name = str(meta["backend"])
+            n_labels = int(meta["labels"])
+            id_bytes, offsets = arrays["id_bytes"], arrays["id_offsets"]
+            live, tombstones, payload = arrays["live"], arrays["tombstones"], arrays["payload"]
+        except (KeyError, TypeError, ValueError, RuvectorLabError) as exc:
+            raise CorruptIndexError(f"index container lacks or garbles a field: {exc}") from None
+        if len(offsets) != n_labels + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0) or (
+            n_labels and offsets[-1] != len(id_bytes)
+        ):
+            raise CorruptIndexError("index container's id table is inconsistent")
+        every = np.concatenate([live, tombstones])
+        if len(every) != n_labels or not np.array_equal(np.sort(every), np.arange(n_labels)):
+            raise CorruptIndexError("live labels and tombstones do not partition the index's labels")
+        raw = id_bytes.tobytes()
+        bounds = offsets.tolist()
+        try:
+            ids: list[str | None] = [raw[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(n_labels)]
+        except UnicodeDecodeError:
+            raise CorruptIndexError("index container holds ids that are not UTF-8") from None
+        for label in tombstones.tolist():
+            ids[label] = None
+        live_ids = [ids[label] for label in live.tolist()]
+        if any(not i for i in live_ids) or len(set(live_ids)) != len(live_ids):
+            raise CorruptIndexError("index container holds empty or repeated live ids")
+        backend_cls = Runtime.require(backend_name)
+        impl = backend_cls.for_config(config)
+        try:
+            backend = impl.from_bytes(config, payload.tobytes(), live)
+        except RuvectorLabError:
+            raise
+        except Exception as exc:  # a library refusing its own payload is corruption, not a crash
+            raise CorruptIndexError(f"{backend_name} could not load its payload: {exc}") from None
+        index = cls.__new__(cls)
+        index._init(config, backend_cls, backend, ids, live.tolist())
+        return index
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`serialize` output to ``path`` atomically (temporary file, fsync, rename)."""
+        return container.write_atomic(path, self.serialize())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> HnswIndex:
+        """Read an index written by :meth:`save`."""
+        return cls.deserialize(Path(path).read_bytes())
+
+    # ------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        """Free the backend; idempotent. Any later use raises :class:`IndexClosedError`."""
+        with self._lock.write():
+            if self._closed:
+                return
+            self._closed = True
+            self._backend.close()
+            self._labels = {}
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._closed
+
+    def __enter__(self) -> HnswIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._labels)} vectors"
+        return (
+            f"HnswIndex({state}, dimensions={self.config.dimensions}, metric={self.config.metric!r}, "
+            f"backend={self._backend_name!r})"
+        )
