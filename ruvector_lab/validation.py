@@ -24,7 +24,8 @@ def as_float32(value: object, name: str = "vector") -> np.ndarray:
         raise InvalidVectorError(f"{name} must be real, got dtype {arr.dtype}")
     if arr.dtype == np.bool_:
         raise InvalidVectorError(f"{name} must be numeric, got booleans")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf and are refused just below
+        out = np.ascontiguousarray(arr, dtype=np.float32)
     if out.size and not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0].tolist()
         raise InvalidVectorError(

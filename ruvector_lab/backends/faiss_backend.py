@@ -104,7 +104,16 @@ class FaissBackend(IndexBackend):
     def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
         """Graph search with this call's efSearch (at least k) and the live-label selector."""
         params = self._params(max(ef_search, k))
-        distances, labels = self._index.search(self._prepare(queries), k, params=params)
+        prepared = self._prepare(queries)
+        distances, labels = self._index.search(prepared, k, params=params)
+        short = np.flatnonzero(labels[:, -1] < 0)
+        if len(short):
+            # the graph could not reach k live nodes (HNSW graphs can strand a few); the facade only asks
+            # for k <= live count, so those rows are answered exactly from the stored vectors instead
+            flat_params = faiss.SearchParameters()
+            if self._selector is not None:
+                flat_params.sel = self._selector
+            distances[short], labels[short] = self._index.storage.search(prepared[short], k, params=flat_params)
         missing = labels < 0
         if self.config.metric == "euclidean":
             scores = np.sqrt(np.maximum(distances, 0.0))

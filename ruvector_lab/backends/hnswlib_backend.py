@@ -37,6 +37,7 @@ class HnswlibBackend(IndexBackend):
             index.set_ef(config.ef_search)
         index.set_num_threads(1)
         self._index = index
+        self._live: set[int] = set(int(label) for label in index.get_ids_list()) if index.element_count else set()
         self._ef = index.ef
         # set_ef changes state shared by every query, so a query with its own ef holds this lock
         self._ef_lock = threading.Lock()
@@ -53,11 +54,13 @@ class HnswlibBackend(IndexBackend):
         if needed > capacity:
             self._index.resize_index(max(needed, 2 * capacity))
         self._index.add_items(vectors, labels, num_threads=1)
+        self._live.update(labels.tolist())
 
     def remove(self, labels: np.ndarray) -> None:
         """mark_deleted: the node stays in the graph for routing but is never returned."""
         for label in labels.tolist():
             self._index.mark_deleted(label)
+        self._live.difference_update(labels.tolist())
 
     def _convert(self, distances: np.ndarray) -> np.ndarray:
         metric = self.config.metric
@@ -81,20 +84,36 @@ class HnswlibBackend(IndexBackend):
         return self._convert(distances).astype(np.float32, copy=False), labels.astype(np.int64, copy=False)
 
     def _search_per_query(self, queries: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
-        """Fallback when a batch cannot return k per row: widen ef, then accept fewer results for that row."""
+        """Fallback when the graph cannot reach k live nodes for some row (deletions can strand nodes):
+        those rows are answered exactly from the stored vectors, in hnswlib's own distance units."""
         out_l = np.full((len(queries), k), -1, dtype=np.int64)
         out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+        exact: tuple[np.ndarray, np.ndarray] | None = None
         for row, q in enumerate(queries):
-            for k_try in range(k, 0, -1):
-                try:
-                    self._index.set_ef(max(ef, 4 * k_try))
-                    labels, distances = self._index.knn_query(q, k=k_try, num_threads=1)
-                except RuntimeError:
-                    continue
-                out_l[row, :k_try], out_d[row, :k_try] = labels[0], distances[0]
-                break
-        self._index.set_ef(ef)
+            try:
+                labels, distances = self._index.knn_query(q, k=k, num_threads=1)
+                out_l[row], out_d[row] = labels[0], distances[0]
+                continue
+            except RuntimeError:
+                pass
+            if exact is None:
+                live = np.asarray(sorted(self._live), dtype=np.int64)
+                exact = live, np.asarray(self._index.get_items(live), dtype=np.float32)
+            live, vectors = exact
+            dist = self._space_distances(q, vectors)
+            order = np.argsort(dist, kind="stable")[:k]
+            out_l[row, : len(order)], out_d[row, : len(order)] = live[order], dist[order]
         return out_l, out_d
+
+    def _space_distances(self, query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Distances as hnswlib reports them for its space (squared l2, 1-cos, 1-ip)."""
+        space = _SPACES[self.config.metric]
+        if space == "l2":
+            diff = vectors - query
+            return np.einsum("ij,ij->i", diff, diff)
+        if space == "cosine":
+            return 1.0 - (vectors @ query) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+        return 1.0 - vectors @ query
 
     def to_bytes(self) -> bytes:
         """hnswlib's own file format, through a temporary file (it only writes to paths)."""
@@ -126,7 +145,9 @@ class HnswlibBackend(IndexBackend):
         missing = np.setdiff1d(live_labels, stored)
         if len(missing):
             raise CorruptIndexError(f"hnswlib payload lacks {len(missing)} of the index's labels")
-        return cls(config, index)
+        backend = cls(config, index)
+        backend._live = set(live_labels.tolist())
+        return backend
 
     def close(self) -> None:
         """Drop the hnswlib index so its memory is freed now."""

@@ -34,6 +34,8 @@ class RuvectorBackend(IndexBackend):
             ef_construction=config.ef_construction,
             ef_search=config.ef_search,
         )
+        self._stored = 0  # graph nodes, deleted ones included
+        self._dead = 0
 
     @property
     def index(self) -> ruvector.HnswIndex:
@@ -46,19 +48,26 @@ class RuvectorBackend(IndexBackend):
             self._index.insert_batch([str(label) for label in labels.tolist()], np.ascontiguousarray(vectors))
         except ruvector.RuVectorError as exc:
             raise BackendError(f"ruvector insert failed: {exc}") from None
+        self._stored += len(labels)
 
     def remove(self, labels: np.ndarray) -> None:
         """Real delete in ruvector (the graph node stays until a rebuild, as its docs say)."""
         for label in labels.tolist():
             self._index.delete(str(label))
+        self._dead += len(labels)
 
     def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
-        """One Rust search per query with this call's ef_search."""
+        """One Rust search per query with this call's ef_search.
+
+        ruvector drops deleted ids after the graph search, so with deletions it is asked for up to
+        ``k + deleted`` candidates to still return ``k`` live ones.
+        """
         out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
         out_l = np.full((len(queries), k), -1, dtype=np.int64)
-        ef = max(ef_search, k)
+        fetch = min(k + self._dead, self._stored) if self._dead else k
+        ef = max(ef_search, fetch)
         for row, q in enumerate(queries):
-            hits = self._index.search(q, k, ef_search=ef)
+            hits = self._index.search(q, fetch, ef_search=ef)
             for col, (label, score, _meta) in enumerate(hits[:k]):
                 out_l[row, col] = int(label)
                 out_d[row, col] = score

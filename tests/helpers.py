@@ -1,0 +1,20 @@
+"""Helpers shared by the test modules (import as ``from helpers import ...``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import ruvector_lab as rl
+
+
+def available_backends() -> list[str]:
+    """Every backend that works on this machine (numpy at least)."""
+    return rl.Runtime.available_names()
+
+
+def clustered(n: int, dim: int, clusters: int = 20, seed: int = 0, spread: float = 0.3) -> np.ndarray:
+    """Gaussian clusters around random centres: embedding-like structure with real neighbourhoods."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    assign = rng.integers(0, clusters, n)
+    return (centres[assign] + spread * rng.standard_normal((n, dim))).astype(np.float32)

@@ -1,0 +1,279 @@
+"""The backend conformance suite: every backend that works here must pass all of it, with every metric."""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+import ruvector_lab as rl
+from ruvector_lab import container
+
+from helpers import available_backends, clustered
+
+BACKENDS = available_backends()
+METRICS = list(rl.METRICS)
+DIM = 24
+N = 2000
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    base = clustered(N, DIM, clusters=25, seed=1)
+    queries = clustered(60, DIM, clusters=25, seed=1)[:60] + 0.05
+    return base, queries.astype(np.float32)
+
+
+def ids_for(n: int, start: int = 0) -> list[str]:
+    return [f"doc-{i}" for i in range(start, start + n)]
+
+
+def build(backend: str, metric: str, base: np.ndarray, **config) -> rl.HnswIndex:
+    cfg = rl.HnswConfig(dimensions=base.shape[1], metric=metric, **{"m": 16, "ef_construction": 200, **config})
+    index = rl.HnswIndex(cfg, backend=backend)
+    index.insert_batch(ids_for(len(base)), base)
+    return index
+
+
+def snapshot(index: rl.HnswIndex, query: np.ndarray) -> tuple[int, list[tuple[str, float]]]:
+    return len(index), [(r.id, round(r.score, 5)) for r in index.search(query, k=5, ef_search=200)]
+
+
+@pytest.fixture(scope="module", params=[(b, m) for b in BACKENDS for m in METRICS],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def built(request, data):
+    backend, metric = request.param
+    base, _ = data
+    index = build(backend, metric, base)
+    reference = build("numpy", metric, base)
+    yield backend, metric, index, reference
+    index.close()
+    reference.close()
+
+
+def test_top10_matches_exact_search(built, data):
+    backend, metric, index, reference = built
+    _, queries = data
+    hits = 0
+    for q in queries:
+        got = {r.id for r in index.search(q, k=10, ef_search=200)}
+        want = {r.id for r in reference.search(q, k=10)}
+        hits += len(got & want)
+    recall = hits / (10 * len(queries))
+    assert recall >= 0.99, f"{backend}/{metric} recall@10 {recall:.3f} against exact search"
+
+
+def test_scores_agree_with_batch_distance(built, data):
+    backend, metric, index, _ = built
+    base, queries = data
+    row_of = {f"doc-{i}": i for i in range(N)}
+    for q in queries[:10]:
+        results = index.search(q, k=10, ef_search=100)
+        assert [r.score for r in results] == sorted(r.score for r in results)
+        expected = rl.batch_distance(q, base[[row_of[r.id] for r in results]], metric)
+        np.testing.assert_allclose([r.score for r in results], expected, atol=1e-4, rtol=1e-5)
+
+
+def test_stats_describe_the_index(built):
+    backend, metric, index, _ = built
+    stats = index.stats()
+    assert stats.vector_count == N == len(index)
+    assert (stats.dimensions, stats.metric, stats.backend) == (DIM, metric, backend)
+    assert (stats.m, stats.ef_construction, stats.ef_search) == (16, 200, 50)
+    assert stats.tier == rl.Runtime.tier_of(backend)
+    assert stats.graph in {"hnsw", "flat"}
+    assert stats.bytes == len(index.serialize()) and stats.bytes > N * DIM * 4 * 0.9 or stats.extra
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", METRICS)
+def test_delete_replace_and_k_beyond_live_count(backend, metric, data):
+    base, _ = data
+    small = base[:300]
+    index = build(backend, metric, small)
+    doomed = ids_for(100)
+    assert all(index.delete(i) for i in doomed)
+    assert not index.delete("doc-0") and not index.delete("never-inserted")
+    assert len(index) == 200
+    for row in range(0, 100, 7):
+        found = {r.id for r in index.search(small[row], k=50, ef_search=200)}
+        assert not found & set(doomed), "a deleted id came back"
+    # k larger than the live count returns the live count, deleted ids excluded
+    everything = index.search(small[150], k=1000, ef_search=1000)
+    assert len(everything) == 200 and len({r.id for r in everything}) == 200
+    # re-insert replaces: the id now sits at the new vector
+    new_vector = small[250] * -1.0 + 0.01
+    index.insert("doc-150", new_vector)
+    assert len(index) == 200
+    top = index.search(new_vector, k=1, ef_search=200)[0]
+    assert top.id == "doc-150" and top.score == pytest.approx(
+        float(rl.distance(new_vector, new_vector, metric)), abs=1e-4
+    ) or metric == "dot_product"
+    hits = [r for r in index.search(small[150], k=200, ef_search=400) if r.id == "doc-150"]
+    for hit in hits:  # if it is found at all, it is found with its new vector's distance
+        assert hit.score == pytest.approx(float(rl.distance(small[150], new_vector, metric)), abs=1e-4)
+    # deleting everything leaves an empty index that refuses searches
+    for i in index.ids():
+        index.delete(i)
+    with pytest.raises(rl.EmptyIndexError):
+        index.search(small[0], k=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", METRICS)
+def test_serialize_round_trip_keeps_ids_tombstones_and_results(backend, metric, data):
+    base, queries = data
+    index = build(backend, metric, base[:500])
+    for i in range(0, 500, 5):
+        index.delete(f"doc-{i}")
+    index.insert("doc-1", base[600])
+    blob = index.serialize()
+    copy = rl.HnswIndex.deserialize(blob)
+    assert copy.backend == backend and len(copy) == len(index) == 400
+    assert copy.stats().deleted_count == index.stats().deleted_count
+    for q in queries[:10]:
+        a = [(r.id, round(r.score, 4)) for r in index.search(q, k=10, ef_search=300)]
+        b = [(r.id, round(r.score, 4)) for r in copy.search(q, k=10, ef_search=300)]
+        assert [x[0] for x in a] == [x[0] for x in b] or len(set(a) & set(b)) >= 9
+    assert "doc-5" not in copy and "doc-1" in copy
+    # the copy stays a working index
+    copy.insert("late", base[700])
+    assert copy.search(base[700], k=1, ef_search=200)[0].id == "late"
+    assert copy.delete("late") and "late" not in copy
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_per_query_ef_search_is_honoured(backend):
+    cls = rl.Runtime.require(backend)
+    if cls.graph != "hnsw":
+        pytest.skip(f"{backend} is exact; ef_search does not apply")
+    rng = np.random.default_rng(3)
+    base = rng.uniform(-1, 1, (4000, 48)).astype(np.float32)
+    queries = rng.uniform(-1, 1, (100, 48)).astype(np.float32)
+    cfg = rl.HnswConfig(dimensions=48, m=4, ef_construction=16, ef_search=10, metric="euclidean")
+    index = rl.HnswIndex(cfg, backend=backend)
+    index.insert_batch(ids_for(4000), base)
+    exact = rl.HnswIndex(cfg, backend="numpy")
+    exact.insert_batch(ids_for(4000), base)
+
+    def recall(ef: int | None) -> float:
+        hits = 0
+        for q in queries:
+            truth = {r.id for r in exact.search(q, k=10)}
+            hits += len(truth & {r.id for r in index.search(q, k=10, ef_search=ef)})
+        return hits / 1000
+
+    low, default, high = recall(10), recall(None), recall(400)
+    assert high > low + 0.05, f"ef_search=400 gave {high:.3f}, ef_search=10 gave {low:.3f}"
+    assert default == pytest.approx(low, abs=0.02), "the config's ef_search is the default"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_input_raises_typed_errors_and_changes_nothing(backend, data):
+    base, _ = data
+    index = build(backend, "cosine", base[:200])
+    before = snapshot(index, base[3])
+    bad_calls = [
+        (rl.DimensionMismatchError, lambda: index.insert("x", base[0][:-1])),
+        (rl.DimensionMismatchError, lambda: index.insert_batch(["x", "y"], base[:2, :-1])),
+        (rl.DimensionMismatchError, lambda: index.search(base[0][:-1], k=3)),
+        (rl.DimensionMismatchError, lambda: index.insert("x", base[:2])),
+        (rl.InvalidVectorError, lambda: index.insert("x", np.full(DIM, np.nan))),
+        (rl.InvalidVectorError, lambda: index.insert("x", np.full(DIM, np.inf))),
+        (rl.InvalidVectorError, lambda: index.insert_batch(["x", "y"], np.vstack([base[0], np.full(DIM, np.nan)]))),
+        (rl.InvalidVectorError, lambda: index.insert("x", ["a"] * DIM)),
+        (rl.InvalidVectorError, lambda: index.insert_batch(["x", "y"], [list(base[0]), list(base[0][:5])])),
+        (rl.InvalidVectorError, lambda: index.insert("x", np.zeros(DIM))),
+        (rl.InvalidVectorError, lambda: index.search(np.zeros(DIM), k=3)),
+        (rl.InvalidVectorError, lambda: index.search(np.full(DIM, np.nan), k=3)),
+        (rl.InvalidVectorError, lambda: index.insert("x", np.full(DIM, 1e300))),
+        (rl.InvalidIdError, lambda: index.insert("", base[0])),
+        (rl.InvalidIdError, lambda: index.insert(7, base[0])),
+        (rl.InvalidIdError, lambda: index.insert(None, base[0])),
+        (rl.InvalidIdError, lambda: index.insert_batch(["x"], base[:2])),
+        (rl.InvalidIdError, lambda: index.insert_batch("xy", base[:2])),
+        (rl.DuplicateIdError, lambda: index.insert_batch(["x", "x"], base[:2])),
+        (rl.InvalidIdError, lambda: index.delete(3)),
+        (rl.InvalidParameterError, lambda: index.search(base[0], k=0)),
+        (rl.InvalidParameterError, lambda: index.search(base[0], k=-2)),
+        (rl.InvalidParameterError, lambda: index.search(base[0], k=2.5)),
+        (rl.InvalidParameterError, lambda: index.search(base[0], k=True)),
+        (rl.InvalidParameterError, lambda: index.search(base[0], k=3, ef_search=0)),
+    ]
+    for error, call in bad_calls:
+        with pytest.raises(error):
+            call()
+        assert isinstance(error("x"), rl.RuvectorLabError)
+    assert snapshot(index, base[3]) == before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_damaged_blobs_raise_corrupt_index_error(backend, data):
+    base, _ = data
+    index = build(backend, "euclidean", base[:100])
+    blob = index.serialize()
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0x01
+    newer = bytearray(blob)
+    struct.pack_into("<H", newer, 8, container.FORMAT_VERSION + 1)
+    damaged = {
+        "truncated": blob[: len(blob) // 3],
+        "truncated to the header": blob[:20],
+        "empty": b"",
+        "flipped byte": bytes(flipped),
+        "wrong magic": b"NOTMAGIC" + blob[8:],
+        "newer version": bytes(newer),
+        "other kind": container.dumps("lora-weights", {}, {}),
+        "trailing garbage": blob + b"\x00",
+    }
+    for what, bad in damaged.items():
+        with pytest.raises(rl.CorruptIndexError):
+            rl.HnswIndex.deserialize(bad)
+            pytest.fail(f"{what} blob was accepted")
+    with pytest.raises(rl.CorruptIndexError, match="newer"):
+        rl.HnswIndex.deserialize(bytes(newer))
+    with pytest.raises(rl.CorruptIndexError):
+        rl.HnswIndex.deserialize("not bytes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_index_close_and_use_after_close(backend, data):
+    base, _ = data
+    index = rl.HnswIndex(rl.HnswConfig(dimensions=DIM), backend=backend)
+    assert len(index) == 0
+    with pytest.raises(rl.EmptyIndexError):
+        index.search(base[0], k=5)
+    index.insert_batch([], np.empty((0, DIM), dtype=np.float32))
+    assert len(index) == 0
+    index.insert("only", base[0])
+    assert [r.id for r in index.search(base[1], k=5)] == ["only"]
+    index.close()
+    index.close()  # idempotent
+    assert index.closed
+    for call in (lambda: index.search(base[0], k=1), lambda: index.insert("x", base[0]),
+                 lambda: index.delete("only"), index.serialize, index.stats, lambda: len(index)):
+        with pytest.raises(rl.IndexClosedError):
+            call()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_searches_agree_with_serial_ones(backend, data):
+    base, queries = data
+    index = build(backend, "cosine", base[:1000])
+    serial = [[r.id for r in index.search(q, k=10)] for q in queries]
+    results: dict[int, list[str]] = {}
+
+    def worker(offset: int) -> None:
+        for i in range(offset, len(queries), 2):
+            results[i] = [r.id for r in index.search(queries[i], k=10)]
+
+    threads = [threading.Thread(target=worker, args=(o,)) for o in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[i] for i in range(len(queries))] == serial
+    batch = index.search_batch(queries, k=10)
+    assert sum(len(set(a) & {r.id for r in b}) for a, b in zip(serial, batch, strict=True)) >= 0.99 * 10 * len(queries)
