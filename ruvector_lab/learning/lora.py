@@ -27,7 +27,7 @@ from .. import container
 from ..errors import CorruptIndexError, DimensionMismatchError, InvalidParameterError, NoTrainingDataError
 from ..types import check_positive_int
 from ..validation import as_matrix, check_nonzero
-from .ewc import EWCConfig, FisherDiagonal, ewc_gradient, ewc_penalty
+from .ewc import EWCConfig, FisherDiagonal, ewc_gradient, penalty_arrays
 from .objective import loss_and_gradients
 from .trajectory import Trajectory, TrajectoryBuffer, _check_rewards, stack_steps
 
@@ -214,7 +214,7 @@ class LoRATrainer:
         """Contrastive loss (plus EWC penalty) of the current adapter on one batch, without updating."""
         q, t, r = self._check_batch(queries, targets, rewards)
         grads = loss_and_gradients(self._down, self._up, self.scale, q, t, r, self.config.temperature)
-        return grads.loss + (ewc_penalty(self._down, self._up, self.ewc) if self.ewc else 0.0)
+        return grads.loss + (penalty_arrays(self._down, self._up, self.ewc) if self.ewc else 0.0)
 
     def update(self, queries: object, targets: object, rewards: object | None = None) -> float:
         """One Adam step on one batch (n >= 2 steps); returns the batch loss before the step."""
@@ -239,7 +239,7 @@ class LoRATrainer:
         loss = grads.loss
         g = [grads.down, grads.up]
         if self.ewc is not None:
-            loss += ewc_penalty(self._down, self._up, self.ewc)
+            loss += penalty_arrays(self._down, self._up, self.ewc)
             pd, pu = ewc_gradient(self._down, self._up, self.ewc)
             g = [g[0] + pd, g[1] + pu]
         self._t += 1
