@@ -3,46 +3,74 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class ReadWriteLock:
-    """Many readers or one writer; a waiting writer blocks new readers so it cannot starve."""
+    """Many readers or one writer; a waiting writer blocks new readers so it cannot starve.
+
+    ``with lock.read:`` / ``with lock.write:`` (plain attributes, not calls: the read side sits on every
+    search, so it avoids a generator-based context manager).
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self.read = _ReadSide(self)
+        self.write = _WriteSide(self)
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        """Hold the lock shared for the duration of the block."""
+    def acquire_read(self) -> None:
+        """Wait until no writer holds or waits for the lock, then count one more reader."""
         with self._cond:
             while self._writer or self._writers_waiting:
                 self._cond.wait()
             self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
 
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        """Hold the lock exclusively for the duration of the block."""
+    def release_read(self) -> None:
+        """Count one reader less; wake writers when the last one leaves."""
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
+    def acquire_write(self) -> None:
+        """Wait until no reader or writer holds the lock, then hold it alone."""
         with self._cond:
             self._writers_waiting += 1
             while self._writer or self._readers:
                 self._cond.wait()
             self._writers_waiting -= 1
             self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
+
+    def release_write(self) -> None:
+        """Release the exclusive hold and wake everyone waiting."""
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+
+class _ReadSide:
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: ReadWriteLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire_read()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release_read()
+
+
+class _WriteSide:
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: ReadWriteLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire_write()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release_write()

@@ -53,8 +53,8 @@ def dumps(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray] | None 
     header = json.dumps({"meta": meta, "arrays": table}, separators=(",", ":"), allow_nan=False).encode()
     kind_bytes = kind.encode("ascii")
     body = b"".join(
-        [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(kind_bytes)), kind_bytes, struct.pack("<I", len(header)), header]
-        + chunks
+        [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(kind_bytes)), kind_bytes, struct.pack("<I", len(header)), header,
+         *chunks]
     )
     return body + hashlib.sha256(body).digest()
 

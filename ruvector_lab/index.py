@@ -107,7 +107,7 @@ class HnswIndex:
         The whole batch is checked first (one id per row, no id twice, every row finite and of the right
         dimension), so a bad batch changes nothing.
         """
-        with self._lock.write():
+        with self._lock.write:
             self._check_open()
             matrix = self._vectors(vectors)
             checked = check_ids(ids, len(matrix))
@@ -127,7 +127,7 @@ class HnswIndex:
     def delete(self, id: str) -> bool:  # noqa: A002
         """Remove ``id``; return True if it was present, False if the index did not hold it."""
         check_id(id)
-        with self._lock.write():
+        with self._lock.write:
             self._check_open()
             label = self._labels.pop(id, None)
             if label is None:
@@ -139,18 +139,18 @@ class HnswIndex:
     # ---------------------------------------------------------------- searches
     def _results(self, distances: np.ndarray, labels: np.ndarray) -> list[SearchResult]:
         ids = self._ids
-        out = []
-        for dist, label in zip(distances.tolist(), labels.tolist(), strict=True):
-            if label >= 0 and (found := ids[label]) is not None:
-                out.append(SearchResult(found, dist))
-        return out
+        return [
+            SearchResult(found, dist)
+            for dist, label in zip(distances.tolist(), labels.tolist(), strict=True)
+            if label >= 0 and (found := ids[label]) is not None
+        ]
 
     def search(self, query: object, k: int = 10, ef_search: int | None = None) -> list[SearchResult]:
         """The ``k`` nearest live vectors to ``query``, closest first (fewer if the index holds fewer).
 
         ``ef_search`` overrides the config's candidate list size for this call (graph backends).
         """
-        with self._lock.read():
+        with self._lock.read:
             self._check_open()
             q = self._query(query)
             k_eff, ef = self._query_args(k, ef_search)
@@ -161,7 +161,7 @@ class HnswIndex:
         self, queries: object, k: int = 10, ef_search: int | None = None
     ) -> list[list[SearchResult]]:
         """:meth:`search` for every row of ``queries`` in one backend call."""
-        with self._lock.read():
+        with self._lock.read:
             self._check_open()
             matrix = as_matrix(queries, self.config.dimensions, "queries")
             if self.config.metric == "cosine":
@@ -197,7 +197,7 @@ class HnswIndex:
 
     def stats(self) -> IndexStats:
         """Counts, configuration, backend and the serialized size in bytes."""
-        with self._lock.read():
+        with self._lock.read:
             self._check_open()
             size = len(self._serialize())
             extra: dict[str, Any] = getattr(self._backend, "stats_extra", dict)()
@@ -235,7 +235,7 @@ class HnswIndex:
 
     def serialize(self) -> bytes:
         """The index as bytes: magic, format version, backend, config, ids, tombstones, payload, sha256."""
-        with self._lock.read():
+        with self._lock.read:
             self._check_open()
             return self._serialize()
 
@@ -297,7 +297,7 @@ class HnswIndex:
     # ------------------------------------------------------------- lifetime
     def close(self) -> None:
         """Free the backend; idempotent. Any later use raises :class:`IndexClosedError`."""
-        with self._lock.write():
+        with self._lock.write:
             if self._closed:
                 return
             self._closed = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from .errors import InvalidParameterError
 
@@ -77,10 +77,9 @@ class HnswConfig:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class SearchResult:
+class SearchResult(NamedTuple):
     """One hit of a search: ``score`` is a distance, smaller is closer (cosine ``1-cos``, euclidean L2,
-    dot_product ``-dot``)."""
+    dot_product ``-dot``). Immutable; a NamedTuple because searches build many of them."""
 
     id: str
     score: float

@@ -8,9 +8,18 @@ import numpy as np
 
 from .errors import DimensionMismatchError, DuplicateIdError, InvalidIdError, InvalidVectorError
 
+_TINY = float(np.finfo(np.float32).tiny)
+
 
 def as_float32(value: object, name: str = "vector") -> np.ndarray:
     """Convert ``value`` to a C-contiguous float32 array; refuse ragged, non-numeric or non-finite input."""
+    if (
+        type(value) is np.ndarray
+        and value.dtype == np.float32
+        and value.flags.c_contiguous
+        and np.isfinite(value).all()
+    ):
+        return value  # the hot path of every search: already what the backends take
     if isinstance(value, np.ndarray):
         arr = value
     else:
@@ -63,8 +72,12 @@ def as_matrix(value: object, dimensions: int | None = None, name: str = "vectors
 
 def check_nonzero(matrix: np.ndarray, name: str = "vector") -> None:
     """Refuse zero rows: under cosine a zero vector has no direction and would give NaN scores."""
-    norms = np.einsum("ij,ij->i", matrix, matrix) if matrix.ndim == 2 else np.array([matrix @ matrix])
-    zero = np.flatnonzero(norms <= np.finfo(np.float32).tiny)
+    if matrix.ndim == 1:
+        if float(matrix @ matrix) > _TINY:
+            return
+        raise InvalidVectorError(f"{name} is a zero vector; cosine distance is undefined for it")
+    norms = np.einsum("ij,ij->i", matrix, matrix)
+    zero = np.flatnonzero(norms <= _TINY)
     if zero.size:
         where = "" if matrix.ndim == 1 else f" (row {int(zero[0])})"
         raise InvalidVectorError(f"{name} is a zero vector{where}; cosine distance is undefined for it")

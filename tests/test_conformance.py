@@ -7,11 +7,10 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import available_backends, clustered
 
 import ruvector_lab as rl
 from ruvector_lab import container
-
-from helpers import available_backends, clustered
 
 BACKENDS = available_backends()
 METRICS = list(rl.METRICS)
@@ -66,7 +65,7 @@ def test_top10_matches_exact_search(built, data):
 
 
 def test_scores_agree_with_batch_distance(built, data):
-    backend, metric, index, _ = built
+    _, metric, index, _ = built
     base, queries = data
     row_of = {f"doc-{i}": i for i in range(N)}
     for q in queries[:10]:
@@ -84,7 +83,8 @@ def test_stats_describe_the_index(built):
     assert (stats.m, stats.ef_construction, stats.ef_search) == (16, 200, 50)
     assert stats.tier == rl.Runtime.tier_of(backend)
     assert stats.graph in {"hnsw", "flat"}
-    assert stats.bytes == len(index.serialize()) and stats.bytes > N * DIM * 4 * 0.9 or stats.extra
+    assert stats.bytes == len(index.serialize()) > 0
+    assert stats.deleted_count == 0 and stats.bytes_per_vector == stats.bytes / N
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -107,10 +107,11 @@ def test_delete_replace_and_k_beyond_live_count(backend, metric, data):
     new_vector = small[250] * -1.0 + 0.01
     index.insert("doc-150", new_vector)
     assert len(index) == 200
-    top = index.search(new_vector, k=1, ef_search=200)[0]
-    assert top.id == "doc-150" and top.score == pytest.approx(
-        float(rl.distance(new_vector, new_vector, metric)), abs=1e-4
-    ) or metric == "dot_product"
+    around_new = index.search(new_vector, k=200, ef_search=400)
+    if metric != "dot_product":  # under dot product a vector need not be its own nearest neighbour
+        assert around_new[0].id == "doc-150"
+    [own] = [r for r in around_new if r.id == "doc-150"]
+    assert own.score == pytest.approx(float(rl.distance(new_vector, new_vector, metric)), abs=1e-4)
     hits = [r for r in index.search(small[150], k=200, ef_search=400) if r.id == "doc-150"]
     for hit in hits:  # if it is found at all, it is found with its new vector's distance
         assert hit.score == pytest.approx(float(rl.distance(small[150], new_vector, metric)), abs=1e-4)

@@ -54,6 +54,7 @@ class FaissBackend(IndexBackend):
         self._n_dead = 0
         self._selector: faiss.IDSelector | None = None
         self._bitmap: np.ndarray | None = None
+        self._params_cache: tuple[int, object, faiss.SearchParametersHNSW] | None = None
 
     @property
     def index(self) -> faiss.Index:
@@ -95,10 +96,15 @@ class FaissBackend(IndexBackend):
         self._bitmap, self._selector = bitmap, selector  # keep the buffer alive as long as the selector
 
     def _params(self, ef_search: int) -> faiss.SearchParametersHNSW:
+        # one parameter object per (ef, selector): building a SWIG object per query costs microseconds
+        cached = self._params_cache
+        if cached is not None and cached[0] == ef_search and cached[1] is self._selector:
+            return cached[2]
         params = faiss.SearchParametersHNSW()
         params.efSearch = ef_search
         if self._selector is not None:
             params.sel = self._selector
+        self._params_cache = (ef_search, self._selector, params)
         return params
 
     def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:

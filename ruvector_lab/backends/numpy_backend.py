@@ -73,11 +73,8 @@ class NumpyBackend(IndexBackend):
         for start in range(0, len(queries), _QUERY_BLOCK):
             block = queries[start : start + _QUERY_BLOCK]
             dots = block @ vectors.T
-            if metric == "euclidean":
-                # ranking by the expansion is safe; the reported scores are recomputed exactly below
-                rank = self._sq_norms[:n] - 2.0 * dots
-            else:
-                rank = -dots
+            # ranking by the norm expansion is safe; the reported scores are recomputed exactly below
+            rank = self._sq_norms[:n] - 2.0 * dots if metric == "euclidean" else -dots
             rank[:, ~live] = np.inf
             top = np.argpartition(rank, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else np.argsort(rank, axis=1)
             top = top[:, :k_eff]
@@ -98,9 +95,8 @@ class NumpyBackend(IndexBackend):
     def to_bytes(self) -> bytes:
         """The live rows and their labels."""
         live = self._live[: self._count]
-        return container.dumps(
-            "numpy-backend", {}, {"labels": self._labels[: self._count][live], "vectors": self._vectors[: self._count][live]}
-        )
+        arrays = {"labels": self._labels[: self._count][live], "vectors": self._vectors[: self._count][live]}
+        return container.dumps("numpy-backend", {}, arrays)
 
     @classmethod
     def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> NumpyBackend:
