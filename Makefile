@@ -17,8 +17,15 @@ $(STAMP)/python: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@mkdir -p $(STAMP) && touch $@
 
-# WASM modules from npm (the wasm backend); filled in by the WASM tier
+# WASM modules from npm (the wasm backend): `npm ci` when node_modules is missing or older than the lock.
+# Without npm the wasm backend reports itself unavailable and detection moves on, so set-up carries on.
 setup-npm:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "setup-npm: npm not found; install Node.js and npm (Debian: apt-get install -y nodejs npm) to enable the wasm backend; continuing without it"; \
+	elif [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	  echo "setup-npm: npm ci (@ruvector/rvf-wasm, @ruvector/learning-wasm)"; \
+	  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error </dev/null; \
+	fi
 
 # model files fetched into the model cache (embeddings); filled in by the embeddings work
 setup-models:
