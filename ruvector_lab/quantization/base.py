@@ -83,15 +83,13 @@ class Codec(ABC):
 
     def _score(self, queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """``(m, n)`` distances of checked queries to checked codes; by default through decoded blocks."""
-        from ..kernels import exact_distances
-
-        return exact_distances(queries, self._decode(codes), self.metric)
+        return decoded_distances(queries, self._decode(codes), self.metric)
 
     def _state(self) -> dict[str, np.ndarray]:
         """Trained arrays to serialize (codebooks); none for the per-vector kinds."""
         return {}
 
-    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027 - only PQ has state
         """Restore what :meth:`_state` returned."""
 
     # ---- the public interface ----------------------------------------------------------------------------
@@ -196,7 +194,7 @@ class Codec(ABC):
             codec = make_codec(config, int(meta["dimensions"]), metric=meta["metric"], engine=engine)
             if meta["trained"] and codec.needs_training:
                 codec._load_state(arrays)
-        except (KeyError, TypeError, InvalidParameterError, QuantizationError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:  # our input errors are ValueErrors too
             raise CorruptIndexError(f"codec metadata is not valid: {exc}") from None
         return codec
 
@@ -211,6 +209,32 @@ class Codec(ABC):
             raise QuantizationError(
                 f"these codes hold {other.dimensions}-d vectors; this codec reads {self.dimensions}-d"
             )
+
+
+def decoded_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """``(m, n)`` float32 distances between query rows and (decoded) vector rows under ``metric``.
+
+    Euclidean uses direct differences (no norm expansion, so near-zero distances stay accurate); a zero
+    vector row under cosine scores 1 (no direction, cosine taken as 0) instead of NaN.
+    """
+    if metric == "euclidean":
+        out = np.empty((queries.shape[0], vectors.shape[0]), dtype=np.float32)
+        for row, q in enumerate(queries):
+            diff = vectors - q
+            out[row] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        return out
+    dots = queries @ vectors.T
+    if metric == "dot_product":
+        return np.negative(dots).astype(np.float32, copy=False)
+    return cosine_from_dots(dots, np.linalg.norm(queries, axis=1), np.linalg.norm(vectors, axis=1))
+
+
+def cosine_from_dots(dots: np.ndarray, query_norms: np.ndarray, vector_norms: np.ndarray) -> np.ndarray:
+    """``1 - dots / (|q| |v|)`` as float32, with zero-norm vectors scoring 1 rather than NaN."""
+    denom = query_norms[:, None] * vector_norms[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.where(denom > 0, dots / np.where(denom > 0, denom, 1), 0.0)
+    return (1.0 - cos).astype(np.float32, copy=False)
 
 
 def make_codec(config: QuantizationConfig, dimensions: int, metric: str = "cosine",

@@ -1,9 +1,10 @@
 """k-means for codebooks: faiss where it is installed, NumPy otherwise, with the same output format.
 
 Both paths return ``(k, d)`` float32 centroids. They do not return the same centroids (their random starts
-differ), but they solve the same problem: seeded start from ``k`` distinct data rows, Lloyd iterations, empty
-clusters split off the largest one. With no more rows than centroids both return the rows themselves (padded
-by repetition), so tiny training sets reconstruct exactly on either path.
+differ: faiss draws ``k`` rows uniformly, NumPy uses k-means++), but they solve the same problem: a seeded
+start from ``k`` data rows, Lloyd iterations, empty clusters split off the largest one. With no more rows
+than centroids both return the rows themselves (padded by repetition), so tiny training sets reconstruct
+exactly on either path.
 """
 
 from __future__ import annotations
@@ -98,9 +99,27 @@ def _kmeans_faiss(data: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray
     return np.ascontiguousarray(km.centroids, dtype=np.float32).reshape(k, data.shape[1])
 
 
+def _kmeans_pp(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ start: each next row drawn with probability proportional to its squared distance to the
+    rows already picked (it avoids the two-starts-in-one-cluster traps of a uniform draw)."""
+    n = data.shape[0]
+    chosen = [int(rng.integers(n))]
+    closest = np.einsum("ij,ij->i", data - data[chosen[0]], data - data[chosen[0]]).astype(np.float64)
+    for _ in range(1, k):
+        total = closest.sum()
+        if total <= 0:  # fewer distinct rows than k: take unused rows in order
+            unused = np.setdiff1d(np.arange(n), chosen)
+            chosen.extend(unused[: k - len(chosen)].tolist())
+            break
+        pick = int(rng.choice(n, p=closest / total))
+        chosen.append(pick)
+        diff = data - data[pick]
+        np.minimum(closest, np.einsum("ij,ij->i", diff, diff), out=closest)
+    return data[chosen].copy()
+
+
 def _kmeans_numpy(data: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centroids = data[rng.choice(data.shape[0], size=k, replace=False)].copy()
+    centroids = _kmeans_pp(data, k, np.random.default_rng(seed))
     for _ in range(niter):
         labels, _ = nearest(data, centroids)
         counts = np.bincount(labels, minlength=k)
