@@ -90,3 +90,8 @@ class InvalidTextError(RuvectorLabError, TypeError):
 
 class EmbedderClosedError(RuvectorLabError):
     """An Embedder was used after close()."""
+
+
+class DatasetError(RuvectorLabError):
+    """A benchmark dataset cannot be made or read: a missing package or file (the message says what to install or
+    which HDF5 file to pass), or an HDF5 file that lacks the ann-benchmarks layout."""
