@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from .errors import InvalidParameterError
+
+if TYPE_CHECKING:  # imported lazily at run time: the quantization package itself imports this module
+    from .quantization.config import QuantizationConfig
 
 Metric = Literal["cosine", "euclidean", "dot_product"]
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -42,6 +45,10 @@ class HnswConfig:
     ``m`` is the number of links per node and layer, ``ef_construction`` the candidate list size while
     building, ``ef_search`` the default candidate list size of a query (a query may pass its own).
     Exact backends (numpy, wasm) keep these values but do not use them.
+
+    ``quantization`` (a :class:`~ruvector_lab.quantization.QuantizationConfig`, or its ``to_dict`` form)
+    makes the index store compressed codes instead of float vectors; ``rerank`` > 0 also keeps the float
+    vectors and re-scores that many code-ranked candidates exactly (0: codes only, approximate scores).
     """
 
     dimensions: int
@@ -49,6 +56,8 @@ class HnswConfig:
     ef_construction: int = 100
     ef_search: int = 50
     metric: Metric = "cosine"
+    quantization: QuantizationConfig | None = None
+    rerank: int = 0
 
     def __post_init__(self) -> None:
         check_positive_int("dimensions", self.dimensions)
@@ -56,6 +65,18 @@ class HnswConfig:
         check_positive_int("ef_construction", self.ef_construction)
         check_positive_int("ef_search", self.ef_search)
         check_metric(self.metric)
+        check_positive_int("rerank", self.rerank, minimum=0)
+        if self.quantization is not None:
+            from .quantization.config import QuantizationConfig
+
+            if isinstance(self.quantization, dict):
+                object.__setattr__(self, "quantization", QuantizationConfig.from_dict(self.quantization))
+            elif not isinstance(self.quantization, QuantizationConfig):
+                raise InvalidParameterError(
+                    f"quantization must be a QuantizationConfig or None, got {type(self.quantization).__name__}"
+                )
+        elif self.rerank:
+            raise InvalidParameterError("rerank re-scores quantized candidates; it needs quantization=...")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values."""
@@ -65,12 +86,16 @@ class HnswConfig:
             "ef_construction": int(self.ef_construction),
             "ef_search": int(self.ef_search),
             "metric": self.metric,
-        }
+        } | (
+            {"quantization": self.quantization.to_dict(), "rerank": int(self.rerank)}
+            if self.quantization is not None
+            else {}
+        )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> HnswConfig:
         """Rebuild a config from :meth:`to_dict` output; unknown keys are refused."""
-        known = {"dimensions", "m", "ef_construction", "ef_search", "metric"}
+        known = {"dimensions", "m", "ef_construction", "ef_search", "metric", "quantization", "rerank"}
         unknown = set(values) - known
         if unknown:
             raise InvalidParameterError(f"unknown HnswConfig fields: {sorted(unknown)}")
