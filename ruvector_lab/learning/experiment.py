@@ -166,11 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--lambda", dest="lambda_", type=float, default=ExperimentConfig.lambda_)
+    parser.add_argument("--clusters", type=int, default=SyntheticSpec.clusters)
+    parser.add_argument("--per-cluster", type=int, default=SyntheticSpec.per_cluster)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the result as JSON to this path")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    spec = SyntheticSpec(dimensions=args.dimensions, seed=args.seed)
+    spec = SyntheticSpec(dimensions=args.dimensions, clusters=args.clusters, per_cluster=args.per_cluster,
+                         seed=args.seed)
     config = ExperimentConfig(lora=LoRAConfig(rank=args.rank, epochs=args.epochs, seed=args.seed),
                               lambda_=args.lambda_)
     result = synthetic_experiment(spec, config)
