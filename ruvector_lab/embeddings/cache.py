@@ -202,6 +202,8 @@ class ModelCache:
             raw = path.read_bytes()
         except FileNotFoundError:
             return None
+        except NotADirectoryError:
+            raise CacheError(f"the model cache folder {self.root} cannot be used: part of its path is a file") from None
         except OSError as exc:
             raise CacheError(f"cannot read model cache file {path}: {exc}") from None
         pin = self._pins.get(key)
