@@ -13,7 +13,8 @@ class ReadWriteLock:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
@@ -22,17 +23,26 @@ class ReadWriteLock:
 
     def acquire_read(self) -> None:
         """Wait until no writer holds or waits for the lock, then count one more reader."""
-        with self._cond:
+        # the raw mutex, not the Condition's context manager: this sits on every search
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             while self._writer or self._writers_waiting:
                 self._cond.wait()
             self._readers += 1
+        finally:
+            mutex.release()
 
     def release_read(self) -> None:
         """Count one reader less; wake writers when the last one leaves."""
-        with self._cond:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             self._readers -= 1
-            if not self._readers:
+            if not self._readers and self._writers_waiting:
                 self._cond.notify_all()
+        finally:
+            mutex.release()
 
     def acquire_write(self) -> None:
         """Wait until no reader or writer holds the lock, then hold it alone."""

@@ -9,6 +9,7 @@ checksummed container that :meth:`HnswIndex.serialize` writes.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,9 @@ from .validation import as_matrix, as_vector, check_id, check_ids, check_nonzero
 log = logging.getLogger(__name__)
 
 CONTAINER_KIND = "hnsw-index"
+_FLOAT32 = np.dtype(np.float32)
+_new_tuple = tuple.__new__
+_TINY = float(np.finfo(np.float32).tiny)
 
 
 def _resolve_backend(name: str | None) -> type[IndexBackend]:
@@ -71,6 +75,9 @@ class HnswIndex:
         self._labels = {ids[label]: label for label in live_labels}  # id -> live label
         self._lock = ReadWriteLock()
         self._closed = False
+        self._shape = (config.dimensions,)
+        self._default_ef = config.ef_search
+        self._cosine = config.metric == "cosine"
 
     # ------------------------------------------------------------------ checks
     def _check_open(self) -> None:
@@ -79,18 +86,25 @@ class HnswIndex:
 
     def _vectors(self, vectors: object) -> np.ndarray:
         matrix = as_matrix(vectors, self.config.dimensions)
-        if self.config.metric == "cosine":
+        if self._cosine:
             check_nonzero(matrix)
         return matrix
 
     def _query(self, query: object) -> np.ndarray:
+        if type(query) is np.ndarray and query.dtype is _FLOAT32 and query.shape == self._shape:
+            # hot path: one dot product proves every component finite (a sum of squares is NaN or inf
+            # if any term is) and, under cosine, the vector non-zero
+            squared = float(query.dot(query))
+            if math.isfinite(squared) and (squared > _TINY or not self._cosine):
+                return query.reshape(1, -1)
         vector = as_vector(query, self.config.dimensions, "query")
-        if self.config.metric == "cosine":
+        if self._cosine:
             check_nonzero(vector, "query")
         return vector.reshape(1, -1)
 
     def _query_args(self, k: object, ef_search: object | None) -> tuple[int, int]:
-        k = check_positive_int("k", k)
+        if type(k) is not int or k < 1:
+            k = check_positive_int("k", k)
         ef = self.config.ef_search if ef_search is None else check_positive_int("ef_search", ef_search)
         if not self._labels:
             raise EmptyIndexError("the index holds no vectors; insert some before searching")
@@ -139,8 +153,9 @@ class HnswIndex:
     # ---------------------------------------------------------------- searches
     def _results(self, distances: np.ndarray, labels: np.ndarray) -> list[SearchResult]:
         ids = self._ids
+        new = _new_tuple  # SearchResult(...) goes through a Python-level __new__; this is the C one
         return [
-            SearchResult(found, dist)
+            new(SearchResult, (found, dist))
             for dist, label in zip(distances.tolist(), labels.tolist(), strict=True)
             if label >= 0 and (found := ids[label]) is not None
         ]
@@ -150,12 +165,20 @@ class HnswIndex:
 
         ``ef_search`` overrides the config's candidate list size for this call (graph backends).
         """
-        with self._lock.read:
-            self._check_open()
+        lock = self._lock
+        lock.acquire_read()
+        try:
+            if self._closed:
+                self._check_open()
             q = self._query(query)
-            k_eff, ef = self._query_args(k, ef_search)
+            if type(k) is int and ef_search is None and 0 < k <= len(self._labels):
+                k_eff, ef = k, self._default_ef  # the common call, checked without helper calls
+            else:
+                k_eff, ef = self._query_args(k, ef_search)
             distances, labels = self._backend.search(q, k_eff, ef)
             return self._results(distances[0], labels[0])
+        finally:
+            lock.release_read()
 
     def search_batch(
         self, queries: object, k: int = 10, ef_search: int | None = None

@@ -74,7 +74,7 @@ def _direct_search(index: rl.HnswIndex, k: int) -> Callable[[np.ndarray], object
 
 
 def measure(backend: str, base: np.ndarray, queries: np.ndarray, truth: list[set[str]], k: int = 10,
-            rounds: int = 5) -> FacadeResult:
+            rounds: int = 3) -> FacadeResult:
     """Build an ADR-configured index on ``backend`` and time facade vs direct search over ``queries``."""
     config = rl.HnswConfig(dimensions=base.shape[1], m=16, ef_construction=100, ef_search=50, metric="cosine")
     index = rl.HnswIndex(config, backend=backend)

@@ -52,16 +52,58 @@ def time_calls(func: Callable[[object], object], args: Sequence[object], warmup:
     return out
 
 
-def interleaved(funcs: dict[str, Callable[[object], object]], args: Sequence[object], rounds: int = 5,
+def interleaved(funcs: dict[str, Callable[[object], object]], args: Sequence[object], rounds: int = 1,
                 warmup: int = 20) -> dict[str, np.ndarray]:
-    """Time several functions on the same args in alternating rounds, so drift on a shared machine
-    hits them alike; return all per-call seconds of each."""
+    """Time several functions on the same args, alternating call by call and rotating which goes first.
+
+    Calling each function on an arg right after another did warms the caches for the second one (the graph
+    nodes and vectors the query touches); rotating the order makes that advantage the same for all, and
+    alternating per call makes drift on a shared machine hit them alike. ``rounds`` repeats the whole pass.
+    Returns every per-call time in seconds, per function.
+    """
+    names = list(funcs)
     for func in funcs.values():
         for arg in list(args)[:warmup]:
             func(arg)
-    chunks = np.array_split(np.arange(len(args)), rounds)
-    samples: dict[str, list[np.ndarray]] = {name: [] for name in funcs}
-    for chunk in chunks:
-        for name, func in funcs.items():
-            samples[name].append(time_calls(func, [args[i] for i in chunk], warmup=0))
-    return {name: np.concatenate(parts) for name, parts in samples.items()}
+    samples = {name: np.empty(rounds * len(args), dtype=np.float64) for name in names}
+    clock = time.perf_counter
+    slot = 0
+    for _ in range(rounds):
+        for i, arg in enumerate(args):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                func = funcs[name]
+                start = clock()
+                func(arg)
+                samples[name][slot] = clock() - start
+            slot += 1
+    return samples
+
+
+def time_repeats(func: Callable[[], object], repeats: int = 3, warmup: int = 1) -> np.ndarray:
+    """Run ``func()`` ``warmup`` times untimed, then ``repeats`` times; return the seconds of each timed run."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    for _ in range(warmup):
+        func()
+    out = np.empty(repeats, dtype=np.float64)
+    for i in range(repeats):
+        start = time.perf_counter()
+        func()
+        out[i] = time.perf_counter() - start
+    return out
+
+
+class Stopwatch:
+    """Wall time of a ``with`` block: ``with Stopwatch() as sw: ...; sw.seconds``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start
