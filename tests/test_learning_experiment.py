@@ -13,6 +13,7 @@ from ruvector_lab.learning import LoRAConfig
 from ruvector_lab.learning.experiment import (
     ExperimentConfig,
     main,
+    pairs_experiment,
     run_experiment,
     synthetic_experiment,
     synthetic_tasks,
@@ -67,6 +68,14 @@ def test_run_experiment_takes_tasks_from_any_pairs_and_checks_dimensions():
         ExperimentConfig(lambda_=-1.0)
     with pytest.raises(InvalidParameterError):
         ExperimentConfig(sweep=(float("nan"),))
+
+
+def test_pairs_experiment_is_the_plug_for_other_data():
+    small = SyntheticSpec(dimensions=32, clusters=10, per_cluster=30, seed=5)
+    config = ExperimentConfig(lora=LoRAConfig(rank=8, epochs=8), sweep=(0.0,))
+    via_pairs = pairs_experiment(*synthetic_pairs(small), config, seed=5)
+    via_synthetic = synthetic_experiment(small, config)
+    assert via_pairs.recall == via_synthetic.recall
 
 
 def test_task_from_pairs_holds_out_whole_targets():

@@ -152,3 +152,25 @@ def test_pattern_store_save_load_roundtrip_and_tamper(tmp_path):
         learning.LoRAWeights.from_bytes(path.read_bytes())  # a pattern store is not LoRA weights
     loaded.close()
     store.close()
+
+
+def test_pattern_set_matches_like_a_list_and_top_k_is_the_sorted_prefix():
+    vecs = _vectors(500, d=12, seed=4)
+    items = [create_pattern(v, id=f"p{i}") for i, v in enumerate(vecs)]
+    pset = learning.PatternSet(items)
+    assert len(pset) == 500 and next(iter(pset)) is items[0]
+    query = vecs[3]
+    full = pset.match(query, threshold=-1.0)
+    assert len(full) == 500
+    sims = [m.similarity for m in full]
+    assert sims == sorted(sims, reverse=True)
+    for k in (1, 7, 499, 500, 600):
+        assert [m.pattern.id for m in pset.match(query, -1.0, k=k)] == [m.pattern.id for m in full[:k]]
+    assert [m.pattern.id for m in pset.match(query, 0.3, k=50)] == [m.pattern.id for m in full if m.similarity
+                                                                     >= 0.3][:50]
+    assert learning.PatternSet([]).match(query) == []
+    with pytest.raises(DimensionMismatchError):
+        learning.PatternSet([items[0], create_pattern([1.0, 2.0])])
+    with pytest.raises(InvalidParameterError):
+        learning.PatternSet([object()])
+    assert [m.pattern.id for m in match_patterns(query, pset, 0.3, k=5)] == [m.pattern.id for m in full[:5]]

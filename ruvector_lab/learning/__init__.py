@@ -20,7 +20,7 @@ from .ewc import (
     save_fisher,
 )
 from .lora import LoRAConfig, LoRATrainer, LoRAWeights, apply, init_weights, load_weights, save_weights, train_lora
-from .patterns import Pattern, PatternMatch, PatternStore, create_pattern, match_patterns
+from .patterns import Pattern, PatternMatch, PatternSet, PatternStore, create_pattern, match_patterns
 from .trajectory import Trajectory, TrajectoryBuffer, TrajectoryStep, stack_steps
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "LoRAWeights",
     "Pattern",
     "PatternMatch",
+    "PatternSet",
     "PatternStore",
     "Trajectory",
     "TrajectoryBuffer",

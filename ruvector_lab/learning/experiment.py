@@ -144,12 +144,25 @@ def run_experiment(task_a: RetrievalTask, task_b: RetrievalTask, config: Experim
                             retention_plain, retention_ewc, sweep, goals, time.perf_counter() - started)
 
 
+def tasks_from_pairs(pairs_a: tuple[object, object], pairs_b: tuple[object, object], test_fraction: float = 0.3,
+                     seed: int = 0) -> tuple[RetrievalTask, RetrievalTask]:
+    """Tasks A and B from ``(queries, targets)`` arrays each: the plug for any data source (synthetic pairs
+    here; WordNet gloss/word pairs embedded with MiniLM once they exist)."""
+    return (task_from_pairs("A", *pairs_a, test_fraction=test_fraction, seed=seed),
+            task_from_pairs("B", *pairs_b, test_fraction=test_fraction, seed=seed + 1))
+
+
+def pairs_experiment(pairs_a: tuple[object, object], pairs_b: tuple[object, object],
+                     config: ExperimentConfig | None = None, test_fraction: float = 0.3, seed: int = 0
+                     ) -> ExperimentResult:
+    """:func:`run_experiment` on tasks built by :func:`tasks_from_pairs`."""
+    return run_experiment(*tasks_from_pairs(pairs_a, pairs_b, test_fraction, seed), config)
+
+
 def synthetic_tasks(spec: SyntheticSpec | None = None, test_fraction: float = 0.3) -> tuple[RetrievalTask, ...]:
     """The clustered synthetic stand-in as two :class:`RetrievalTask` (A, B)."""
     spec = spec or SyntheticSpec()
-    (qa, ta), (qb, tb) = synthetic_pairs(spec)
-    return (task_from_pairs("A", qa, ta, test_fraction, seed=spec.seed),
-            task_from_pairs("B", qb, tb, test_fraction, seed=spec.seed + 1))
+    return tasks_from_pairs(*synthetic_pairs(spec), test_fraction=test_fraction, seed=spec.seed)
 
 
 def synthetic_experiment(spec: SyntheticSpec | None = None, config: ExperimentConfig | None = None
@@ -165,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dimensions", type=int, default=384)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--variant", choices=("base", "micro"), default="base")
     parser.add_argument("--lambda", dest="lambda_", type=float, default=ExperimentConfig.lambda_)
     parser.add_argument("--clusters", type=int, default=SyntheticSpec.clusters)
     parser.add_argument("--per-cluster", type=int, default=SyntheticSpec.per_cluster)
@@ -174,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     spec = SyntheticSpec(dimensions=args.dimensions, clusters=args.clusters, per_cluster=args.per_cluster,
                          seed=args.seed)
-    config = ExperimentConfig(lora=LoRAConfig(rank=args.rank, epochs=args.epochs, seed=args.seed),
+    config = ExperimentConfig(lora=LoRAConfig(rank=args.rank, epochs=args.epochs, seed=args.seed,
+                                                        variant=args.variant),
                               lambda_=args.lambda_)
     result = synthetic_experiment(spec, config)
     sys.stdout.write(result.table() + "\n")
@@ -189,5 +204,5 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["ExperimentConfig", "ExperimentResult", "main", "run_experiment", "synthetic_experiment",
-           "synthetic_tasks"]
+__all__ = ["ExperimentConfig", "ExperimentResult", "main", "pairs_experiment", "run_experiment",
+           "synthetic_experiment", "synthetic_tasks", "tasks_from_pairs"]

@@ -71,35 +71,59 @@ def _check_threshold(threshold: object) -> float:
 
 
 def match_patterns(
-    query: object, patterns: Sequence[Pattern] | PatternStore, threshold: float = 0.0, k: int | None = None,
+    query: object, patterns: Sequence[Pattern] | PatternSet | PatternStore, threshold: float = 0.0,
+    k: int | None = None,
 ) -> list[PatternMatch]:
     """Patterns whose cosine similarity to ``query`` is >= ``threshold``, best first (at most ``k`` if given).
 
-    Over a sequence of patterns the match is exact; given a :class:`PatternStore` it is the store's HNSW
+    Over a sequence of patterns or a :class:`PatternSet` the match is exact (a sequence is stacked on every
+    call; build a PatternSet once to match repeatedly). Given a :class:`PatternStore` it is the store's HNSW
     search (``k`` defaults to 10 there).
     """
     threshold = _check_threshold(threshold)
     if isinstance(patterns, PatternStore):
         return patterns.match(query, threshold, k=10 if k is None else k)
-    items = list(patterns)
-    if k is not None:
-        k = check_positive_int("k", k)
-    if not items:
-        return []
-    for p in items:
-        if not isinstance(p, Pattern):
-            raise InvalidParameterError(f"expected Pattern objects, got {type(p).__name__}")
-    dims = items[0].dimensions
-    q = as_vector(query, dims, name="query")
-    check_nonzero(q, "query")
-    if any(p.dimensions != dims for p in items):
-        raise DimensionMismatchError("patterns mix embedding dimensions")
-    sims = np.stack([p.embedding for p in items]) @ (q / np.linalg.norm(q))
-    keep = np.flatnonzero(sims >= threshold)
-    order = keep[np.argsort(-sims[keep], kind="stable")]
-    if k is not None:
-        order = order[:k]
-    return [PatternMatch(items[i], float(sims[i])) for i in order]
+    if not isinstance(patterns, PatternSet):
+        patterns = PatternSet(patterns)
+    return patterns.match(query, threshold, k)
+
+
+class PatternSet:
+    """An immutable collection of patterns stacked into one matrix for exact matching by a matrix product."""
+
+    def __init__(self, patterns: Sequence[Pattern]) -> None:
+        items = list(patterns)
+        for p in items:
+            if not isinstance(p, Pattern):
+                raise InvalidParameterError(f"expected Pattern objects, got {type(p).__name__}")
+        if items and len({p.dimensions for p in items}) > 1:
+            raise DimensionMismatchError("patterns mix embedding dimensions")
+        self._items = items
+        self._matrix = np.stack([p.embedding for p in items]) if items else None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Pattern]:
+        return iter(self._items)
+
+    def match(self, query: object, threshold: float = 0.0, k: int | None = None) -> list[PatternMatch]:
+        """Exact :func:`match_patterns` over this set."""
+        threshold = _check_threshold(threshold)
+        if k is not None:
+            k = check_positive_int("k", k)
+        if self._matrix is None:
+            return []
+        q = as_vector(query, self._matrix.shape[1], name="query")
+        check_nonzero(q, "query")
+        sims = self._matrix @ (q / np.linalg.norm(q))
+        if k is not None and k < sims.shape[0]:
+            candidates = np.argpartition(-sims, k - 1)[:k]  # the k best, unordered, in O(n)
+        else:
+            candidates = np.arange(sims.shape[0])
+        keep = candidates[sims[candidates] >= threshold]
+        order = keep[np.argsort(-sims[keep], kind="stable")]
+        return [PatternMatch(self._items[i], float(sims[i])) for i in order]
 
 
 class PatternStore:
