@@ -21,7 +21,7 @@ from ruvector_lab.errors import (
 )
 from ruvector_lab.kernels import exact_distances
 from ruvector_lab.wasm import loader, rvf_format
-from ruvector_lab.wasm.rvf import MAX_DIMENSIONS, MAX_ID
+from ruvector_lab.wasm.rvf import MAX_DIMENSIONS, MAX_ID, RvfModule
 
 
 def _reason() -> str | None:
@@ -295,3 +295,11 @@ def test_memory_bytes_reports_linear_memory(data):
     backend.add(np.arange(len(base), dtype=np.int64), base)
     assert backend.memory_bytes >= before >= 1 << 20
     backend.close()
+
+
+def test_export_size_and_module_exports():
+    assert rvf_format.export_size(5, 4) == len(_payload(5, 4)) == 64 + 6 + 5 * 24 + 64 + 44
+    module = RvfModule()
+    assert {"rvf_store_create", "rvf_store_export", "rvf_dequant_i8", "rvf_crc32c"} <= set(module.exports)
+    assert module.poisoned is None and module.memory_bytes >= 1 << 20
+    module.close()
