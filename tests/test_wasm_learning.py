@@ -160,3 +160,19 @@ def test_module_errors_become_backend_errors():
     lora.close()
     with pytest.raises(BackendError, match="closed"):
         lora.forward(np.ones(4, np.float32))
+
+
+def test_agrees_with_the_library_numpy_lora_given_the_same_weights():
+    from ruvector_lab.learning.lora import LoRAWeights, apply
+
+    dim, alpha, lr = 48, 0.25, 0.1
+    rng = np.random.default_rng(4)
+    up = np.zeros((2, dim), np.float32)
+    with MicroLoRA(dim=dim, alpha=alpha, learning_rate=lr) as lora:
+        for _ in range(3):
+            grad = rng.standard_normal(dim).astype(np.float32)
+            lora.adapt(grad)
+            up = reference_adapt(reference_down(dim), up, grad, lr)
+        weights = LoRAWeights(reference_down(dim), up, alpha, "micro")
+        x = rng.standard_normal((10, dim)).astype(np.float32)
+        np.testing.assert_allclose(lora.forward(x), apply(weights, x), atol=1e-5)
