@@ -39,10 +39,17 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> module that defines it; imported lazily so a missing optional dependency only disables its part
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "Embedder": ".embeddings",
+    "ModelCache": ".embeddings",
+    "QuantizationConfig": ".quantization",
+    "quantize": ".quantization",
+    "dequantize": ".quantization",
+}
 
 
 def __getattr__(name: str) -> Any:
+    """Import the optional parts (embeddings, quantization, learning, ...) on first use."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     if name in {"learning", "embeddings", "quantization", "bench", "wasm"}:
@@ -50,7 +57,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ruvector_lab' has no attribute {name!r}")
 
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped: eager names, then the lazy ones
     "METRICS",
     "ArrayPool",
     "BackendError",
@@ -76,4 +83,9 @@ __all__ = [
     "batch_distance",
     "distance",
     "normalize",
+    "Embedder",
+    "ModelCache",
+    "QuantizationConfig",
+    "dequantize",
+    "quantize",
 ]

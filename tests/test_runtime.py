@@ -99,3 +99,18 @@ def test_choice_is_logged_once(caplog):
 def test_tier_of_unknown_name():
     with pytest.raises(rl.BackendUnavailableError):
         rl.Runtime.tier_of("annoy")
+
+
+def test_top_level_names_of_the_design_resolve_lazily():
+    import ruvector_lab
+
+    for name in ("Embedder", "ModelCache", "QuantizationConfig", "quantize", "dequantize"):
+        assert callable(getattr(ruvector_lab, name)), name
+    assert ruvector_lab.learning.__name__ == "ruvector_lab.learning"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ruvector_lab.nope  # noqa: B018
+    cfg = rl.QuantizationConfig(kind="scalar")
+    import numpy as np
+
+    v = np.linspace(-1, 1, 16, dtype=np.float32)
+    assert np.abs(rl.dequantize(rl.quantize(v, cfg), cfg) - v).max() <= 2 / 255 + 1e-6
