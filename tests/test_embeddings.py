@@ -203,3 +203,22 @@ def test_embedders_share_the_default_memory_cache():
     with Embedder(threads=1):
         pass
     assert cache.stats.memory_hits >= before + 2  # tokenizer and model served from memory, not re-read
+
+
+def test_batch_keeps_input_order_when_grouping_by_length(fp32, reference):
+    idx = [40, 0, 37, 3, 38, 1, 36, 12]  # long and short texts interleaved
+    texts = [reference["texts"][i] for i in idx]
+    np.testing.assert_allclose(fp32.embed_batch(texts, chunk_size=3), reference["vectors"][idx], atol=1e-5)
+
+
+def test_tokenizer_pads_each_batch_to_its_longest_text(reference):
+    from ruvector_lab.embeddings.models import MINILM_L6_V2
+    from ruvector_lab.embeddings.tokenizer import BertTokenizer
+
+    tok = BertTokenizer(default_cache().fetch(MINILM_L6_V2.tokenizer), max_length=256)
+    batch = tok.encode(["hello", "", "Hello, world!"])
+    assert batch.input_ids.shape == (3, 6) and batch.input_ids.dtype == np.int64
+    assert batch.attention_mask.sum(axis=1).tolist() == [3, 2, 6]
+    assert batch.input_ids[1].tolist() == [101, 102, 0, 0, 0, 0]
+    assert not batch.token_type_ids.any()
+    assert tok.token_ids(["hello"]) == [reference["token_ids"][2]]

@@ -104,7 +104,11 @@ class Embedder:
         return self.embed_batch([text])[0]
 
     def embed_batch(self, texts: Iterable[str], chunk_size: int = 32) -> np.ndarray:
-        """Embed many texts, ``chunk_size`` at a time (each chunk padded to its longest text); return (n, dims)."""
+        """Embed many texts; return (n, dims) float32 rows in the order given.
+
+        Texts are run ``chunk_size`` at a time, grouped by token length as sentence-transformers groups them,
+        each chunk padded to its longest text.
+        """
         if isinstance(texts, (str, bytes)) or texts is None:
             raise InvalidTextError(f"embed_batch() takes a sequence of str, got {type(texts).__name__}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -118,11 +122,17 @@ class Embedder:
                 raise InvalidTextError(f"text {i} is a {type(text).__name__}, not a str")
         session = self._require_open()
         out = np.empty((len(items), self.dimensions), dtype=np.float32)
+        if not items:
+            return out
+        token_ids = self._tokenizer.token_ids(items)
+        # like sentence-transformers, chunk texts of similar length together (longest first): less padding
+        order = sorted(range(len(items)), key=lambda i: -len(token_ids[i]))
         for start in range(0, len(items), chunk_size):
-            batch = self._tokenizer.encode(items[start : start + chunk_size])
+            rows = order[start : start + chunk_size]
+            batch = self._tokenizer.pad([token_ids[i] for i in rows])
             feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
                     "token_type_ids": batch.token_type_ids}
-            out[start : start + chunk_size] = session.run([onnx_graph.OUTPUT], feed)[0]
+            out[rows] = session.run([onnx_graph.OUTPUT], feed)[0]
         return out
 
     def token_ids(self, text: str) -> list[int]:

@@ -44,11 +44,14 @@ class BertTokenizer:
 
     def encode(self, texts: list[str]) -> Batch:
         """Tokenize ``texts`` into one right-padded :class:`Batch`."""
-        encodings = self._tok.encode_batch(texts, add_special_tokens=True)
-        seq = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), seq), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), seq), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            ids[row, : len(enc.ids)] = enc.ids
-            mask[row, : len(enc.ids)] = 1
+        return self.pad(self.token_ids(texts))
+
+    def pad(self, token_ids: list[list[int]]) -> Batch:
+        """Right-pad token id lists to the longest of them; mask 1 on real tokens, token types all 0."""
+        seq = max(len(ids) for ids in token_ids)
+        ids = np.full((len(token_ids), seq), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(token_ids), seq), dtype=np.int64)
+        for row, row_ids in enumerate(token_ids):
+            ids[row, : len(row_ids)] = row_ids
+            mask[row, : len(row_ids)] = 1
         return Batch(ids, mask, np.zeros_like(ids))
