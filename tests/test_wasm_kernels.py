@@ -190,3 +190,25 @@ def test_shared_module_is_rebuilt_after_a_trap():
     fresh = kernels.shared_module()
     assert fresh is not module and fresh.poisoned is None
     assert kernels.crc32c(b"123456789") == 0xE3069283
+
+
+def test_pq_distances_agree_with_numpy():
+    rng = np.random.default_rng(12)
+    m, k, sub = 8, 16, 6
+    query = rng.standard_normal(m * sub).astype(np.float16)
+    codebook = rng.standard_normal((m, k, sub)).astype(np.float16)
+    codes = rng.integers(0, k, (500, m)).astype(np.uint8)
+    got = kernels.pq_distances(query, codebook, codes)
+    q = query.astype(np.float32).reshape(m, sub)
+    table = ((codebook.astype(np.float32) - q[:, None, :]) ** 2).sum(axis=2)  # (m, k)
+    want = table[np.arange(m), codes].sum(axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    assert kernels.pq_distances(query, codebook, codes[:0]).shape == (0,)
+    with pytest.raises(InvalidParameterError, match="centroids"):
+        kernels.pq_distances(query, codebook, np.full((2, m), k, np.uint8))
+    with pytest.raises(DimensionMismatchError):
+        kernels.pq_distances(query[:-1], codebook, codes)
+    with pytest.raises(InvalidParameterError, match="float16"):
+        kernels.pq_distances(query.astype(np.float32), codebook, codes)
+    with pytest.raises(InvalidParameterError, match="3072"):
+        kernels.pq_distances(np.zeros(96, np.float16), np.zeros((96, 256, 1), np.float16), np.zeros((1, 96), np.uint8))

@@ -3,7 +3,7 @@
 * :mod:`.loader` finds the pinned ``.wasm`` files (``node_modules`` or ``$RUVECTOR_LAB_WASM_DIR``), checks
   their sha256 and the npm lock, and compiles each once per process;
 * :mod:`.memory` and :mod:`.instance` manage one instance's linear memory and turn traps into errors;
-* :mod:`.rvf` wraps ``@ruvector/rvf-wasm`` (store, fp16/int8 kernels, int8 dequantize, CRC-32C) and
+* :mod:`.rvf` wraps ``@ruvector/rvf-wasm`` (store, fp16/int8 and PQ kernels, int8 dequantize, CRC-32C) and
   :mod:`.kernels` exposes its kernels as functions;
 * :mod:`.learning` wraps ``@ruvector/learning-wasm``'s MicroLoRA.
 

@@ -1,4 +1,4 @@
-"""The wasm tier's vector kernels: distances, int8 dequantization and CRC-32C run inside rvf-wasm.
+"""The wasm tier's vector kernels: distances, PQ distances, int8 dequantization and CRC-32C inside rvf-wasm.
 
 One process-wide :class:`~ruvector_lab.wasm.rvf.RvfModule` serves them (its own wasmtime store, calls
 serialised by its lock). If a call ever traps, that instance is retired and the next call builds a new one.
@@ -77,6 +77,11 @@ def tile_distances(query: np.ndarray, block: np.ndarray, metric: str) -> np.ndar
     """The module's fp16/int8 tile kernel (see :meth:`RvfModule.tile_distances`), raw values: squared L2,
     ``-dot``, ``1 - cos`` or Hamming bits."""
     return shared_module().tile_distances(query, block, metric)
+
+
+def pq_distances(query: np.ndarray, codebook: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The module's product-quantization distances (see :meth:`RvfModule.pq_distances`)."""
+    return shared_module().pq_distances(query, codebook, codes)
 
 
 def dequantize_i8(codes: np.ndarray, minimum: np.ndarray | float, maximum: np.ndarray | float) -> np.ndarray:

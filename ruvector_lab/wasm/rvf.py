@@ -280,6 +280,53 @@ class RvfModule(WasmInstance):
                 out[start : start + got] = self.memory.read(out_at, "<f4", got)
         return out
 
+    def pq_distances(self, query: np.ndarray, codebook: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """The module's product-quantization (ADC) distances: for each code row, the sum over subspaces of
+        the squared L2 between the query's sub-vector and the chosen centroid, all in fp16 inputs.
+
+        ``query`` float16 (d,) with d <= 96, ``codebook`` float16 (m, k, d / m) with ``m * k <= 3072``
+        (the module's 12 KiB lookup table) and at most 16 KiB, ``codes`` uint8 (n, m) with every code < k.
+        """
+        if query.dtype != np.float16 or codebook.dtype != np.float16 or codes.dtype != np.uint8:
+            raise InvalidParameterError("pq_distances takes a float16 query and codebook and uint8 codes")
+        if codebook.ndim != 3 or codes.ndim != 2 or query.ndim != 1:
+            raise DimensionMismatchError("pq_distances takes query (d,), codebook (m, k, d/m), codes (n, m)")
+        m, k, sub = codebook.shape
+        dim = len(query)
+        if m * sub != dim or codes.shape[1] != m:
+            raise DimensionMismatchError(
+                f"codebook {codebook.shape} and codes {codes.shape} do not split a {dim}-d query into m sub-vectors"
+            )
+        if not 1 <= dim <= QUERY_SCRATCH_BYTES // 2:
+            raise InvalidParameterError(f"the module's PQ kernel takes 1 .. {QUERY_SCRATCH_BYTES // 2} dimensions")
+        if m * k > 3072 or codebook.nbytes > 16 * 1024 or k > 256:
+            raise InvalidParameterError(
+                f"the module's PQ tables hold m*k <= 3072 centroids in 16 KiB (k <= 256); got m={m}, k={k}"
+            )
+        if codes.size and int(codes.max()) >= k:
+            raise InvalidParameterError(f"a PQ code is {int(codes.max())}, but the codebook has {k} centroids")
+        n = len(codes)
+        out = np.empty(n, dtype=np.float32)
+        if n == 0:
+            return out
+        if n >= 1 << 28:
+            raise InvalidParameterError("pq_distances takes fewer than 2**28 codes per call")
+        with self.lock:
+            self._set_tile_dim(np.ascontiguousarray(query).tobytes(), dim)
+            book_at = self.scratch.get("pq_codebook", codebook.nbytes)
+            self.memory.write(book_at, np.ascontiguousarray(codebook))
+            loaded = self.call("rvf_load_pq_codebook", to_i32(book_at), m, k)
+            if loaded != 0:
+                raise BackendError(f"rvf_load_pq_codebook failed with {loaded}")
+            codes_at = self.scratch.get("pq_codes", codes.nbytes)
+            out_at = self.scratch.get("pq_out", 4 * n)
+            self.memory.write(codes_at, np.ascontiguousarray(codes))
+            got = int(self.call("rvf_pq_distances", to_i32(codes_at), n, to_i32(out_at)))  # type: ignore[arg-type]
+            if got != n:
+                raise BackendError(f"rvf_pq_distances returned {got} for {n} codes")
+            out[:] = self.memory.read(out_at, "<f4", n)
+        return out
+
     def dequantize_i8(self, codes: np.ndarray, minimum: np.ndarray, maximum: np.ndarray) -> np.ndarray:
         """The module's int8 dequantization: ``min + (q + 128) / 255 * (max - min)``, returned as float32
         holding the module's fp16 results.
