@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,12 @@ def test_wasm_backend_is_registered_and_probes():
 
 def test_engine_is_shared():
     assert loader.engine() is loader.engine()
+
+
+def test_without_wasmtime_the_backend_names_the_missing_package(monkeypatch):
+    for name in list(sys.modules):
+        if name.startswith("ruvector_lab.wasm") or name == "ruvector_lab.backends.wasm_backend":
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "wasmtime", None)  # what an environment without the package looks like
+    with pytest.raises(BackendUnavailableError, match="needs the Python package 'wasmtime'"):
+        backend_class("wasm")

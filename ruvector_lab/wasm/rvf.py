@@ -16,7 +16,9 @@ Conventions learnt from the exports, the package's ``rvf_wasm.d.ts`` and the ups
   n, dtype)`` (dtype 0 = fp16, 1 = i8; at most 32 KiB), ``rvf_distances(metric, out f32*) -> n``;
   ``rvf_load_sq_params(f32 pairs (min, max), dim)`` (dim <= 128) with ``rvf_dequant_i8(src i8*, dst fp16*,
   n)`` computing ``min + (q + 128) / 255 * (max - min)`` per component (dimension ``i % dim``, the dim set by
-  the last ``rvf_load_query``), rounded toward zero to fp16; ``rvf_crc32c(ptr, len)``.
+  the last ``rvf_load_query``), rounded toward zero to fp16; ``rvf_load_pq_codebook(fp16*, m, k)`` and
+  ``rvf_pq_distances(codes u8*, n, out f32*)`` (sum of per-subspace squared L2 to the chosen centroids);
+  ``rvf_crc32c(ptr, len)``.
 
 Every size and count is checked here before the call, so the module only ever sees requests it can serve.
 """
