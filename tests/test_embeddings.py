@@ -222,3 +222,11 @@ def test_tokenizer_pads_each_batch_to_its_longest_text(reference):
     assert batch.input_ids[1].tolist() == [101, 102, 0, 0, 0, 0]
     assert not batch.token_type_ids.any()
     assert tok.token_ids(["hello"]) == [reference["token_ids"][2]]
+
+
+def test_available_cores_and_default_threads(fp32):
+    from ruvector_lab.embeddings.embedder import available_cores
+
+    assert available_cores() >= 1
+    assert fp32.threads == available_cores()  # the fixture left threads=None
+    assert fp32.model == "all-MiniLM-L6-v2" and "fp32" in repr(fp32)

@@ -300,3 +300,24 @@ def test_cache_files_are_written_atomically_without_leftovers(cache):
     leftovers = [p for p in cache.root.iterdir() if p.name.endswith(".tmp") or p.name.startswith("ruvector-fetch-")]
     assert leftovers == []
     assert os.path.getsize(cache.path_for(PIN_W.key)) == len(WEIGHTS)
+
+
+def test_verify_reports_bad_pinned_files(cache):
+    cache.fetch(PIN_W)
+    assert cache.verify() == {PIN_W.key: True, PIN_V.key: True}
+    cache.path_for(PIN_V.key).write_bytes(b"broken")
+    assert cache.verify() == {PIN_W.key: True, PIN_V.key: False}
+    assert not cache.path_for(PIN_V.key).exists()
+
+
+def test_setup_command_verifies_the_cache(tmp_path, capsys):
+    from ruvector_lab.embeddings.__main__ import main
+
+    default_cache().fetch(SPEC.tokenizer)
+    Embedder(precision="int8", threads=1).close()  # both builds are in the default cache now
+    assert main(["--verify", "--cache", str(default_root())]) == 0
+    assert capsys.readouterr().out.count("ok ") == 4
+    assert main(["--verify", "--cache", str(tmp_path / "empty")]) == 1
+    assert "MISSING OR BAD" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([])  # one of --fetch / --verify is required
