@@ -110,7 +110,8 @@ def main(out: str) -> None:
         model.eval()
         assert model.max_seq_length == 256, model.max_seq_length
         # one text at a time: the reference for each sentence is free of any padding effects
-        vectors = np.stack([model.encode([t], convert_to_numpy=True)[0] for t in TEXTS]).astype(np.float32)
+        vectors = np.stack([model.encode([t], convert_to_numpy=True, show_progress_bar=False)[0] for t in TEXTS])
+        vectors = vectors.astype(np.float32)
         token_ids = [model.tokenize([t])["input_ids"][0].tolist() for t in TEXTS]
     rows = ["[" + ",".join(str(np.float32(x)) for x in vec) + "]" for vec in vectors]
     head = {
