@@ -126,7 +126,9 @@ def test_export_round_trip(metric, data):
     live = np.setdiff1d(np.arange(400), np.arange(0, 400, 3))
     parsed = rvf_format.parse_export(payload, base.shape[1])
     np.testing.assert_array_equal(parsed.ids.astype(np.int64), live)
-    np.testing.assert_array_equal(parsed.vectors, base[live])
+    stored = base[live] / np.linalg.norm(base[live].astype(np.float64), axis=1, keepdims=True) if metric == "cosine" \
+        else base[live]  # cosine keeps unit rows
+    np.testing.assert_allclose(parsed.vectors, stored, rtol=1e-6, atol=1e-7)
     copy = wasm_backend.WasmBackend.from_bytes(backend.config, payload, live)
     a, b = backend.search(queries, 10, 10), copy.search(queries, 10, 10)
     np.testing.assert_array_equal(a[1], b[1])
@@ -303,3 +305,18 @@ def test_export_size_and_module_exports():
     assert {"rvf_store_create", "rvf_store_export", "rvf_dequant_i8", "rvf_crc32c"} <= set(module.exports)
     assert module.poisoned is None and module.memory_bytes >= 1 << 20
     module.close()
+
+
+def test_cosine_is_scale_free_even_for_tiny_and_huge_norms():
+    rows = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0]], dtype=np.float32)
+    for scale in (1e-30, 1e-6, 1.0, 1e30):
+        backend = make(4, "cosine")
+        backend.add(np.arange(3, dtype=np.int64), rows * np.float32(scale))
+        dist, lab = backend.search(rows[:1] * np.float32(scale), 3, 3)
+        assert lab[0].tolist() == [0, 2, 1]
+        np.testing.assert_allclose(dist[0], [0.0, 1 - np.sqrt(0.5), 1.0], atol=1e-6)
+        backend.close()
+    backend = make(4, "cosine")
+    with pytest.raises(InvalidVectorError, match="zero vector"):
+        backend.add(np.arange(2, dtype=np.int64), np.zeros((2, 4), np.float32))
+    backend.close()

@@ -212,3 +212,14 @@ def test_pq_distances_agree_with_numpy():
         kernels.pq_distances(query.astype(np.float32), codebook, codes)
     with pytest.raises(InvalidParameterError, match="3072"):
         kernels.pq_distances(np.zeros(96, np.float16), np.zeros((96, 256, 1), np.float16), np.zeros((1, 96), np.uint8))
+
+
+def test_cosine_kernel_is_scale_free():
+    rng = np.random.default_rng(13)
+    q, x = rng.standard_normal((2, 8)).astype(np.float32), rng.standard_normal((30, 8)).astype(np.float32)
+    want = exact_distances(q, x, "cosine")
+    for scale in (1e-30, 1e25):
+        got = kernels.batch_distances(q * np.float32(scale), x * np.float32(scale), "cosine")
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(InvalidVectorError, match="zero vector"):
+        kernels.batch_distances(q, np.zeros((1, 8), np.float32), "cosine")

@@ -7,7 +7,9 @@ slots outnumber live ones (and pass :attr:`WasmBackend.compact_min_deleted`) the
 own export, which keeps linear memory bounded under any mix of inserts and deletes.
 
 Everything that crosses into the module is checked here first (shapes, dtypes, NaN, magnitudes that would
-overflow float32, label range, ``k``); a trap inside the module surfaces as
+overflow float32, label range, ``k``); under cosine rows are stored and queried at unit length (as the
+numpy backend does), which leaves the distances unchanged and keeps the module's float32 arithmetic in
+range. A trap inside the module surfaces as
 :class:`~ruvector_lab.errors.BackendError`. Unavailable (no wasmtime, no ``node_modules``, wrong build):
 constructing the backend raises :class:`~ruvector_lab.errors.BackendUnavailableError` saying why.
 """
@@ -29,7 +31,16 @@ from ..errors import (
 from ..types import HnswConfig
 from ..wasm.kernels import batch_distances, to_library_scores
 from ..wasm.loader import RVF_WASM
-from ..wasm.rvf import MAX_DIMENSIONS, MAX_ID, MEMORY_BUDGET, SLOT_OVERHEAD, RvfModule, RvfStore, check_magnitude
+from ..wasm.rvf import (
+    MAX_DIMENSIONS,
+    MAX_ID,
+    MEMORY_BUDGET,
+    SLOT_OVERHEAD,
+    RvfModule,
+    RvfStore,
+    check_magnitude,
+    unit_rows,
+)
 from .base import IndexBackend
 
 #: the module takes k as an i32
@@ -77,6 +88,8 @@ class WasmBackend(IndexBackend):
             )
         if vectors.size and not np.isfinite(vectors).all():
             raise InvalidVectorError(f"{name} hold NaN or inf")
+        if self.config.metric == "cosine":
+            return unit_rows(vectors, name)  # same distances; no tiny-norm or overflow corner in the module
         check_magnitude(vectors, name)
         return np.ascontiguousarray(vectors)
 

@@ -16,7 +16,7 @@ import threading
 import numpy as np
 
 from ..errors import DimensionMismatchError, InvalidParameterError
-from .rvf import METRIC_CODES, RvfModule, RvfStore, check_magnitude
+from .rvf import METRIC_CODES, RvfModule, RvfStore, check_magnitude, unit_rows
 
 _lock = threading.Lock()
 _shared: RvfModule | None = None
@@ -44,7 +44,8 @@ def batch_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np
     """``(m, n)`` float32 distances from each query row to each vector row, computed by rvf-wasm.
 
     Inputs are float32 matrices of equal width (the ops layer has checked them for NaN and zero rows);
-    rows whose float32 distances would overflow are refused.
+    under cosine the rows are scaled to unit length first (the distance does not change), under the other
+    metrics rows whose float32 distances would overflow are refused.
     """
     if metric not in METRIC_CODES:
         raise InvalidParameterError(f"unknown metric {metric!r}; expected one of {', '.join(METRIC_CODES)}")
@@ -52,8 +53,11 @@ def batch_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if q.ndim != 2 or x.ndim != 2 or q.shape[1] != x.shape[1]:
         raise DimensionMismatchError(f"queries {q.shape} and vectors {x.shape} are not matrices of equal width")
-    check_magnitude(q, "queries")
-    check_magnitude(x, "vectors")
+    if metric == "cosine":
+        q, x = unit_rows(q, "queries"), unit_rows(x, "vectors")
+    else:
+        check_magnitude(q, "queries")
+        check_magnitude(x, "vectors")
     m, n = len(q), len(x)
     out = np.empty((m, n), dtype=np.float32)
     if m == 0 or n == 0:

@@ -73,6 +73,22 @@ def check_magnitude(matrix: np.ndarray, name: str = "vectors") -> None:
         )
 
 
+def unit_rows(matrix: np.ndarray, name: str = "vectors") -> np.ndarray:
+    """Rows scaled to unit L2 norm (norms taken in float64), for the cosine metric.
+
+    Cosine distance does not change with scale, but the module treats a norm product below 1e-10 as "no
+    direction" (distance 1) and squares components in float32; unit rows avoid both. Zero rows are refused.
+    """
+    if not matrix.size:
+        return matrix.astype(np.float32, copy=True)
+    wide = matrix.astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise InvalidVectorError(f"{name} row {int(zero[0])} is a zero vector; cosine distance is undefined for it")
+    return (wide / norms[:, None]).astype(np.float32)
+
+
 class RvfModule(WasmInstance):
     """An instance of rvf-wasm: stores (by handle) and the tile kernels, all calls under :attr:`lock`."""
 
