@@ -8,11 +8,11 @@ from typing import Any, Literal, get_args
 from ..errors import InvalidParameterError
 from ..types import check_positive_int
 
-Kind = Literal["scalar", "int4", "binary", "product"]
+Kind = Literal["scalar", "int4", "binary", "product", "rabitq"]
 KINDS: tuple[str, ...] = get_args(Kind)
 
 #: bits per dimension (scalar, int4, binary) or per subspace code (product: 256-centroid codebooks)
-KIND_BITS: dict[str, int] = {"scalar": 8, "int4": 4, "binary": 1, "product": 8}
+KIND_BITS: dict[str, int] = {"scalar": 8, "int4": 4, "binary": 1, "product": 8, "rabitq": 1}
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,13 @@ class QuantizationConfig:
 
     ``kind``: ``'scalar'`` (uint8 per dimension with a per-vector min and scale, about 4x),
     ``'int4'`` (4 bits per dimension, per-vector min and scale, about 8x), ``'binary'`` (one sign bit per
-    dimension, 32x) or ``'product'`` (``m`` subspaces, each coded by one byte into a 256-centroid k-means
-    codebook). ``m`` is used by ``'product'`` only and must divide the dimension. ``bits`` is fixed by the kind
-    (8, 4, 1, 8); leave it ``None`` or give that value. ``train_size`` caps the rows sampled to train PQ
-    codebooks and ``seed`` makes the sample and k-means reproducible.
+    dimension, 32x), ``'product'`` (``m`` subspaces, each coded by one byte into a 256-centroid k-means
+    codebook) or ``'rabitq'`` (RaBitQ: one bit per dimension after a random rotation, plus per-vector
+    correction factors; served by the faiss and ruvector indexes, no standalone codec).
+    ``m`` is used by ``'product'`` only and must divide the dimension. ``bits`` is fixed by the kind
+    (8, 4, 1, 8, 1); leave it ``None`` or give that value. ``train_size`` caps the rows sampled to train
+    codebooks (PQ, and the faiss indexes' quantizers) and ``seed`` makes sampling, k-means and RaBitQ's
+    rotation reproducible.
     """
 
     kind: Kind = "scalar"

@@ -1,0 +1,286 @@
+"""Native tier, quantized: faiss HNSW graphs whose nodes hold codes instead of float vectors.
+
+One class serves every kind that ``HnswConfig(quantization=...)`` names:
+
+=========  =====================================  ==========================================================
+kind       faiss index                            codes
+=========  =====================================  ==========================================================
+scalar     ``IndexHNSWSQ`` (``QT_8bit``)          d bytes; faiss trains one min/max per *dimension*
+int4       ``IndexHNSWSQ`` (``QT_4bit``)          d/2 bytes; per-dimension range, as above
+product    ``IndexHNSWPQ`` (m subspaces, 8 bits)  m bytes; codebooks from the library's ProductCodec
+binary     ``IndexBinaryHNSW`` (Hamming)          d/8 bytes; the library's BinaryCodec sign bits (cosine)
+rabitq     ``IndexHNSWRaBitQ`` (1 bit, L2 only)   d/8 bytes + 8 bytes of correction factors
+=========  =====================================  ==========================================================
+
+faiss' scalar quantizers keep one range per dimension (trained on the first batch), not RuVector's
+per-vector min/max: these are faiss' own codecs and the stats report their real code size. The first batch
+added trains what needs training (up to ``train_size`` rows): add a representative batch first.
+
+Cosine runs as L2 on unit vectors (``1 - cos = L2^2 / 2``): faiss builds poor HNSW graphs over PQ codes
+under inner product, and its RaBitQ HNSW takes L2 only. dot_product runs as inner product, and cannot be
+served by binary or RaBitQ codes.
+With ``rerank=K`` the float vectors are kept beside the graph and the ``K`` best graph candidates are
+re-scored exactly; without it the scores are faiss' estimates (binary: ``2 * hamming / d``, the cosine
+distance between the two sign vectors).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faiss
+import numpy as np
+
+from .. import container
+from ..errors import BackendError, BackendUnavailableError, CorruptIndexError, QuantizationError
+from ..quantization.base import make_codec
+from ..quantization.product import KSUB
+from ..quantization.rerank import Rows, memory_stats, prepare, rerank
+from ..types import HnswConfig
+from .base import IndexBackend
+
+logger = logging.getLogger(__name__)
+
+PAYLOAD_KIND = "faiss-quantized-backend"
+FAISS_KINDS = ("scalar", "int4", "product", "binary", "rabitq")
+#: kinds whose codes hold no magnitude, so inner products cannot be estimated
+_NO_DOT = ("binary", "rabitq")
+
+
+def check_serves(config: HnswConfig) -> None:
+    """Raise unless faiss has an index for ``config.quantization`` under ``config.metric``."""
+    kind = config.quantization.kind  # type: ignore[union-attr]
+    if kind not in FAISS_KINDS:
+        raise BackendUnavailableError(f"faiss has no quantized index for {kind!r}")
+    if kind in _NO_DOT and config.metric == "dot_product":
+        raise QuantizationError(f"{kind} codes cannot serve the 'dot_product' metric; they serve cosine"
+                                + (" and euclidean" if kind == "rabitq" else ""))
+    if kind == "binary" and config.metric != "cosine":
+        raise QuantizationError(f"binary codes cannot serve the {config.metric!r} metric; they serve cosine")
+    if kind == "product" and config.dimensions % config.quantization.m:  # type: ignore[union-attr]
+        raise QuantizationError(
+            f"product quantization needs m to divide the dimension: m={config.quantization.m} "  # type: ignore
+            f"does not divide {config.dimensions}"
+        )
+
+
+def build_index(config: HnswConfig) -> Any:
+    """A new, untrained faiss HNSW index of the kind ``config.quantization`` names."""
+    check_serves(config)
+    q = config.quantization
+    d, m = config.dimensions, config.m
+    # cosine as L2 on unit vectors: faiss builds poor HNSW graphs over PQ codes under inner product
+    metric = faiss.METRIC_INNER_PRODUCT if config.metric == "dot_product" else faiss.METRIC_L2
+    if q.kind == "binary":  # type: ignore[union-attr]
+        index = faiss.IndexBinaryHNSW(d + (-d) % 8, m)  # bits, whole bytes (the codec pads with zero bits)
+    elif q.kind == "rabitq":  # type: ignore[union-attr]
+        index = faiss.IndexHNSWRaBitQ(d, m, 1, faiss.METRIC_L2)
+    elif q.kind == "product":  # type: ignore[union-attr]
+        index = faiss.IndexHNSWPQ(d, q.m, m, 8, metric)  # type: ignore[union-attr]
+    else:
+        qtype = faiss.ScalarQuantizer.QT_8bit if q.kind == "scalar" else faiss.ScalarQuantizer.QT_4bit  # type: ignore
+        index = faiss.IndexHNSWSQ(d, qtype, m, metric)
+    index.hnsw.efConstruction = config.ef_construction
+    index.hnsw.efSearch = config.ef_search
+    return index
+
+
+class FaissQuantizedBackend(IndexBackend):
+    """A faiss HNSW graph over codes, deletes held in a live bitmap, optional exact rerank."""
+
+    name = "faiss"
+    tier = "native"
+    graph = "hnsw"
+
+    def __init__(self, config: HnswConfig, index: Any = None) -> None:
+        super().__init__(config)
+        if config.quantization is None:
+            raise BackendError("FaissQuantizedBackend needs HnswConfig(quantization=...)")
+        self._kind = config.quantization.kind
+        self._index = index if index is not None else build_index(config)
+        self._binary = self._kind == "binary"
+        self._codec = make_codec(config.quantization, config.dimensions, metric="cosine") if self._binary else None
+        self._storage = (faiss.downcast_IndexBinary if self._binary else faiss.downcast_index)(self._index.storage)
+        self._floats = Rows(config.dimensions, np.float32) if config.rerank else None
+        self._live = np.ones(self._index.ntotal, dtype=bool)
+        self._n_dead = 0
+        self._selector: Any = None
+        self._bitmap: np.ndarray | None = None
+
+    @classmethod
+    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
+        """Itself, once the kind and metric are known to be served."""
+        if config.quantization is None:
+            raise BackendUnavailableError(f"{cls.__name__} serves quantized configs only")
+        check_serves(config)
+        return cls
+
+    @property
+    def index(self) -> Any:
+        """The underlying faiss index."""
+        return self._index
+
+    # ------------------------------------------------------------------ building
+    def _train(self, x: np.ndarray) -> None:
+        q = self.config.quantization
+        if len(x) > q.train_size:  # type: ignore[union-attr]
+            rng = np.random.default_rng(q.seed)  # type: ignore[union-attr]
+            x = x[np.sort(rng.choice(len(x), q.train_size, replace=False))]  # type: ignore[union-attr]
+        if self._kind == "product":
+            # the library's codebooks (same k-means as ProductCodec), installed in faiss' PQ
+            codec = make_codec(q, self.config.dimensions, metric=self.config.metric).train(x)  # type: ignore
+            faiss.copy_array_to_vector(codec.codebooks.ravel(), self._storage.pq.centroids)  # type: ignore
+            # the graph is built with symmetric code-to-code distances: faiss aborts the process without them
+            self._storage.pq.compute_sdc_table()
+            self._storage.is_trained = True
+            self._index.is_trained = True
+        else:
+            self._index.train(x)
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        if self._binary:
+            return self._codec.encode(x)  # type: ignore[union-attr]
+        return x
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Append to the graph (faiss numbers rows 0..ntotal-1: exactly the facade's labels)."""
+        if len(labels) and int(labels[0]) != self._index.ntotal:
+            raise BackendError(f"faiss labels must continue at {self._index.ntotal}, got {int(labels[0])}")
+        x = prepare(vectors, self.config.metric)
+        if not self._binary and not self._index.is_trained:
+            if len(x) < 256:
+                logger.warning("training faiss %s on a first batch of only %d rows", self._kind, len(x))
+            self._train(x)
+        self._index.add(self._encode(x))
+        if self._floats is not None:
+            self._floats.append(x)
+        self._live = np.concatenate([self._live, np.ones(len(labels), dtype=bool)])
+        self._refresh_selector()
+
+    def remove(self, labels: np.ndarray) -> None:
+        """Mark labels dead; the graph keeps the nodes as routing points."""
+        self._live[labels] = False
+        self._n_dead += len(labels)
+        self._refresh_selector()
+
+    def _refresh_selector(self) -> None:
+        if not self._n_dead:
+            self._selector = self._bitmap = None
+            return
+        bitmap = np.packbits(self._live, bitorder="little")  # faiss reads bit i of byte i//8, LSB first
+        self._bitmap, self._selector = bitmap, faiss.IDSelectorBitmap(len(self._live), faiss.swig_ptr(bitmap))
+
+    # ------------------------------------------------------------------ searching
+    def _graph_search(self, q: np.ndarray, fetch: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(ef, fetch)
+        if self._selector is not None:
+            params.sel = self._selector
+        distances, labels = self._index.search(self._encode(q), fetch, params=params)
+        short = np.flatnonzero((labels < 0).any(axis=1))
+        if len(short):
+            # the graph could not reach enough live nodes (deletions strand some): scan the codes instead,
+            # fetching past the dead ones because not every faiss storage honours a selector
+            wide = min(fetch + self._n_dead, self._index.ntotal)
+            d_all, l_all = self._storage.search(self._encode(q[short]), wide)
+            for row, d_row, l_row in zip(short, d_all, l_all, strict=True):
+                keep = (l_row >= 0) & self._live[np.maximum(l_row, 0)]
+                n = min(fetch, int(keep.sum()))
+                distances[row, :n], labels[row, :n] = d_row[keep][:n], l_row[keep][:n]
+                distances[row, n:], labels[row, n:] = 0, -1
+        return distances, labels.astype(np.int64, copy=False)
+
+    def _scores(self, raw: np.ndarray) -> np.ndarray:
+        """faiss' raw estimates in the library's convention."""
+        raw = raw.astype(np.float32)
+        if self._binary:
+            return raw * np.float32(2.0 / self.config.dimensions)
+        if self.config.metric == "dot_product":
+            return -raw
+        raw = np.maximum(raw, 0.0)  # squared L2 estimates; on unit vectors 1 - cos = L2^2 / 2
+        return np.sqrt(raw) if self.config.metric == "euclidean" else raw / 2
+
+    def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
+        """Graph search over codes; with rerank, ``max(k, rerank)`` candidates re-scored exactly."""
+        q = prepare(queries, self.config.metric)
+        live_count = len(self._live) - self._n_dead
+        fetch = min(max(k, self.config.rerank), live_count)
+        if fetch == 0:
+            return np.full((len(q), k), np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+        raw, labels = self._graph_search(q, fetch, ef_search)
+        if self._floats is not None:
+            return rerank(q, labels, self._floats.view, np.arange(len(self._live)), self.config.metric, k)
+        scores = self._scores(raw)
+        scores[labels < 0] = np.inf
+        out_d = np.full((len(q), k), np.inf, dtype=np.float32)
+        out_l = np.full((len(q), k), -1, dtype=np.int64)
+        for row in range(len(q)):
+            order = np.lexsort((labels[row], scores[row]))[:k]  # faiss' heap order is not stable on ties
+            out_d[row, : len(order)], out_l[row, : len(order)] = scores[row, order], labels[row, order]
+        out_l[~np.isfinite(out_d)] = -1
+        return out_d, out_l
+
+    # ------------------------------------------------------------------ persistence
+    def _faiss_bytes(self) -> np.ndarray:
+        blob = faiss.serialize_index_binary(self._index) if self._binary else faiss.serialize_index(self._index)
+        return np.asarray(blob, dtype=np.uint8)
+
+    def to_bytes(self) -> bytes:
+        """faiss' own serialization of graph and codes, plus the float vectors when kept for rerank."""
+        arrays = {"faiss": self._faiss_bytes()}
+        if self._floats is not None:
+            arrays["vectors"] = self._floats.view
+        return container.dumps(PAYLOAD_KIND, {"kind": self._kind, "rerank": int(self.config.rerank)}, arrays)
+
+    @classmethod
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> FaissQuantizedBackend:
+        """Rebuild graph and codes with faiss, then mark every label the facade does not hold as dead."""
+        meta, arrays = container.loads(payload, PAYLOAD_KIND)
+        if config.quantization is None or meta.get("kind") != config.quantization.kind or "faiss" not in arrays:
+            raise CorruptIndexError("faiss quantized payload does not match the configured quantization")
+        check_serves(config)
+        raw = arrays["faiss"].copy()
+        try:
+            index = faiss.deserialize_index_binary(raw) if config.quantization.kind == "binary" else (
+                faiss.deserialize_index(raw))
+        except RuntimeError as exc:
+            raise CorruptIndexError(f"faiss could not read the index payload: {exc}") from None
+        expected = type(build_index(config))
+        if type(index) is not expected:
+            raise CorruptIndexError(f"faiss payload holds a {type(index).__name__}, expected {expected.__name__}")
+        backend = cls(config, index)
+        vectors = arrays.get("vectors")
+        if backend._floats is not None:
+            if vectors is None or vectors.shape != (index.ntotal, config.dimensions):
+                raise CorruptIndexError("faiss quantized payload lacks the float vectors its rerank needs")
+            backend._floats.append(vectors.astype(np.float32))
+        if len(live_labels) and (live_labels.min() < 0 or live_labels.max() >= index.ntotal):
+            raise CorruptIndexError("live labels lie outside the faiss index")
+        dead = np.setdiff1d(np.arange(index.ntotal, dtype=np.int64), live_labels)
+        if len(dead):
+            backend.remove(dead)
+        return backend
+
+    def close(self) -> None:
+        """Drop the faiss index now rather than at garbage collection."""
+        self._index = self._storage = self._selector = None
+
+    # ------------------------------------------------------------------ reporting
+    def _fixed_bytes(self) -> int:
+        """Trained state shared by all vectors: SQ ranges, PQ codebooks, RaBitQ centre."""
+        if self._kind == "product":
+            return int(self._storage.pq.M * KSUB * self._storage.pq.dsub * 4)
+        if self._kind in ("scalar", "int4"):
+            return int(self._storage.sq.trained.size() * 4)
+        if self._kind == "rabitq":
+            return int(self._storage.center.size() * 4)
+        return 0
+
+    def stats_extra(self) -> dict[str, Any]:
+        """Code bytes per vector (faiss' code size), float bytes kept, trained state, measured payload."""
+        return memory_stats(
+            self._kind, self.config.dimensions, int(self._storage.code_size), self._floats is not None,
+            self.config.rerank, fixed_bytes=self._fixed_bytes(), payload_bytes=len(self.to_bytes()),
+            count=len(self._live) - self._n_dead, index=type(self._index).__name__,
+        )

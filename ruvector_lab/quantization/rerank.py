@@ -1,0 +1,96 @@
+"""What every quantized index shares: preparing vectors for a metric, growable row storage, exact rerank,
+and the memory figures that ``stats()`` reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
+    """Rows as the quantized indexes store them: unit length under cosine (so codes encode directions and a
+    cosine is a dot product), unchanged otherwise; float32, C-contiguous."""
+    if metric == "cosine":
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class Rows:
+    """A growable ``(n, width)`` array (amortised doubling), for codes or float vectors."""
+
+    def __init__(self, width: int, dtype: type | np.dtype) -> None:
+        self._data = np.empty((0, width), dtype=dtype)
+        self.count = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        """Add rows at the end."""
+        needed = self.count + len(rows)
+        if needed > len(self._data):
+            grown = np.empty((max(needed, 2 * len(self._data), 64), self._data.shape[1]), dtype=self._data.dtype)
+            grown[: self.count] = self._data[: self.count]
+            self._data = grown
+        self._data[self.count : needed] = rows
+        self.count = needed
+
+    @property
+    def view(self) -> np.ndarray:
+        """The filled rows (a view, not a copy)."""
+        return self._data[: self.count]
+
+
+def exact_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """``(len(vectors),)`` exact distances of one prepared query to prepared rows (unit rows under cosine)."""
+    if metric == "euclidean":
+        diff = vectors - queries
+        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    dots = vectors @ queries
+    return (1.0 - dots) if metric == "cosine" else -dots
+
+
+def rerank(queries: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, labels: np.ndarray, metric: str,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score candidate rows exactly against the stored float ``vectors`` and keep the best ``k``.
+
+    ``candidates`` is ``(m, c)`` row indices (``-1`` = no candidate); ``labels`` maps rows to labels.
+    Returns ``(distances (m, k) float32, labels (m, k) int64)`` padded with ``inf`` / ``-1``; ties go to the
+    lower label, as on the exact backends.
+    """
+    out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+    out_l = np.full((len(queries), k), -1, dtype=np.int64)
+    for row, (q, cand) in enumerate(zip(queries, candidates, strict=True)):
+        cand = cand[cand >= 0]
+        if not len(cand):
+            continue
+        scores = exact_distances(q, vectors[cand], metric).astype(np.float32)
+        order = np.lexsort((labels[cand], scores))[:k]
+        out_d[row, : len(order)] = scores[order]
+        out_l[row, : len(order)] = labels[cand][order]
+    return out_d, out_l
+
+
+def memory_stats(kind: str, dimensions: int, code_bytes: int, keeps_floats: bool, rerank_k: int,
+                 fixed_bytes: int = 0, payload_bytes: int | None = None, count: int = 0,
+                 **more: Any) -> dict[str, Any]:
+    """The ``IndexStats.extra`` entries of a quantized index.
+
+    ``code_bytes`` per vector is analytic; ``float_bytes_per_vector`` is ``4 * d`` when the float vectors are
+    kept for rerank, else 0; ``fixed_bytes`` counts what does not grow with n (codebooks, rotations);
+    ``compression_ratio`` is float32 bytes over code bytes; ``payload_bytes`` (measured: the backend's
+    serialized state) gives ``measured_bytes_per_vector``.
+    """
+    float_bytes = 4 * dimensions if keeps_floats else 0
+    out: dict[str, Any] = {
+        "quantization": kind,
+        "rerank": int(rerank_k),
+        "code_bytes_per_vector": int(code_bytes),
+        "float_bytes_per_vector": int(float_bytes),
+        "stored_bytes_per_vector": int(code_bytes + float_bytes),
+        "fixed_bytes": int(fixed_bytes),
+        "compression_ratio": round(4.0 * dimensions / code_bytes, 3),
+    }
+    if payload_bytes is not None:
+        out["payload_bytes"] = int(payload_bytes)
+        out["measured_bytes_per_vector"] = round(payload_bytes / count, 2) if count else 0.0
+    out.update(more)
+    return out
