@@ -1,0 +1,238 @@
+"""The benchmark datasets, each made reproducibly and returned as a :class:`~ruvector_lab.bench.hdf5.Dataset`.
+
+- ``adr-random-10k-384``: ADR-006's own benchmark, uniform in [-1, 1], with separate seeded queries.
+- ``clustered-100k-384``: normalised Gaussian clusters (embedding-like structure), seeded.
+- ``wordnet-minilm-384``: WordNet 3.0 glosses and example sentences (Debian ``wordnet-base``) embedded with the
+  project's :class:`~ruvector_lab.embeddings.Embedder`; queries are held-out example sentences that never occur in
+  the base set. WordNet's license notice travels with the data (HDF5 attribute ``license``).
+- ``fashion-mnist-784-euclidean``: Debian ``dataset-fashion-mnist`` (60,000 train + 10,000 test), the same data as
+  ann-benchmarks' set of that name.
+- ``hdf5``: any ann-benchmarks HDF5 file given by path.
+
+Missing system data raises :class:`~ruvector_lab.errors.DatasetError` saying what to install or which file to pass.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DatasetError, InvalidParameterError
+from .hdf5 import Dataset, read_hdf5
+
+log = logging.getLogger(__name__)
+
+WORDNET_DIR = Path(os.environ.get("RUVECTOR_LAB_WORDNET_DIR", "/usr/share/wordnet"))
+FASHION_DIR = Path(os.environ.get("RUVECTOR_LAB_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+WORDNET_POS = ("noun", "verb", "adj", "adv")
+
+
+def _install_hint(package: str, name: str) -> str:
+    sudo = "" if shutil.which("sudo") is None or os.geteuid() == 0 else "sudo "
+    return (f"dataset {name!r} needs the Debian package {package}: run `{sudo}apt-get install -y {package}` "
+            f"(or `make setup-data`), or drop {name!r} from params.yaml `datasets`, or benchmark an ann-benchmarks "
+            f"file instead with a params entry {{name: NAME, source: hdf5, path: /path/to/NAME.hdf5}}")
+
+
+# --------------------------------------------------------------------------------------------- synthetic sets
+def adr_random(n: int = 10_000, n_queries: int = 1_000, dimensions: int = 384, seed: int = 42,
+               name: str = "adr-random-10k-384") -> Dataset:
+    """ADR-006's benchmark data: ``n`` base and ``n_queries`` separate query vectors, uniform in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    train = rng.uniform(-1.0, 1.0, (n, dimensions)).astype(np.float32)
+    test = rng.uniform(-1.0, 1.0, (n_queries, dimensions)).astype(np.float32)
+    return Dataset(name, train, test, "cosine", attrs={"source": "adr-random", "seed": seed})
+
+
+def clustered(n: int = 100_000, n_queries: int = 1_000, dimensions: int = 384, clusters: int = 100,
+              spread: float = 0.35, seed: int = 42, name: str = "clustered-100k-384") -> Dataset:
+    """Unit-norm points around ``clusters`` random centres (isotropic Gaussian of ``spread`` per centre, then
+    normalised); queries are fresh draws from the same mixture."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dimensions)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    scale = spread / np.sqrt(dimensions)
+
+    def draw(count: int) -> np.ndarray:
+        which = rng.integers(0, clusters, count)
+        pts = centres[which] + rng.standard_normal((count, dimensions)).astype(np.float32) * scale
+        return (pts / np.linalg.norm(pts, axis=1, keepdims=True)).astype(np.float32)
+
+    train, test = draw(n), draw(n_queries)
+    return Dataset(name, train, test, "cosine",
+                   attrs={"source": "clustered", "seed": seed, "clusters": clusters, "spread": spread})
+
+
+# ------------------------------------------------------------------------------------------------ Fashion-MNIST
+def read_idx_images(path: Path) -> np.ndarray:
+    """Images of an IDX file (gzip or not) as an (n, rows*cols) float32 matrix of 0..255 pixel values."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 2051:
+        raise DatasetError(f"{path} is not an IDX image file (magic 2051)")
+    n, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
+    pixels = np.frombuffer(raw, dtype=np.uint8, offset=16)
+    if pixels.size != n * rows * cols:
+        raise DatasetError(f"{path} holds {pixels.size} pixels, expected {n}x{rows}x{cols}")
+    return pixels.reshape(n, rows * cols).astype(np.float32)
+
+
+def fashion_mnist(directory: Path | None = None, n_train: int | None = None, n_queries: int | None = None,
+                  name: str = "fashion-mnist-784-euclidean") -> Dataset:
+    """Fashion-MNIST from the Debian package: 60,000 train and 10,000 test images as 784-d float vectors (L2)."""
+    directory = directory or FASHION_DIR
+    files = {}
+    for part, stem in (("train", "train-images-idx3-ubyte"), ("test", "t10k-images-idx3-ubyte")):
+        found = [directory / f"{stem}.gz", directory / stem]
+        hit = next((p for p in found if p.is_file()), None)
+        if hit is None:
+            raise DatasetError(f"{found[0]} is missing. " + _install_hint("dataset-fashion-mnist", name))
+        files[part] = hit
+    train, test = read_idx_images(files["train"]), read_idx_images(files["test"])
+    if n_train:
+        train = train[:n_train]
+    if n_queries:
+        test = test[:n_queries]
+    return Dataset(name, train, test, "euclidean", attrs={"source": "fashion-mnist", "files": str(directory)})
+
+
+# ------------------------------------------------------------------------------------------------------ WordNet
+@dataclass(frozen=True)
+class WordnetTexts:
+    """Definitions and example sentences of WordNet, with its license notice."""
+
+    glosses: list[str]
+    examples: list[str]
+    license: str
+
+
+def parse_gloss(gloss: str) -> tuple[str, list[str]]:
+    """Split a WordNet gloss into its definition and its quoted example sentences.
+
+    ``'on the back of a horse; "he rode horseback to town"'`` -> ``('on the back of a horse',
+    ['he rode horseback to town'])``.
+    """
+    definition: list[str] = []
+    examples: list[str] = []
+    for part in (p.strip() for p in gloss.split("; ")):
+        if part.startswith('"'):
+            end = part.rfind('"')
+            text = part[1:end] if end > 0 else part[1:]
+            if text.strip():
+                examples.append(text.strip())
+        elif part:
+            definition.append(part)
+    return "; ".join(definition), examples
+
+
+def read_wordnet(directory: Path | None = None) -> WordnetTexts:
+    """Glosses and examples of ``data.{noun,verb,adj,adv}``, in file order, with the license header of data.noun."""
+    directory = directory or WORDNET_DIR
+    glosses: list[str] = []
+    examples: list[str] = []
+    license_lines: list[str] = []
+    for pos in WORDNET_POS:
+        path = directory / f"data.{pos}"
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing. " + _install_hint("wordnet-base", "wordnet-minilm-384"))
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("  "):  # the license header: lines start with two spaces and a number
+                    if pos == "noun":
+                        license_lines.append(line.strip().split(" ", 1)[-1] if line.strip() else "")
+                    continue
+                _, sep, gloss = line.partition(" | ")
+                if not sep:
+                    continue
+                definition, exs = parse_gloss(gloss.strip())
+                if definition:
+                    glosses.append(definition)
+                examples.extend(exs)
+    return WordnetTexts(glosses, examples, "\n".join(s.rstrip() for s in license_lines).strip())
+
+
+def split_wordnet(texts: WordnetTexts, n_base: int | None, n_queries: int,
+                  seed: int = 42) -> tuple[list[str], list[str]]:
+    """Base texts and held-out query texts: queries are distinct example sentences, and no base text equals any
+    query (every copy of a held-out sentence is removed from the base). ``n_base`` None keeps every base text."""
+    rng = np.random.default_rng(seed)
+    unique_examples = sorted(set(texts.examples))
+    if n_queries > len(unique_examples):
+        raise InvalidParameterError(f"asked for {n_queries} queries but WordNet has {len(unique_examples)} examples")
+    held = set(rng.choice(len(unique_examples), n_queries, replace=False).tolist())
+    queries = [unique_examples[i] for i in sorted(held)]
+    held_texts = set(queries)
+    base = list(dict.fromkeys(t for t in (*texts.glosses, *texts.examples) if t not in held_texts))
+    if n_base is not None and n_base < len(base):
+        pick = np.sort(rng.choice(len(base), n_base, replace=False))
+        base = [base[i] for i in pick]
+    return base, queries
+
+
+def wordnet_minilm(n_base: int | None = 20_000, n_queries: int = 1_000, seed: int = 42, precision: str = "int8",
+                   chunk_size: int = 64, directory: Path | None = None, name: str = "wordnet-minilm-384",
+                   progress: Callable[[int], None] | None = None) -> Dataset:
+    """WordNet texts embedded with the project's Embedder (cosine). ``n_base`` subsamples the ~200k base texts
+    (None: all of them); the attrs record how many there were and how many were kept."""
+    texts = read_wordnet(directory)
+    try:
+        from ..embeddings import Embedder
+    except ImportError as exc:
+        raise DatasetError(f"dataset {name!r} needs ruvector_lab.embeddings.Embedder, which does not import here "
+                           f"({exc}); install the embed extra and run `make setup-models`") from None
+    base, queries = split_wordnet(texts, n_base, n_queries, seed)
+    total = len(dict.fromkeys((*texts.glosses, *texts.examples)))
+    try:
+        embedder = Embedder(precision=precision)
+    except Exception as exc:  # a missing model file is the usual cause; say so
+        raise DatasetError(f"dataset {name!r} could not start the Embedder ({type(exc).__name__}: {exc}); "
+                           "run `make setup-models`") from None
+    with embedder:
+        out = []
+        for start in range(0, len(base), 1024):
+            out.append(embedder.embed_batch(base[start : start + 1024], chunk_size=chunk_size))
+            if progress is not None:
+                progress(len(out[-1]))
+        train = np.concatenate(out) if out else np.empty((0, 384), np.float32)
+        test = embedder.embed_batch(queries, chunk_size=chunk_size)
+    attrs: dict[str, Any] = {"source": "wordnet-3.0", "seed": seed, "precision": precision,
+                             "texts_total": total, "texts_kept": len(base), "license": texts.license,
+                             "model": "all-MiniLM-L6-v2"}
+    return Dataset(name, train.astype(np.float32), test.astype(np.float32), "cosine", attrs=attrs)
+
+
+# ------------------------------------------------------------------------------------------------ the registry
+def make_dataset(spec: dict[str, Any], progress: Callable[[int], None] | None = None) -> Dataset:
+    """Build the dataset a params.yaml entry describes: ``{name, source, ...}`` where ``source`` is one of
+    adr-random, clustered, wordnet, fashion-mnist, hdf5 and the other keys are that maker's arguments."""
+    if not isinstance(spec, dict) or "name" not in spec or "source" not in spec:
+        raise InvalidParameterError(f"a dataset entry needs 'name' and 'source', got {spec!r}")
+    args = {k: v for k, v in spec.items() if k not in {"source", "enabled"}}
+    source = spec["source"]
+    makers: dict[str, Callable[..., Dataset]] = {"adr-random": adr_random, "clustered": clustered,
+                                                 "fashion-mnist": fashion_mnist}
+    try:
+        if source in makers:
+            return makers[source](**args)
+        if source == "wordnet":
+            return wordnet_minilm(progress=progress, **args)
+        if source == "hdf5":
+            path = args.get("path")
+            if not path:
+                raise DatasetError(f"dataset {spec['name']!r}: source hdf5 needs a 'path' to an ann-benchmarks file")
+            return read_hdf5(path, name=spec["name"])
+    except TypeError as exc:
+        raise InvalidParameterError(f"dataset {spec['name']!r}: bad arguments for source {source!r}: {exc}") from None
+    raise InvalidParameterError(
+        f"dataset {spec['name']!r}: unknown source {source!r}; known: adr-random, clustered, wordnet, "
+        "fashion-mnist, hdf5"
+    )

@@ -1,0 +1,82 @@
+"""Read the pipeline's params.yaml (or a profile such as pipelines/params-tiny.yaml) into the harness' settings.
+
+One place for every sweep: datasets and their maker arguments, the backends to try, build parameters (M,
+ef_construction, quantization), query parameters (ef_search), codecs, the ADR suite's sizes. See params.yaml for
+the keys and their meaning.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidParameterError
+from .adr import AdrSettings
+from .runner import RunSettings
+
+
+def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
+    """The parsed YAML file; :class:`InvalidParameterError` if it is missing or not a mapping."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidParameterError(f"no params file at {path}")
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict):
+        raise InvalidParameterError(f"{path} must hold a mapping at the top level")
+    return data
+
+
+def section(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """``params[name]`` as a dict ({} when absent); anything else is refused."""
+    value = params.get(name) or {}
+    if not isinstance(value, dict):
+        raise InvalidParameterError(f"params section {name!r} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def dataset_spec(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """The maker arguments of dataset ``name`` with its name filled in."""
+    specs = section(params, "datasets")
+    if name not in specs:
+        raise InvalidParameterError(f"dataset {name!r} is not in params 'datasets'; known: {', '.join(specs)}")
+    return {"name": name, **(specs[name] or {})}
+
+
+def run_settings(params: dict[str, Any], force: bool = False) -> RunSettings:
+    """The measurement settings of the build and query stages (section ``bench`` plus ``query.k``)."""
+    bench = section(params, "bench")
+    query = section(params, "query")
+    defaults = RunSettings()
+    return RunSettings(
+        n_queries=int(bench.get("n_queries", defaults.n_queries)),
+        repeats=int(bench.get("repeats", defaults.repeats)),
+        warmup=int(bench.get("warmup", defaults.warmup)),
+        threads=tuple(int(t) for t in bench.get("threads", defaults.threads)),
+        build_threads=int(bench.get("build_threads", defaults.build_threads)),
+        insert_chunk=int(bench.get("insert_chunk", defaults.insert_chunk)),
+        k=int(query.get("k", defaults.k)),
+        force=force,
+    )
+
+
+def ef_searches(params: dict[str, Any]) -> list[int]:
+    """The query sweep's ef_search values, ascending."""
+    values = section(params, "query").get("ef_search", [10, 20, 40, 80, 160, 320])
+    if not isinstance(values, list) or not values:
+        raise InvalidParameterError("params query.ef_search must be a non-empty list of integers")
+    return sorted(int(v) for v in values)
+
+
+def adr_settings(params: dict[str, Any]) -> AdrSettings:
+    """The ADR suite's settings (section ``adr``; unknown keys refused, 'dataset' is read separately)."""
+    adr = dict(section(params, "adr"))
+    adr.pop("dataset", None)
+    known = set(AdrSettings.__dataclass_fields__)
+    unknown = set(adr) - known
+    if unknown:
+        raise InvalidParameterError(f"unknown params adr keys {sorted(unknown)}; known: {sorted(known)}")
+    return AdrSettings(**adr)

@@ -1,0 +1,125 @@
+"""The quantization sweep: for each codec, bytes per vector against recall, with and without exact re-ranking.
+
+Brute force over the codes isolates the codec from any graph: each query is scored against every code, the best
+``factor * k`` candidates are re-scored with the float vectors, and recall@k is taken against exact ground truth
+(factor 1 is no re-ranking). Codecs come from a list in params.yaml; one that the quantization package does not
+have, or that cannot serve the dataset's metric, is recorded as not available.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import env, results
+from .groundtruth import exact_distances
+from .hdf5 import Dataset
+from .metrics import mean_recall, true_distances
+from .runner import parse_quantization
+from .threads import pinned_threads
+from .timer import summarize, time_calls
+
+log = logging.getLogger(__name__)
+
+
+def _percentiles(samples_s: np.ndarray) -> dict[str, float]:
+    summary = summarize(samples_s)
+    return {"p50": summary.p50_ms, "p95": summary.p95_ms, "p99": summary.p99_ms, "mean": summary.mean_ms}
+
+
+def _code_scores(codec: Any, queries: np.ndarray, codes: np.ndarray, decoded: np.ndarray | None,
+                 metric: str) -> np.ndarray:
+    """Ranking scores of queries against codes (smaller is closer). Euclidean ranks on decoded vectors with the
+    norm expansion (the same order as the codec's distances, much faster than its per-query differences)."""
+    if decoded is not None:
+        sq = np.einsum("ij,ij->i", decoded, decoded)
+        return sq[None, :] - 2.0 * (queries @ decoded.T)
+    return codec.distance(queries, codes)
+
+
+def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: int = 10, n_queries: int = 1000,
+                query_block: int = 200) -> dict[str, Any]:
+    """Measure one codec on ``ds``; returns the quant@1 record (see :mod:`ruvector_lab.bench.results`)."""
+    base = {"schema": results.SCHEMA_QUANT, "dataset": ds.describe(), "spec": spec,
+            "environment": env.environment()}
+    try:
+        from ..quantization import make_codec
+
+        config = parse_quantization(spec, ds.dimensions)
+        codec = make_codec(config, ds.dimensions, metric=ds.metric)
+    except Exception as exc:  # absent package, or a kind that cannot serve this metric: not available
+        return {**base, "status": "not available", "reason": f"{type(exc).__name__}: {exc}"}
+    if ds.distances is None:
+        raise ValueError(f"dataset {ds.name!r} has no ground truth")
+    with pinned_threads(1):
+        start = time.perf_counter()
+        codec.train(ds.train)
+        train_time = time.perf_counter() - start
+        start = time.perf_counter()
+        codes = codec.encode(ds.train)
+        encode_time = time.perf_counter() - start
+        singles = time_calls(lambda v: codec.encode(v), list(ds.test[:1000]), warmup=20)
+        decoded_all = codec.decode(codes)
+        mse = float(np.mean((decoded_all.astype(np.float64) - ds.train) ** 2))
+        decoded = decoded_all if ds.metric == "euclidean" else None
+        if decoded is None:
+            del decoded_all
+        queries = ds.test[: min(n_queries, len(ds.test))]
+        gt = ds.distances[: len(queries)]
+        widest = min(max(factors) * k, len(ds.train))
+        cands = np.empty((len(queries), widest), dtype=np.int64)
+        start = time.perf_counter()
+        for qs in range(0, len(queries), query_block):
+            scores = _code_scores(codec, queries[qs : qs + query_block], codes, decoded, ds.metric)
+            part = np.argpartition(scores, widest - 1, axis=1)[:, :widest]
+            order = np.argsort(np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+            cands[qs : qs + query_block] = np.take_along_axis(part, order, axis=1)
+        scan_time = time.perf_counter() - start
+    rerank = []
+    for factor in factors:
+        width = min(factor * k, widest)
+        top = cands[:, :width]
+        if factor > 1:  # exact re-scoring of the candidates with the float vectors
+            start = time.perf_counter()
+            exact = np.stack([exact_distances(queries[i : i + 1], ds.train[top[i]], ds.metric)[0]
+                              for i in range(len(queries))])
+            order = np.argsort(exact, axis=1, kind="stable")[:, :k]
+            chosen = np.take_along_axis(top, order, axis=1)
+            extra = time.perf_counter() - start
+        else:
+            chosen, extra = top[:, :k], 0.0
+        run = true_distances(queries, ds.train, chosen, ds.metric)
+        rerank.append({"factor": int(factor), "candidates": int(width), "recall_at_1": mean_recall(gt, run, 1),
+                       "recall_at_10": mean_recall(gt, run, k), "qps": len(queries) / (scan_time + extra)})
+    codebook = len(codec.to_bytes()) if codec.needs_training else 0  # trained codebooks are shared overhead
+    return {**base, "status": "ok", "codec": config.to_dict(), "code_bytes": int(codec.code_size),
+            "codebook_bytes": int(codebook), "bytes_per_vector": codec.code_size + codebook / len(ds.train),
+            "compression": 4.0 * ds.dimensions / (codec.code_size + codebook / len(ds.train)),
+            "train_time_s": train_time, "encode_per_s": len(ds.train) / encode_time if encode_time else None,
+            "quantize_single_ms": _percentiles(singles),
+            "reconstruction_mse": mse, "rerank": rerank, "n_queries": len(queries), "k": k,
+            "threads": {"threads": 1}}
+
+
+def run_quant_sweep(ds: Dataset, specs: Sequence[str], root: str | Path, factors: Sequence[int] = (1, 4, 10),
+                    n_queries: int = 1000, force: bool = False) -> list[Path]:
+    """Sweep every codec spec on ``ds`` and write quant/<dataset>/<spec>.json; finished ones are skipped."""
+    written = []
+    for spec in specs:
+        path = Path(root) / "quant" / results.check_component(ds.name, "dataset") / \
+            f"{results.check_component(spec, 'codec')}.json"
+        fp = results.fingerprint({"dataset": ds.describe(), "spec": spec, "factors": list(factors),
+                                  "n_queries": n_queries})
+        if not force and results.is_done(path, fp):
+            continue
+        record = sweep_codec(ds, spec, factors=factors, n_queries=n_queries)
+        record["fingerprint"] = fp
+        results.write_json(path, record)
+        written.append(path)
+        log.info("quantization %s on %s: %s", spec, ds.name, record.get("status"))
+    return written

@@ -1,0 +1,149 @@
+"""Where results live and what they hold: one JSON file per run under a path derived from its parameters.
+
+The notebooks and the report read these files; the schemas below are stable (a change bumps the ``schema`` tag).
+
+Layout under the results root (``data/results`` in the pipeline)::
+
+    runs/<dataset>/<backend>/<build-key>/build.json            one index build   (schema ruvector-lab/build@1)
+    runs/<dataset>/<backend>/<build-key>/query-ef<ef>-k<k>.json one query setting (schema ruvector-lab/query@1)
+    quant/<dataset>/<codec-key>.json                            one codec sweep   (schema ruvector-lab/quant@1)
+    adr/<backend>.json, adr/common.json                         the ADR-006 suite (schema ruvector-lab/adr@1)
+
+``<build-key>`` is ``M<m>-efc<ef_construction>-<quantization>`` (quantization ``none``, ``scalar``, ``int4``,
+``binary`` or ``product-m<m>``); ``<codec-key>`` is the quantization part alone.
+
+Every file holds ``schema``, ``status`` (``'ok'`` or ``'not available'`` with a ``reason``: a backend or codec that
+is absent here is recorded as absent, never faked), ``fingerprint`` (parameters plus a hash of the library's code:
+a finished run is skipped only when both match, unless forced) and ``environment`` (library versions, CPU model,
+cores, memory; see :func:`ruvector_lab.bench.env.environment`).
+
+build@1 (``status == 'ok'``): ``dataset`` {name, n_train, n_test, dimensions, metric, gt_k}, ``backend``, ``tier``,
+``graph`` ('hnsw' | 'flat'), ``build`` {m, ef_construction, quantization}, ``threads`` {threads, ...},
+``build_time_s``, ``inserts_per_s``, ``serialized_bytes``, ``bytes_per_vector``, ``serialize_time_s``,
+``rss_before_bytes``, ``rss_after_bytes``, ``peak_rss_bytes``.
+
+query@1: the build's ``dataset``, ``backend``, ``tier``, ``graph``, ``build`` plus ``query`` {ef_search, k,
+n_queries}, ``recall`` {"1", "10", "100"} (mean recall@k, ties tolerated; recall@100 is measured with
+ef_search = max(ef_search, 100) since a graph search needs ef >= k), ``latency_ms`` {p50, p95, p99, mean: median
+over repeats; ``spread``: {p50: Spread, p99: Spread}} (single queries, one at a time, after warm-up), ``qps``
+{"<threads>": Spread} (batch QPS; the batch is split across that many caller threads with library pools pinned to
+1 thread each), ``repeats``, ``warmup``, ``peak_rss_bytes``. A Spread is {median, min, max, rel_spread, values}.
+
+quant@1: ``dataset``, ``codec`` {kind, m, bits}, ``code_bytes``, ``codebook_bytes``, ``bytes_per_vector`` (code plus
+the codebooks shared over the base set), ``compression``, ``train_time_s``, ``encode_per_s``,
+``quantize_single_ms`` {p50, p95, p99}, ``reconstruction_mse``, ``rerank`` [{factor, candidates, recall_at_1,
+recall_at_10, qps}] (brute force over the codes, then the best ``factor * k`` candidates re-scored exactly;
+factor 1 is no re-ranking).
+
+adr@1: ``backend`` ('common' for the cases that do not depend on the index backend), ``cases`` {case: {``scope``
+('backend' | 'common'), ``protocols`` {``adr``: the ADR's protocol (one input repeated), ``honest``: distinct
+inputs} each {iterations, latency_ms {p50, p95, p99, mean}, ``judged_ms``, ``verdict``}, and for search
+``recall_at_10``}}, ``config``, ``threads``. The ADR protocol is judged on the mean (the ADR's avgMs), the honest
+one on p95; cases whose capability is absent are ``{'status': 'not available', 'reason': ...}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .. import container
+from ..errors import InvalidParameterError
+
+SCHEMA_BUILD = "ruvector-lab/build@1"
+SCHEMA_QUERY = "ruvector-lab/query@1"
+SCHEMA_QUANT = "ruvector-lab/quant@1"
+SCHEMA_ADR = "ruvector-lab/adr@1"
+
+_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def check_component(value: str, what: str) -> str:
+    """A path component made only of letters, digits, '-', '_' and '.', and not '.' or '..'."""
+    if not isinstance(value, str) or not value or set(value) - _SAFE or value in {".", ".."}:
+        raise InvalidParameterError(f"{what} {value!r} must be letters, digits, '-', '_' or '.'")
+    return value
+
+
+def build_key(m: int, ef_construction: int, quantization: str = "none") -> str:
+    """``M16-efc100-none``: the folder of one build's results."""
+    return f"M{int(m)}-efc{int(ef_construction)}-{check_component(quantization, 'quantization')}"
+
+
+def run_dir(root: str | os.PathLike[str], dataset: str, backend: str, key: str) -> Path:
+    """The folder holding one build's build.json and its query runs."""
+    return Path(root) / "runs" / check_component(dataset, "dataset") / check_component(backend, "backend") / key
+
+
+def query_file(directory: Path, ef_search: int, k: int) -> Path:
+    """The JSON of one query setting inside a build folder."""
+    return directory / f"query-ef{int(ef_search)}-k{int(k)}.json"
+
+
+@lru_cache(maxsize=1)
+def code_hash() -> str:
+    """sha256 over the library's source files except the report and CLI (which do not change measurements)."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel in {"bench/report.py", "cli.py"}:
+            continue
+        digest.update(rel.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(params: dict[str, Any]) -> str:
+    """Parameters plus the library code hash, as one short hex string."""
+    blob = json.dumps({"params": params, "code": code_hash()}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def write_json(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write ``record`` as indented JSON, atomically."""
+    data = json.dumps(record, indent=1, sort_keys=True, default=_jsonable, allow_nan=True).encode()
+    return container.write_atomic(path, data + b"\n")
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"cannot store {type(value).__name__} in a result")
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record at ``path``, or None if it is missing or unreadable (an interrupted run counts as not done)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def is_done(path: str | os.PathLike[str], fp: str) -> bool:
+    """True when ``path`` holds a finished (status ok) run with fingerprint ``fp``."""
+    record = read_json(path)
+    return bool(record) and record.get("status") == "ok" and record.get("fingerprint") == fp
+
+
+def collect(root: str | os.PathLike[str], pattern: str) -> list[dict[str, Any]]:
+    """Every readable record under ``root`` matching the glob ``pattern``, each with its ``_path``."""
+    out = []
+    for path in sorted(Path(root).glob(pattern)):
+        record = read_json(path)
+        if record is not None:
+            record["_path"] = str(path)
+            out.append(record)
+    return out
