@@ -320,3 +320,23 @@ def test_cosine_is_scale_free_even_for_tiny_and_huge_norms():
     with pytest.raises(InvalidVectorError, match="zero vector"):
         backend.add(np.arange(2, dtype=np.int64), np.zeros((2, 4), np.float32))
     backend.close()
+
+
+def test_quantized_configs_get_the_wasm_tier_flat_code_scan():
+    from ruvector_lab.backends.quantized_flat import WasmQuantizedFlatBackend
+
+    plain = rl.HnswConfig(dimensions=16)
+    assert wasm_backend.WasmBackend.for_config(plain) is wasm_backend.WasmBackend
+    scalar = rl.HnswConfig(dimensions=16, quantization=rl.QuantizationConfig(kind="scalar"), rerank=10)
+    assert wasm_backend.WasmBackend.for_config(scalar) is WasmQuantizedFlatBackend
+    x = np.random.default_rng(2).standard_normal((200, 16)).astype(np.float32)
+    index = rl.HnswIndex(scalar, backend="wasm")
+    index.insert_batch([f"q{i}" for i in range(200)], x)
+    stats = index.stats()
+    assert (stats.backend, stats.tier, stats.graph) == ("wasm", "wasm", "flat")
+    assert index.search(x[17], k=1)[0].id == "q17"
+    index.close()
+    with pytest.raises(BackendUnavailableError, match="rabitq"):
+        wasm_backend.WasmBackend.for_config(
+            rl.HnswConfig(dimensions=16, quantization=rl.QuantizationConfig(kind="rabitq"))
+        )

@@ -74,6 +74,16 @@ class WasmBackend(IndexBackend):
         self._slots = 0
         self._compactions = 0
 
+    @classmethod
+    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
+        """``cls`` for float vectors; for ``HnswConfig(quantization=...)`` the wasm tier's flat code scan
+        (:class:`~ruvector_lab.backends.quantized_flat.WasmQuantizedFlatBackend`), or a refusal naming why."""
+        if getattr(config, "quantization", None) is None:
+            return cls
+        from .quantized_flat import WasmQuantizedFlatBackend, flat_class_for
+
+        return flat_class_for(config, WasmQuantizedFlatBackend)
+
     # ------------------------------------------------------------ checks
     def _check_open(self) -> None:
         if self._closed:
