@@ -230,3 +230,14 @@ def test_available_cores_and_default_threads(fp32):
     assert available_cores() >= 1
     assert fp32.threads == available_cores()  # the fixture left threads=None
     assert fp32.model == "all-MiniLM-L6-v2" and "fp32" in repr(fp32)
+
+
+def test_a_cached_model_onnxruntime_cannot_load_raises_model_error(tmp_path):
+    from ruvector_lab.embeddings.builds import model_key
+    from ruvector_lab.embeddings.models import MINILM_L6_V2
+
+    cache = ModelCache(tmp_path / "cache")
+    cache.set(MINILM_L6_V2.tokenizer.key, default_cache().fetch(MINILM_L6_V2.tokenizer))
+    cache.set(model_key(MINILM_L6_V2, "fp32"), b"these bytes are not an ONNX model")
+    with pytest.raises(ModelError, match="onnxruntime cannot load"):
+        Embedder(cache=cache)

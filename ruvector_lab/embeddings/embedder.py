@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EmbedderClosedError, InvalidParameterError, InvalidTextError
+from ..errors import EmbedderClosedError, InvalidParameterError, InvalidTextError, ModelError
 from . import onnx_graph
 from .builds import PRECISIONS, model_bytes
 from .cache import ModelCache, default_cache
@@ -76,7 +76,10 @@ class Embedder:
             "enable_mem_pattern": opts.enable_mem_pattern,
             "intra_op_allow_spinning": opts.get_session_config_entry("session.intra_op.allow_spinning"),
         }
-        self._session = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for a model it cannot load
+            raise ModelError(f"onnxruntime cannot load the {precision} {self._spec.name} model: {exc}") from None
         self._ort_version = ort.__version__
         self._lock = threading.Lock()
         log.info("Embedder %s %s ready: %d intra-op threads, model sha256 %s", self._spec.name, precision,
