@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..errors import InvalidParameterError
 from ..index import HnswIndex
 from ..runtime import Runtime
 from ..types import HnswConfig
@@ -134,7 +135,10 @@ def run_backend(ds: Dataset, backend: str, settings: AdrSettings) -> dict[str, A
     backend's kernel, and pattern match through a PatternStore on that backend."""
     base = {"schema": results.SCHEMA_ADR, "backend": backend, "config": asdict(settings),
             "environment": env.environment()}
-    ok = Runtime.available().get(backend)
+    available = Runtime.available()
+    if backend not in available:
+        raise InvalidParameterError(f"unknown backend {backend!r}; known: {', '.join(available)}")
+    ok = available[backend]
     if ok is not True:
         return {**base, "status": "not available", "reason": str(ok), "cases": {}}
     tier = Runtime.tier_of(backend)

@@ -184,8 +184,11 @@ def run_build(
     outcome = Outcome()
     directory = results.run_dir(root, ds.name, backend, build.key)
     build_path = directory / "build.json"
-    ok = Runtime.available().get(backend)
-    reason = None if ok is True else (ok if isinstance(ok, str) else f"unknown backend {backend!r}")
+    available = Runtime.available()
+    if backend not in available:  # a typo, not an absent capability
+        raise InvalidParameterError(f"unknown backend {backend!r}; known: {', '.join(available)}")
+    ok = available[backend]
+    reason = None if ok is True else str(ok)
     config = None
     if reason is None:
         try:

@@ -1,0 +1,227 @@
+"""The harness on small real data: build + query sweep, result files and skipping, the codec sweep, the ADR suite,
+the report, params, thread pinning and the environment record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ruvector_lab.bench import adr, datasets, env, groundtruth, params, quant, report, results, runner, threads
+from ruvector_lab.bench.hdf5 import write_hdf5
+from ruvector_lab.errors import InvalidParameterError
+
+FAST = runner.RunSettings(n_queries=60, repeats=2, warmup=5, threads=(1, 2), build_threads=1, insert_chunk=200)
+
+
+@pytest.fixture(scope="module")
+def small():
+    ds = datasets.clustered(n=800, n_queries=60, dimensions=16, clusters=8, seed=5, name="small")
+    ds.neighbors, ds.distances = groundtruth.knn_ground_truth(ds.test, ds.train, 100, ds.metric)
+    return ds
+
+
+def test_run_build_writes_build_and_query_records(small, tmp_path):
+    out = runner.run_build(small, "hnswlib", runner.BuildParams(8, 40), [10, 80], FAST, tmp_path)
+    assert out.unavailable is None and len(out.written) == 3
+    d = results.run_dir(tmp_path, "small", "hnswlib", "M8-efc40-none")
+    build = json.loads((d / "build.json").read_text())
+    assert build["schema"] == results.SCHEMA_BUILD and build["status"] == "ok" and build["graph"] == "hnsw"
+    assert build["serialized_bytes"] > 800 * 16 * 4 and build["bytes_per_vector"] == build["serialized_bytes"] / 800
+    assert build["environment"]["cores_usable"] >= 1 and build["environment"]["libraries"]["numpy"]
+    low, high = (json.loads(results.query_file(d, ef, 10).read_text()) for ef in (10, 80))
+    for rec in (low, high):
+        assert set(rec["recall"]) == {"1", "10", "100"}
+        assert 0 <= rec["recall"]["10"] <= 1 and rec["latency_ms"]["count"] == 60
+        assert rec["latency_ms"]["p50"] <= rec["latency_ms"]["p99"]
+        assert set(rec["qps"]) == {"1", "2"} and rec["qps"]["1"]["median"] > 0
+    assert high["recall"]["10"] >= low["recall"]["10"] and high["recall"]["10"] > 0.9
+
+
+def test_finished_runs_are_skipped_unless_forced(small, tmp_path):
+    runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10, 20], FAST, tmp_path)
+    again = runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10, 20], FAST, tmp_path)
+    assert again.written == [] and len(again.skipped) == 1  # exact backend: one ef only
+    forced = runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10], runner.RunSettings(
+        n_queries=60, repeats=1, warmup=2, threads=(1,), force=True), tmp_path)
+    assert len(forced.written) == 2
+    rec = json.loads(forced.written[1].read_text())
+    assert rec["recall"]["10"] == 1.0 and rec["graph"] == "flat"
+
+
+def test_unavailable_capabilities_are_recorded_not_faked(small, tmp_path):
+    with pytest.raises(InvalidParameterError, match="unknown backend"):
+        runner.run_build(small, "no-such-backend", runner.BuildParams(), [10], FAST, tmp_path)
+    # a codec this version does not have is absent from the grid: recorded with its reason, no numbers
+    out = runner.run_build(small, "hnswlib", runner.BuildParams(quantization="bogus"), [10], FAST, tmp_path)
+    assert out.unavailable
+    rec = json.loads(out.written[0].read_text())
+    assert rec["status"] == "not available" and rec["reason"]
+    assert "recall" not in rec and "build_time_s" not in rec
+    rec = runner.unavailable_record(small, "wasm", runner.BuildParams(), "wasmtime missing")
+    assert rec["status"] == "not available" and rec["reason"] == "wasmtime missing" and rec["tier"] == "wasm"
+
+
+def test_run_build_needs_ground_truth():
+    bare = datasets.adr_random(n=50, n_queries=5, dimensions=4)
+    with pytest.raises(InvalidParameterError, match="ground truth"):
+        runner.run_build(bare, "numpy", runner.BuildParams(), [10], FAST, "/tmp/unused")
+
+
+def test_parse_quantization_specs():
+    pytest.importorskip("ruvector_lab.quantization")
+    assert runner.parse_quantization("product", 384).m == 48
+    assert runner.parse_quantization("product-m12", 384).m == 12
+    assert runner.parse_quantization("scalar", 8).kind == "scalar"
+    with pytest.raises(InvalidParameterError):
+        runner.parse_quantization("scalar-m4", 8)
+
+
+def test_quant_sweep_trades_bytes_for_recall(small, tmp_path):
+    pytest.importorskip("ruvector_lab.quantization")
+    written = quant.run_quant_sweep(small, ["scalar", "binary", "product-m4", "bogus"], tmp_path, factors=(1, 4),
+                                    n_queries=40)
+    recs = {json.loads(p.read_text())["spec"]: json.loads(p.read_text()) for p in written}
+    assert recs["bogus"]["status"] == "not available"
+    scalar, binary = recs["scalar"], recs["binary"]
+    assert scalar["code_bytes"] < 16 * 4 and binary["bytes_per_vector"] < scalar["bytes_per_vector"]
+    no_rr, rr = scalar["rerank"]
+    assert no_rr["factor"] == 1 and rr["recall_at_10"] >= no_rr["recall_at_10"] - 1e-9
+    assert scalar["rerank"][0]["recall_at_10"] > binary["rerank"][0]["recall_at_10"]
+    assert recs["product-m4"]["codebook_bytes"] > 0
+    again = quant.run_quant_sweep(small, ["scalar"], tmp_path, factors=(1, 4), n_queries=40)
+    assert again == []  # finished and unchanged: skipped
+
+
+def test_adr_suite_records_both_protocols(small):
+    settings = adr.AdrSettings(search_iterations=40, embed_iterations=3, batch_iterations=1, op_iterations=40,
+                               n_patterns=200, m=8, ef_construction=40)
+    rec = adr.run_backend(small, "numpy", settings)
+    assert rec["status"] == "ok" and rec["schema"] == results.SCHEMA_ADR
+    search = rec["cases"]["hnsw_search_k10"]
+    assert search["recall_at_10"] == 1.0
+    assert set(search["protocols"]) == {"adr", "honest"}
+    assert search["protocols"]["honest"]["iterations"] == 40
+    assert search["protocols"]["adr"]["verdict"] in {"pass", "fail"}
+    assert rec["cases"]["hnsw_insert"]["protocols"]["adr"]["verdict"] == "no target"
+    with pytest.raises(InvalidParameterError):
+        adr.run_backend(small, "no-such-backend", settings)
+    assert len(set(adr.distinct_sentences(50))) == 50
+
+
+def test_report_from_results(small, tmp_path):
+    root = tmp_path / "res"
+    runner.run_build(small, "hnswlib", runner.BuildParams(8, 40), [10, 40, 160], FAST, root)
+    runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10], FAST, root)
+    runner.run_build(small, "hnswlib", runner.BuildParams(8, 40, "bogus"), [10], FAST, root)
+    rows = report.query_rows(report.load_results(root)["queries"])
+    assert {r["backend"] for r in rows} == {"hnswlib", "numpy"}
+    ops = report.operating_table(rows)
+    numpy_ops = [o for o in ops if o["backend"] == "numpy"]
+    assert len(numpy_ops) == 3 and all(o["recall_at_10"] == 1.0 for o in numpy_ops)
+    path = report.write_report(root, tmp_path / "out", None, {"bench": {"n_queries": 60}})
+    text = path.read_text()
+    assert "## Operating points" in text and "M8-efc40-bogus" in text  # absent builds are listed as such
+    assert (tmp_path / "out" / "plots" / "recall_qps_small.png").stat().st_size > 1000
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert "small" in metrics["operating_points"]
+    csv_head = (tmp_path / "out" / "plots" / "recall_qps.csv").read_text().splitlines()[0]
+    assert "recall_at_10" in csv_head and "qps" in csv_head
+
+
+def test_results_helpers(tmp_path):
+    assert results.build_key(16, 100, "none") == "M16-efc100-none"
+    with pytest.raises(InvalidParameterError):
+        results.build_key(16, 100, "../x")
+    with pytest.raises(InvalidParameterError):
+        results.check_component("a/b", "dataset")
+    path = results.write_json(tmp_path / "r.json", {"status": "ok", "fingerprint": "f", "x": np.float32(1.5)})
+    assert results.read_json(path)["x"] == 1.5
+    assert results.is_done(path, "f") and not results.is_done(path, "g")
+    (tmp_path / "broken.json").write_text("{")
+    assert results.read_json(tmp_path / "broken.json") is None
+    assert results.fingerprint({"a": 1}) != results.fingerprint({"a": 2})
+    assert len(results.code_hash()) == 16
+    assert [r["x"] for r in results.collect(tmp_path, "*.json")] == [1.5]
+
+
+def test_params_profiles_load():
+    root = Path(__file__).resolve().parents[1]
+    for name in ("params.yaml", "pipelines/params-tiny.yaml"):
+        p = params.load_params(root / name)
+        for ds in p["bench"]["datasets"]:
+            assert params.dataset_spec(p, ds)["source"]
+        settings = params.run_settings(p)
+        assert settings.n_queries >= 100 and settings.threads
+        assert params.ef_searches(p) == sorted(params.ef_searches(p))
+        assert params.adr_settings(p).ef_search > 0
+    tiny = params.load_params(root / "pipelines/params-tiny.yaml")
+    assert not {params.dataset_spec(tiny, d)["source"] for d in tiny["bench"]["datasets"]} & {"wordnet",
+                                                                                               "fashion-mnist"}
+
+
+def test_params_errors(tmp_path):
+    with pytest.raises(InvalidParameterError):
+        params.load_params(tmp_path / "none.yaml")
+    (tmp_path / "p.yaml").write_text("- a list\n")
+    with pytest.raises(InvalidParameterError):
+        params.load_params(tmp_path / "p.yaml")
+    with pytest.raises(InvalidParameterError):
+        params.dataset_spec({"datasets": {}}, "x")
+    with pytest.raises(InvalidParameterError):
+        params.adr_settings({"adr": {"speed": 3}})
+    with pytest.raises(InvalidParameterError):
+        params.ef_searches({"query": {"ef_search": []}})
+    with pytest.raises(InvalidParameterError):
+        params.section({"bench": [1]}, "bench")
+
+
+def test_pinned_threads_and_environment():
+    with threads.pinned_threads(1) as pinned:
+        assert pinned["threads"] == 1
+        faiss = pytest.importorskip("faiss")
+        assert faiss.omp_get_max_threads() == 1
+    assert isinstance(threads.thread_pools(), list)
+    with pytest.raises(InvalidParameterError), threads.pinned_threads(0):
+        pass
+    record = env.environment()
+    assert record["cores_usable"] >= 1 and record["cpu_model"]
+    assert env.library_versions(("numpy", "no-such-dist")) == {"numpy": np.__version__, "no-such-dist": None}
+    assert env.peak_rss_bytes() >= env.current_rss_bytes() // 2 > 0
+
+
+def test_cli_data_groundtruth_build_report(tmp_path, monkeypatch):
+    from ruvector_lab.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(
+        "datasets:\n  r: {source: adr-random, n: 300, n_queries: 30, dimensions: 8}\n"
+        "groundtruth: {k: 20}\nbench: {n_queries: 30, repeats: 1, warmup: 2, threads: [1], backends: [numpy]}\n"
+        "query: {k: 10, ef_search: [10]}\n")
+    cli = CliRunner()
+    for args in (["data", "r"], ["groundtruth", "r"], ["build", "r", "numpy"], ["report"]):
+        res = cli.invoke(app, args)
+        assert res.exit_code == 0, res.output
+    assert Path("data/datasets/r.hdf5").is_file() and Path("results/report.md").is_file()
+    bad = cli.invoke(app, ["data", "unknown"])
+    assert bad.exit_code == 2 and "unknown" in bad.output
+    ext = cli.invoke(app, ["data", "ext", "--hdf5", str(tmp_path / "data/datasets/r.hdf5")])
+    assert ext.exit_code == 0 and Path("data/raw/ext.hdf5").is_file()
+    assert "numpy" in cli.invoke(app, ["backends"]).output
+
+
+def test_hdf5_round_trip_through_groundtruth_keeps_given_truth(tmp_path, monkeypatch):
+    from ruvector_lab.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    ds = datasets.adr_random(n=100, n_queries=5, dimensions=4)
+    ds.neighbors, ds.distances = groundtruth.knn_ground_truth(ds.test, ds.train, 100, ds.metric)
+    write_hdf5(Path("data/raw/given.hdf5"), ds)
+    Path("params.yaml").write_text("groundtruth: {k: 100}\n")
+    res = CliRunner().invoke(app, ["groundtruth", "given"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(Path("data/datasets/given.json").read_text())
+    assert summary["gt_k"] == 100 and summary["n_train"] == 100
