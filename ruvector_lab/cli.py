@@ -170,21 +170,22 @@ def quantize(
     results_root: ResultsOpt = Path("data/results"),
     datasets_dir: DatasetsOpt = Path("data/datasets"),
 ) -> None:
-    """Codec sweep on DATASET (bytes/vector vs recall, with re-ranking), then quantized HNSW builds per backend
-    where HnswConfig supports quantization."""
+    """Codec sweep on DATASET (bytes/vector vs recall, with re-ranking), then, for the datasets in
+    ``quantization.hnsw_datasets``, quantized HNSW builds per backend (backends without them are recorded absent)."""
     from .bench import params, quant, runner
 
     try:
         p = params.load_params(params_file)
         q = params.section(p, "quantization")
         ds = _load_dataset(datasets_dir, dataset)
+        settings = params.run_settings(p, force)
         written = quant.run_quant_sweep(ds, list(q.get("codecs", [])), results_root,
                                         factors=[int(f) for f in q.get("rerank", [1, 4, 10])],
-                                        n_queries=int(q.get("n_queries", 1000)), force=force)
-        settings = params.run_settings(p, force)
+                                        n_queries=int(q.get("n_queries", 1000)), force=settings.force)
         build = params.section(p, "build")
         (results_root / "qhnsw" / dataset).mkdir(parents=True, exist_ok=True)  # a declared output, even if empty
-        for spec in q.get("hnsw", []):
+        hnsw_specs = q.get("hnsw", []) if dataset in q.get("hnsw_datasets", []) else []
+        for spec in hnsw_specs:
             for backend in params.section(p, "bench").get("backends", []):
                 bp = runner.BuildParams(int(build.get("m", [16])[0]), int(build.get("ef_construction", [100])[0]),
                                         str(spec))

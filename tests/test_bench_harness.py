@@ -78,6 +78,13 @@ def test_parse_quantization_specs():
     assert runner.parse_quantization("scalar", 8).kind == "scalar"
     with pytest.raises(InvalidParameterError):
         runner.parse_quantization("scalar-m4", 8)
+    assert runner.split_spec("product-m48-r40") == ("product", 48, 40)
+    assert runner.split_spec("scalar") == ("scalar", None, 0)
+    with pytest.raises(InvalidParameterError):
+        runner.split_spec("scalar-x1")
+    tiny = datasets.adr_random(n=10, n_queries=2, dimensions=8)
+    cfg = runner.make_config(tiny, runner.BuildParams(8, 40, "scalar-r5"))
+    assert cfg.rerank == 5 and cfg.quantization.kind == "scalar"
 
 
 def test_quant_sweep_trades_bytes_for_recall(small, tmp_path):
@@ -155,7 +162,7 @@ def test_params_profiles_load():
         for ds in p["bench"]["datasets"]:
             assert params.dataset_spec(p, ds)["source"]
         settings = params.run_settings(p)
-        assert settings.n_queries >= 100 and settings.threads
+        assert settings.n_queries >= 100 and settings.threads and not settings.force
         assert params.ef_searches(p) == sorted(params.ef_searches(p))
         assert params.adr_settings(p).ef_search > 0
     tiny = params.load_params(root / "pipelines/params-tiny.yaml")
@@ -177,6 +184,7 @@ def test_params_errors(tmp_path):
         params.ef_searches({"query": {"ef_search": []}})
     with pytest.raises(InvalidParameterError):
         params.section({"bench": [1]}, "bench")
+    assert params.run_settings({"bench": {"force": True}}).force
 
 
 def test_pinned_threads_and_environment():

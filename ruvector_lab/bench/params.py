@@ -59,7 +59,7 @@ def run_settings(params: dict[str, Any], force: bool = False) -> RunSettings:
         build_threads=int(bench.get("build_threads", defaults.build_threads)),
         insert_chunk=int(bench.get("insert_chunk", defaults.insert_chunk)),
         k=int(query.get("k", defaults.k)),
-        force=force,
+        force=force or bool(bench.get("force", False)),
     )
 
 

@@ -9,13 +9,15 @@ Layout under the results root (``data/results`` in the pipeline)::
     quant/<dataset>/<codec-key>.json                            one codec sweep   (schema ruvector-lab/quant@1)
     adr/<backend>.json, adr/common.json                         the ADR-006 suite (schema ruvector-lab/adr@1)
 
-``<build-key>`` is ``M<m>-efc<ef_construction>-<quantization>`` (quantization ``none``, ``scalar``, ``int4``,
-``binary`` or ``product-m<m>``); ``<codec-key>`` is the quantization part alone.
+``<build-key>`` is ``M<m>-efc<ef_construction>-<quantization>`` (quantization ``none`` or a spec
+``kind[-m<M>][-r<R>]``: ``scalar``, ``int4``, ``binary``, ``rabitq``, ``product-m48``, ``scalar-r40`` with 40
+candidates re-scored exactly); ``<codec-key>`` is the spec alone. Quantized HNSW builds of the quantize stage live
+under ``qhnsw/<dataset>/runs/...`` with the same schemas.
 
 Every file holds ``schema``, ``status`` (``'ok'`` or ``'not available'`` with a ``reason``: a backend or codec that
-is absent here is recorded as absent, never faked), ``fingerprint`` (parameters plus a hash of the library's code:
-a finished run is skipped only when both match, unless forced) and ``environment`` (library versions, CPU model,
-cores, memory; see :func:`ruvector_lab.bench.env.environment`).
+is absent here is recorded as absent, never faked), ``fingerprint`` (parameters plus library versions: a finished
+run with the same fingerprint is skipped unless forced), ``code`` (a hash of the library's source, for provenance)
+and ``environment`` (library versions, CPU model, cores, memory; see :func:`ruvector_lab.bench.env.environment`).
 
 build@1 (``status == 'ok'``): ``dataset`` {name, n_train, n_test, dimensions, metric, gt_k}, ``backend``, ``tier``,
 ``graph`` ('hnsw' | 'flat'), ``build`` {m, ef_construction, quantization}, ``threads`` {threads, ...},
@@ -99,15 +101,25 @@ def code_hash() -> str:
 
 
 def fingerprint(params: dict[str, Any]) -> str:
-    """Parameters plus the library code hash, as one short hex string."""
-    blob = json.dumps({"params": params, "code": code_hash()}, sort_keys=True, default=str).encode()
+    """Parameters plus the versions of the measured libraries, as one short hex string.
+
+    The library's own code hash is recorded beside each result (``code``) but not part of the fingerprint: a
+    finished run is repeated only when forced (``bench.force: true`` or ``--force``), as in ann-benchmarks, so an
+    unrelated edit does not throw away a long sweep.
+    """
+    from .env import library_versions
+
+    blob = json.dumps({"params": params, "libraries": library_versions()}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def write_json(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
     """Write ``record`` as indented JSON, atomically."""
+    record = {**record, "code": code_hash()} if "schema" in record else record
     data = json.dumps(record, indent=1, sort_keys=True, default=_jsonable, allow_nan=True).encode()
-    return container.write_atomic(path, data + b"\n")
+    out = container.write_atomic(path, data + b"\n")
+    os.chmod(out, 0o644)  # results are for reading by notebooks and other users, not secrets
+    return out
 
 
 def _jsonable(value: Any) -> Any:

@@ -80,23 +80,37 @@ class Outcome:
     unavailable: str | None = None
 
 
+def split_spec(spec: str) -> tuple[str, int | None, int]:
+    """``'product-m48-r40'`` -> ``('product', 48, 40)``: kind, PQ subspaces (None: default) and re-rank count."""
+    kind, *parts = spec.split("-")
+    m, rerank = None, 0
+    for part in parts:
+        if part[:1] == "m" and part[1:].isdigit():
+            m = int(part[1:])
+        elif part[:1] == "r" and part[1:].isdigit():
+            rerank = int(part[1:])
+        else:
+            raise InvalidParameterError(f"quantization spec {spec!r}: expected kind[-m<M>][-r<R>], got part {part!r}")
+    return kind, m, rerank
+
+
 def parse_quantization(spec: str, dimensions: int) -> Any:
-    """A QuantizationConfig for ``spec`` ('scalar', 'int4', 'binary', 'product' (m = d/8), 'product-m48');
-    raises ImportError when the quantization package is absent, InvalidParameterError for a bad spec."""
+    """A QuantizationConfig for ``spec``: 'scalar', 'int4', 'binary', 'rabitq', 'product' (m = d/8) or
+    'product-m48' (a '-r<R>' suffix, the HNSW re-rank count, is ignored here). Raises ImportError when the
+    quantization package is absent, InvalidParameterError for a bad spec or kind."""
     from ..quantization import QuantizationConfig
 
-    kind, _, rest = spec.partition("-")
+    kind, m, _ = split_spec(spec)
     if kind == "product":
-        m = int(rest[1:]) if rest.startswith("m") and rest[1:].isdigit() else max(1, dimensions // 8)
-        return QuantizationConfig(kind="product", m=m)
-    if rest:
-        raise InvalidParameterError(f"quantization spec {spec!r}: only 'product' takes a suffix (product-m<m>)")
+        return QuantizationConfig(kind="product", m=m or max(1, dimensions // 8))
+    if m is not None:
+        raise InvalidParameterError(f"quantization spec {spec!r}: only 'product' takes -m<M>")
     return QuantizationConfig(kind=kind)
 
 
 def make_config(ds: Dataset, build: BuildParams, ef_search: int = 50) -> HnswConfig:
-    """The HnswConfig of a build; a quantized build needs HnswConfig(quantization=...) to exist, else ImportError
-    naming what is missing."""
+    """The HnswConfig of a build; a quantized build ('scalar-r40': scalar codes, 40 candidates re-scored exactly)
+    needs HnswConfig(quantization=...) to exist, else ImportError naming what is missing."""
     kwargs: dict[str, Any] = {"dimensions": ds.dimensions, "m": build.m, "ef_construction": build.ef_construction,
                               "ef_search": ef_search, "metric": ds.metric}
     if build.quantization != "none":
@@ -104,6 +118,7 @@ def make_config(ds: Dataset, build: BuildParams, ef_search: int = 50) -> HnswCon
         if "quantization" not in names:
             raise ImportError("HnswConfig has no 'quantization' field in this version of ruvector-lab")
         kwargs["quantization"] = parse_quantization(build.quantization, ds.dimensions)
+        kwargs["rerank"] = split_spec(build.quantization)[2]
     return HnswConfig(**kwargs)
 
 
