@@ -55,6 +55,7 @@ lint: $(STAMP)/python
 
 test: setup lint
 	$(VENV)/bin/pytest -q
+	$(MAKE) --no-print-directory test-notebooks
 
 # the DVC pipeline (dvc.yaml, params.yaml); its stages call the venv's `ruvector-lab`
 repro: setup
@@ -62,3 +63,38 @@ repro: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# ---- notebooks (notebooks/): JupyterLab, re-execution, and nbval against the tiny pipeline profile
+.PHONY: notebooks lab test-notebooks
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+KERNEL    := $(VENV)/share/jupyter/kernels/ruvector-lab/kernel.json
+
+# the project kernel (the .venv's Python), named in every notebook's metadata
+$(KERNEL): $(STAMP)/python
+	$(PY) -m ipykernel install --sys-prefix --name ruvector-lab --display-name "ruvector-lab (.venv)" >/dev/null
+
+# re-execute every notebook in place against the current results ($RUVECTOR_LAB_RESULTS, else data/results),
+# keeping each .ipynb and its py:percent twin in step
+notebooks: $(KERNEL)
+	$(VENV)/bin/jupytext --sync $(NOTEBOOKS)
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 $(NOTEBOOKS)
+	$(VENV)/bin/jupytext --sync $(NOTEBOOKS)
+
+lab: $(KERNEL)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+# every notebook cell run by nbval against the tiny params profile's outputs, made by `dvc repro` in a scratch
+# copy (as tests/test_pipeline_smoke.py does), so the checks never depend on a full `make repro` having run;
+# without a pipeline (no dvc.yaml) the notebooks run on live data alone and say that results are missing
+test-notebooks: $(KERNEL)
+	@tiny=$$(mktemp -d) && trap 'rm -rf "$$tiny"' EXIT && \
+	if [ -f dvc.yaml ] && [ -f pipelines/params-tiny.yaml ]; then \
+	  echo "test-notebooks: tiny pipeline profile (dvc repro) in a scratch copy" && \
+	  cp dvc.yaml .dvcignore "$$tiny"/ && cp pipelines/params-tiny.yaml "$$tiny"/params.yaml && \
+	  cp -r ruvector_lab "$$tiny"/ && find "$$tiny" -name __pycache__ -prune -exec rm -rf {} + && \
+	  ( cd "$$tiny" && export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 && \
+	    dvc init --no-scm -q && dvc config core.analytics false && dvc repro -q </dev/null >repro.log 2>&1 \
+	    || { tail -n 40 repro.log; exit 1; } ) || exit 1; \
+	else echo "test-notebooks: no dvc.yaml, notebooks run without pipeline results"; fi && \
+	RUVECTOR_LAB_RESULTS="$$tiny/data/results" $(VENV)/bin/pytest -q -p no:cacheprovider --nbval-lax \
+	  --nbval-sanitize-with notebooks/nbval-sanitize.cfg --nbval-cell-timeout=600 notebooks/

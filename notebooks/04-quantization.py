@@ -1,0 +1,192 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: ruvector-lab (.venv)
+#     language: python
+#     name: ruvector-lab
+# ---
+
+# %% [markdown]
+# # 04 · Quantization: bytes per vector against recall
+#
+# **Question.** How much recall does each codec give up for the memory it saves, and how much of it does exact
+# re-ranking buy back?
+#
+# **Data.** Two sources, always labelled:
+#
+# * **pipeline**: the codec sweep (stage `quantize` in `dvc.yaml`, files `quant/<dataset>/<codec>.json` under the
+#   results root, schema `ruvector-lab/quant@1`; `make repro`), and the quantized index builds it runs where a
+#   backend supports them (`qhnsw/<dataset>/...`);
+# * **live**: the same sweep function (`ruvector_lab.bench.quant.sweep_codec`) run here on every codec the library
+#   has, on a small seeded set (5,000 clustered 128-d vectors, 200 queries), so every codec appears even when the
+#   pipeline's grid lists only some.
+#
+# A sweep scores each query against every code (no graph, so the codec alone is measured), keeps the best
+# `factor x k` candidates and re-scores them with the float vectors: factor 1 is no re-ranking. Bytes per vector
+# include each codec's share of its trained codebooks. Recall is recall@10 against exact ground truth.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+from matplotlib.ticker import FuncFormatter
+
+import _nbdata as nd
+from ruvector_lab.bench import datasets as bds
+from ruvector_lab.bench import groundtruth
+from ruvector_lab.bench.quant import sweep_codec
+from ruvector_lab.quantization import KINDS
+
+pd.set_option("display.width", 160)
+pd.set_option("display.max_columns", 20)
+print(nd.source().describe())
+piped = nd.quant_runs()
+if piped.empty:
+    print(f"{nd.NO_RESULTS} (codec sweep); the live comparison below still runs")
+
+# %%
+def bytes_recall_plot(frame: pd.DataFrame, dimensions: int, title: str) -> None:
+    """Bytes per vector (log) against recall@10, one colour per codec, one marker per re-rank factor."""
+    _, ax = plt.subplots(figsize=(8, 5))
+    markers = {f: m for f, m in zip(sorted(frame["factor"].unique()), "os^Dv", strict=False)}
+    for i, (codec, d) in enumerate(frame.groupby("codec")):
+        d = d.sort_values("factor")
+        ax.plot(d["bytes_per_vector"], d["recall_at_10"], color=f"C{i}", lw=0.8, alpha=0.6)
+        for _, r in d.iterrows():
+            ax.scatter(r["bytes_per_vector"], r["recall_at_10"], color=f"C{i}", marker=markers[r["factor"]], s=40,
+                       label=codec if r["factor"] == d["factor"].min() else None)
+    ax.scatter([nd.float_bytes_per_vector(dimensions)], [1.0], color="black", marker="*", s=120,
+               label=f"float32 ({nd.float_bytes_per_vector(dimensions)} B)")
+    for f, m in markers.items():
+        ax.scatter([], [], color="gray", marker=m, label=f"re-rank x{f}" if f > 1 else "no re-rank")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("bytes per vector (code + share of codebooks; log scale)")
+    ax.set_ylabel("recall@10 (fraction of true neighbours)")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right", ncol=2)
+    plt.show()
+
+
+def check_sweep(frame: pd.DataFrame, dimensions: int) -> None:
+    """What every codec sweep must show: compression, and re-ranking that never loses recall."""
+    assert (frame["bytes_per_vector"] < nd.float_bytes_per_vector(dimensions)).all(), "a codec larger than float32"
+    for codec, d in frame.groupby("codec"):
+        d = d.sort_values("factor")
+        r = d["recall_at_10"].to_numpy()
+        assert (np.diff(r) >= -0.01).all(), f"{codec}: re-ranking more candidates lost recall: {r}"
+    scalar = frame[(frame["kind"] == "scalar") & (frame["factor"] == 1)]
+    assert (scalar["recall_at_10"] >= 0.9).all(), "8-bit scalar codes should keep recall@10 >= 0.9 unaided"
+
+
+# %% [markdown]
+# ## Pipeline results
+
+# %%
+if piped.empty:
+    print(nd.NO_RESULTS)
+else:
+    missing = nd.quant_unavailable()
+    if not missing.empty:
+        print("codecs the pipeline recorded as not available here:")
+        display(missing)
+    not_swept = sorted(set(KINDS) - set(piped["kind"]))
+    if not_swept:
+        print("library codecs not in the pipeline's sweep (add them to params.yaml quantization.codecs):",
+              ", ".join(not_swept))
+    for ds_name, frame in piped.groupby("dataset"):
+        dims = round(frame["bytes_per_vector"].iloc[0] * frame["compression"].iloc[0] / 4)
+        check_sweep(frame, dims)
+        table = frame.pivot_table(index=["codec", "bytes_per_vector", "compression"], columns="factor",
+                                  values="recall_at_10")
+        table.columns = [f"recall@10 x{c}" if c > 1 else "recall@10 (codes only)" for c in table.columns]
+        print(f"\n{ds_name} ({dims}-d)")
+        display(table.round(3))
+        bytes_recall_plot(frame, dims, f"{ds_name}: bytes per vector vs recall@10 (pipeline)")
+
+# %% [markdown]
+# ## Live: every codec of the library, same sweep, small seeded data
+#
+# Not pipeline results: computed now, on 5,000 unit-length vectors in 50 Gaussian clusters (128-d), with the
+# library's own sweep function. Product quantization uses m = 16 sub-quantizers (8 dimensions each).
+
+# %%
+live_ds = bds.clustered(n=5_000, n_queries=200, dimensions=128, clusters=50, name="live-clustered-5k-128")
+live_ds.neighbors, live_ds.distances = groundtruth.knn_ground_truth(live_ds.test, live_ds.train, 10, live_ds.metric)
+specs = [f"product-m{live_ds.dimensions // 8}" if kind == "product" else kind for kind in KINDS]
+records = [sweep_codec(live_ds, spec, factors=(1, 4, 10), n_queries=200) for spec in specs]
+absent = {r["spec"]: r.get("reason") for r in records if r["status"] != "ok"}
+assert not absent, f"library codecs that failed their own sweep: {absent}"
+live = nd.quant_rows(records, "live")
+check_sweep(live, live_ds.dimensions)
+assert set(live["kind"]) == set(KINDS), "every codec of the library is in the live comparison"
+table = live.pivot_table(index=["codec", "bytes_per_vector", "compression", "reconstruction_mse"], columns="factor",
+                         values="recall_at_10")
+table.columns = [f"recall@10 x{c}" if c > 1 else "recall@10 (codes only)" for c in table.columns]
+table.round(4)
+
+# %%
+bytes_recall_plot(live, live_ds.dimensions, "Live (not pipeline): bytes per vector vs recall@10, 5,000 x 128")
+
+# %% [markdown]
+# ## Quantized indexes
+#
+# The same codecs inside an index: `HnswConfig(quantization=..., rerank=K)` stores codes instead of floats
+# (faiss builds an HNSW graph over SQ/PQ/binary codes; the numpy and WASM tiers scan codes), and with `rerank`
+# keeps the floats to re-score the K best candidates exactly. Pipeline results where the grid has them; below,
+# a live check on the runtime's available backends with the live set above.
+
+# %%
+qruns = nd.query_runs()
+qruns = qruns[qruns["quantization"] != "none"] if not qruns.empty else qruns
+if qruns.empty:
+    print(f"{nd.NO_RESULTS} (quantized index builds: params.yaml quantization.hnsw)")
+else:
+    display(qruns[["dataset", "backend", "graph", "quantization", "ef_search", "recall_at_10", "p50_ms",
+                   "qps_1"]].round(4))
+    for _, d in qruns.groupby(["dataset", "backend"]):
+        assert d["recall_at_10"].between(0, 1).all()
+
+# %%
+import ruvector_lab as rl  # noqa: E402 - kept beside the cells that use it
+
+rows = []
+sample_q = live_ds.test[:100]
+gt = live_ds.neighbors[:100, :10]
+for backend in rl.Runtime.available_names():
+    for kind in KINDS:
+        qc = rl.QuantizationConfig(kind=kind, m=16) if kind == "product" else rl.QuantizationConfig(kind=kind)
+        for rerank in (0, 40):
+            try:
+                idx = rl.HnswIndex(rl.HnswConfig(dimensions=live_ds.dimensions, quantization=qc, rerank=rerank),
+                                   backend=backend)
+            except rl.RuvectorLabError as exc:
+                rows.append({"backend": backend, "kind": kind, "rerank": rerank, "status": type(exc).__name__,
+                             "reason": str(exc)[:80]})
+                continue
+            with idx:
+                idx.insert_batch([str(i) for i in range(len(live_ds.train))], live_ds.train)
+                hits = idx.search_batch(sample_q, 10, 100)
+                found = np.array([[int(h.id) for h in row] for row in hits])
+                recall = float(np.mean([len(set(f) & set(g)) / 10 for f, g in zip(found, gt, strict=True)]))
+                s = idx.stats()
+            rows.append({"backend": backend, "kind": kind, "rerank": rerank, "status": "ok", "graph": s.graph,
+                         "recall@10": recall, "bytes/vector": s.bytes_per_vector})
+qidx = pd.DataFrame(rows)
+ok = qidx[qidx["status"] == "ok"]
+assert not ok.empty, "no backend serves a quantized index"
+for (backend, kind), d in ok.groupby(["backend", "kind"]):
+    r = d.set_index("rerank")["recall@10"]
+    if 0 in r and 40 in r:  # exact re-scoring of 40 candidates never loses recall against codes alone
+        assert r[40] >= r[0] - 0.02, (backend, kind, r.to_dict())
+qidx.round(4)

@@ -1,0 +1,229 @@
+"""The documentation notebooks: pairing, first cells, clean committed outputs, and the readers in notebooks/_nbdata.py.
+
+Executing the notebooks is nbval's job (`make test-notebooks`); these tests check what nbval does not: that each
+.ipynb and its py:percent twin say the same thing, that committed outputs carry no machine paths or errors, and that
+the readers turn real result files (written here by the pipeline's own harness on tiny data) into the right tables.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9]*.ipynb"))
+EXPECTED = ["01-quickstart", "02-adr-targets", "03-hnsw-tuning", "04-quantization", "05-learning"]
+
+jupytext = pytest.importorskip("jupytext", reason="jupytext comes with the notebooks extra")
+pd = pytest.importorskip("pandas", reason="pandas comes with the notebooks extra")
+sys.path.insert(0, str(NB_DIR))
+import _nbdata as nd  # noqa: E402 - lives next to the notebooks, not in the package
+
+from ruvector_lab.bench import adr, groundtruth, quant, results, runner  # noqa: E402
+from ruvector_lab.bench.hdf5 import Dataset  # noqa: E402
+from ruvector_lab.bench.targets import verdict  # noqa: E402
+from ruvector_lab.runtime import Runtime  # noqa: E402
+
+
+# ------------------------------------------------------------------------------------------------ the notebooks
+def test_the_five_notebooks_exist_each_with_its_py_percent_twin():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+    for path in NOTEBOOKS:
+        assert path.with_suffix(".py").is_file(), f"{path.name} has no paired .py"
+    config = (NB_DIR / "jupytext.toml").read_text()
+    assert 'formats = "ipynb,py:percent"' in config
+
+
+@pytest.mark.parametrize("stem", EXPECTED)
+def test_ipynb_and_py_hold_the_same_cells(stem):
+    ipynb = jupytext.read(NB_DIR / f"{stem}.ipynb")
+    script = jupytext.read(NB_DIR / f"{stem}.py")
+    assert [(c.cell_type, c.source.strip()) for c in ipynb.cells] == \
+        [(c.cell_type, c.source.strip()) for c in script.cells], f"{stem}: run `jupytext --sync` (make notebooks)"
+    assert ipynb.metadata["kernelspec"]["name"] == "ruvector-lab"
+
+
+@pytest.mark.parametrize("stem", EXPECTED)
+def test_first_cell_says_the_question_and_where_the_data_comes_from(stem):
+    first = jupytext.read(NB_DIR / f"{stem}.py").cells[0]
+    assert first.cell_type == "markdown"
+    assert "**Question.**" in first.source and "**Data.**" in first.source
+
+
+@pytest.mark.parametrize("stem", EXPECTED)
+def test_committed_outputs_hold_no_errors_and_no_machine_paths(stem):
+    nb = json.loads((NB_DIR / f"{stem}.ipynb").read_text())
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", f"{stem}: committed with an error: {out.get('evalue')}"
+            text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+            for prefix in ("/work/", "/tmp/", "/root/", "/home/"):
+                assert prefix not in text, f"{stem}: an output shows a machine path ({prefix})"
+
+
+@pytest.mark.parametrize("stem", EXPECTED)
+def test_every_plot_has_a_title_and_axis_labels(stem):
+    source = (NB_DIR / f"{stem}.py").read_text()
+    plots = source.count("plt.subplots(")
+    if plots:
+        assert source.count("set_title(") + source.count("suptitle(") >= plots
+        assert source.count("set_xlabel(") >= plots and source.count("set_ylabel(") >= plots
+
+
+def test_sanitize_config_masks_paths_and_timings():
+    import configparser
+    import re
+
+    cfg = configparser.ConfigParser()
+    cfg.read(NB_DIR / "nbval-sanitize.cfg")
+    line = "read /work/main/data/results/adr/faiss.json in 12.5 ms at 3400 qps on 2026-11-29T21:41:52Z"
+    for section in cfg.sections():
+        line = re.sub(cfg[section]["regex"], cfg[section]["replace"], line)
+    assert "/work" not in line and "12.5" not in line and "3400" not in line and "2026" not in line
+    assert "PATH" in line and "TIME" in line
+
+
+# ----------------------------------------------------------------------------- readers over real result files
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A results root written by the pipeline's harness on tiny data: two faiss builds, one exact backend, one
+    build the backend cannot serve (hnswlib has no binary index), the ADR suite's backend cases, two codec
+    sweeps."""
+    out = tmp_path_factory.mktemp("results")
+    rng = np.random.default_rng(3)
+    train = rng.standard_normal((600, 16)).astype(np.float32)
+    test = rng.standard_normal((40, 16)).astype(np.float32)
+    ds = Dataset("tiny-600-16", train, test, "cosine")
+    ds.neighbors, ds.distances = groundtruth.knn_ground_truth(ds.test, ds.train, 20, ds.metric)
+    settings = runner.RunSettings(n_queries=40, repeats=1, warmup=2, threads=(1,), build_threads=1)
+    for m in (4, 8):
+        runner.run_build(ds, "faiss", runner.BuildParams(m, 20), [4, 16, 64], settings, out)
+    runner.run_build(ds, "numpy", runner.BuildParams(8, 20), [4, 16, 64], settings, out)
+    runner.run_build(ds, "hnswlib", runner.BuildParams(8, 20, "binary"), [4], settings, out)  # no such index
+    quant.run_quant_sweep(ds, ["scalar", "binary"], out, factors=(1, 4), n_queries=40)
+    small = adr.AdrSettings(search_iterations=20, op_iterations=20, n_patterns=50, m=8, ef_construction=20)
+    backends = ["faiss", "numpy"] + (["wasm"] if Runtime.available().get("wasm") is True else [])
+    for b in backends:
+        results.write_json(out / "adr" / f"{b}.json", adr.run_backend(ds, b, small))
+    (out / "adr" / "broken.json").write_text('{"schema": "ruvector-lab/adr@1", "cases": {')  # cut short
+    return out
+
+
+def test_empty_root_gives_empty_tables_with_their_columns_and_says_so(tmp_path):
+    src = nd.source(tmp_path)
+    assert src.empty and nd.NO_RESULTS in src.describe()
+    assert list(nd.adr_cases(tmp_path).columns) == nd.ADR_COLUMNS and nd.adr_cases(tmp_path).empty
+    assert nd.query_runs(tmp_path).empty and set(nd.QUERY_COLUMNS) <= set(nd.query_runs(tmp_path).columns)
+    assert nd.build_runs(tmp_path).empty and list(nd.build_runs(tmp_path).columns) == nd.BUILD_COLUMNS
+    assert nd.quant_runs(tmp_path).empty and list(nd.quant_runs(tmp_path).columns) == nd.QUANT_COLUMNS
+    assert nd.native_wasm_ratios(nd.adr_cases(tmp_path)).empty
+    assert nd.operating_table(nd.query_runs(tmp_path)).empty and nd.pareto(nd.query_runs(tmp_path)).empty
+
+
+def test_source_counts_what_the_pipeline_wrote(root):
+    src = nd.source(root)
+    assert not src.empty
+    assert src.builds == 4 and src.quant == 2
+    assert src.queries == len(list(root.glob("runs/*/*/*/query-*.json")))
+    assert str(root) not in src.describe()
+
+
+def test_results_root_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(nd.RESULTS_ENV, str(tmp_path))
+    assert nd.results_root() == tmp_path
+    monkeypatch.delenv(nd.RESULTS_ENV)
+    assert nd.results_root() == ROOT / "data" / "results"
+
+
+def test_shown_paths_are_relative_to_the_repo_or_cut_short(tmp_path):
+    assert nd.shown(ROOT / "data" / "results") == "data/results"
+    assert not nd.shown(tmp_path / "a" / "b").startswith("/")
+
+
+def test_query_runs_carry_the_files_numbers(root):
+    runs = nd.query_runs(root)
+    files = list(root.glob("runs/*/*/*/query-*.json"))
+    assert len(runs) == len(files)
+    for path in files:
+        rec = json.loads(path.read_text())
+        row = runs[(runs["backend"] == rec["backend"]) & (runs["m"] == rec["build"]["m"])
+                   & (runs["ef_search"] == rec["query"]["ef_search"])].iloc[0]
+        assert row["recall_at_10"] == rec["recall"]["10"] and row["recall_at_1"] == rec["recall"]["1"]
+        assert row["qps_1"] == rec["qps"]["1"]["median"] and row["p50_ms"] == rec["latency_ms"]["p50"]
+    assert (runs[runs["graph"] == "flat"]["recall_at_10"] >= 0.999).all()
+
+
+def test_build_runs_list_unavailable_builds_with_the_reason(root):
+    builds = nd.build_runs(root)
+    missing = builds[builds["status"] != "ok"]
+    assert list(missing["backend"]) == ["hnswlib"] and "binary" in missing["reason"].iloc[0]
+    assert (builds[builds["status"] == "ok"]["bytes_per_vector"] > 0).all()
+
+
+def test_pareto_keeps_only_undominated_points(root):
+    runs = nd.query_runs(root)
+    front = nd.pareto(runs)
+    for backend, f in front.groupby("backend"):
+        every = runs[runs["backend"] == backend]
+        for _, p in f.iterrows():
+            better = every[(every["recall_at_10"] > p["recall_at_10"]) & (every["qps_1"] > p["qps_1"])]
+            assert better.empty, f"{backend}: a frontier point is dominated"
+        assert f["recall_at_10"].is_monotonic_increasing
+
+
+def test_operating_points_are_the_cheapest_ef_reaching_each_floor(root):
+    runs = nd.query_runs(root)
+    ops = nd.operating_table(runs, floors=(0.5, 0.9))
+    assert len(ops) == 2 * len(runs.groupby(["backend", "m"]))
+    for _, o in ops.iterrows():
+        sweep = runs[(runs["backend"] == o["backend"]) & (runs["m"] == o["m"])]
+        reaching = sweep[sweep["recall_at_10"] >= o["floor"]]
+        if reaching.empty:
+            assert pd.isna(o["ef_search"])
+        else:
+            assert o["ef_search"] == reaching["ef_search"].min()
+
+
+def test_adr_cases_verdicts_match_targets_and_broken_files_are_skipped(root):
+    cases = nd.adr_cases(root)
+    assert "broken" not in set(cases["backend"])
+    measured = cases[cases["judged_ms"].notna()]
+    assert set(measured["protocol"]) == {"adr", "honest"}
+    for _, r in measured.iterrows():
+        assert r["verdict"] == verdict(r["case"], r["judged_ms"])
+    search = measured[measured["case"] == "hnsw_search_k10"]
+    assert search["recall_at_10"].notna().all()
+    card = nd.adr_scorecard(cases, "honest")
+    assert set(card["case"]) == set(measured["case"])
+    assert list(nd.adr_verdicts(cases).columns) == sorted(set(measured["backend"]))
+
+
+def test_native_wasm_ratio_is_wasm_over_native_latency(root):
+    cases = nd.adr_cases(root)
+    ratios = nd.native_wasm_ratios(cases, "honest")
+    if "wasm" not in set(cases["backend"]):
+        assert ratios.empty
+        return
+    assert set(ratios["native"]) == {"faiss"}  # numpy is the fallback tier, not native
+    for _, r in ratios.iterrows():
+        rec = json.loads((root / "adr" / "wasm.json").read_text())
+        nat = json.loads((root / "adr" / f"{r['native']}.json").read_text())
+        expected = (rec["cases"][r["case"]]["protocols"]["honest"]["judged_ms"]
+                    / nat["cases"][r["case"]]["protocols"]["honest"]["judged_ms"])
+        assert r["ratio"] == pytest.approx(expected)
+        assert r["in_claim"] == (2.0 <= expected <= 5.0)
+
+
+def test_quant_rows_one_per_codec_and_factor(root):
+    q = nd.quant_runs(root)
+    assert sorted(set(q["codec"])) == ["binary", "scalar"] and sorted(set(q["factor"])) == [1, 4]
+    assert len(q) == 4 and (q["source"] == "pipeline").all()
+    assert (q["bytes_per_vector"] < nd.float_bytes_per_vector(16)).all()
+    binary = q[q["codec"] == "binary"].sort_values("factor")["recall_at_10"].to_numpy()
+    assert binary[1] >= binary[0] - 0.01  # re-ranking 4x the candidates does not lose recall
+    assert nd.quant_unavailable(root).empty
