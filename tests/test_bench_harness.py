@@ -61,6 +61,10 @@ def test_unavailable_capabilities_are_recorded_not_faked(small, tmp_path):
     rec = json.loads(out.written[0].read_text())
     assert rec["status"] == "not available" and rec["reason"]
     assert "recall" not in rec and "build_time_s" not in rec
+    capped = runner.RunSettings(n_queries=60, repeats=1, warmup=2, threads=(1,), max_train={"numpy": 100})
+    skip = runner.run_build(small, "numpy", runner.BuildParams(), [10], capped, tmp_path)
+    rec = json.loads(skip.written[0].read_text())
+    assert rec["status"] == "skipped" and "max_train" in rec["reason"] and len(skip.written) == 1
     rec = runner.unavailable_record(small, "wasm", runner.BuildParams(), "wasmtime missing")
     assert rec["status"] == "not available" and rec["reason"] == "wasmtime missing" and rec["tier"] == "wasm"
 
@@ -185,6 +189,7 @@ def test_params_errors(tmp_path):
     with pytest.raises(InvalidParameterError):
         params.section({"bench": [1]}, "bench")
     assert params.run_settings({"bench": {"force": True}}).force
+    assert params.run_settings({"bench": {"max_train": {"wasm": 5}}}).max_train == {"wasm": 5}
 
 
 def test_pinned_threads_and_environment():

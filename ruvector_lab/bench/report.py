@@ -347,7 +347,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     lines += [*_table(["dataset", "backend", "build", "build s", "inserts/s", "bytes/vector", "peak RSS MiB",
                        "threads"], brow), ""]
     if absent:
-        lines += ["Not available (absent from the grid, not faked):", "", *[f"- {a}" for a in absent], ""]
+        lines += ["Not measured (absent from the grid, not faked; the reason says whether the capability is missing "
+                  "or the params' time budget left it out):", "", *[f"- {a}" for a in absent], ""]
 
     lines += ["## Quantization trade-offs", "",
               "Brute force over the codes, then the best `rerank x k` candidates re-scored with the float vectors "

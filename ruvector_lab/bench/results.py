@@ -14,8 +14,9 @@ Layout under the results root (``data/results`` in the pipeline)::
 candidates re-scored exactly); ``<codec-key>`` is the spec alone. Quantized HNSW builds of the quantize stage live
 under ``qhnsw/<dataset>/runs/...`` with the same schemas.
 
-Every file holds ``schema``, ``status`` (``'ok'`` or ``'not available'`` with a ``reason``: a backend or codec that
-is absent here is recorded as absent, never faked), ``fingerprint`` (parameters plus library versions: a finished
+Every file holds ``schema``, ``status`` (``'ok'``; ``'not available'`` with a ``reason``: a backend or codec that
+is absent here is recorded as absent, never faked; or ``'skipped'`` with a ``reason``, for a build the params'
+``bench.max_train`` budget leaves out), ``fingerprint`` (parameters plus library versions: a finished
 run with the same fingerprint is skipped unless forced), ``code`` (a hash of the library's source, for provenance)
 and ``environment`` (library versions, CPU model, cores, memory; see :func:`ruvector_lab.bench.env.environment`).
 

@@ -62,11 +62,14 @@ class RunSettings:
     insert_chunk: int = 10_000
     k: int = 10
     force: bool = False
+    #: backend -> largest base set it is measured on (an exact scan on a slow tier can exceed the time budget)
+    max_train: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (the parts that change a measurement go into the fingerprint)."""
         out = dataclasses.asdict(self)
         out.pop("force")
+        out.pop("max_train")
         out["threads"] = list(self.threads)
         return out
 
@@ -211,6 +214,15 @@ def run_build(
             Runtime.require(backend).for_config(config)
         except Exception as exc:  # absent capability: recorded, never faked
             reason = f"{type(exc).__name__}: {exc}"
+    cap = settings.max_train.get(backend)
+    if reason is None and cap is not None and len(ds.train) > cap:
+        outcome.unavailable = (f"skipped: {len(ds.train)} base vectors exceed bench.max_train.{backend} = {cap} "
+                               "(the time budget of the default pipeline); raise it to measure")
+        record = unavailable_record(ds, backend, build, outcome.unavailable)
+        record["status"] = "skipped"
+        results.write_json(build_path, record)
+        outcome.written.append(build_path)
+        return outcome
     if reason is not None or config is None:
         outcome.unavailable = reason
         results.write_json(build_path, unavailable_record(ds, backend, build, reason or "unavailable"))
