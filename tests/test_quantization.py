@@ -27,6 +27,7 @@ from ruvector_lab.quantization import (
     ProductCodec,
     QuantizationConfig,
     QuantizedVectors,
+    RabitqCodec,
     ScalarCodec,
     dequantize,
     load_codec,
@@ -37,7 +38,7 @@ from ruvector_lab.quantization.base import decoded_distances
 from ruvector_lab.quantization.binary import hamming
 
 ENGINES = ["numpy", "faiss"]
-CODEC_KINDS = [k for k in KINDS if k != "rabitq"]
+CODEC_KINDS = list(KINDS)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_config_from_dict_refuses_unknown_fields():
 
 def test_make_codec_returns_the_kind_class_with_analytic_code_size():
     expected = {"scalar": (ScalarCodec, 100 + 8), "int4": (Int4Codec, 50 + 8), "binary": (BinaryCodec, 13),
-                "product": (ProductCodec, 10)}
+                "product": (ProductCodec, 10), "rabitq": (RabitqCodec, 13 + 12)}
     for kind, (cls, size) in expected.items():
         codec = make_codec(QuantizationConfig(kind=kind, m=10), 100)
         assert type(codec) is cls
@@ -156,7 +157,7 @@ def test_one_vector_gives_one_code_row_and_back(data):
 # ---- asymmetric distance ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("kind", "metric"), [
     (k, m) for k in ("scalar", "int4", "product") for m in ("cosine", "euclidean", "dot_product")
-] + [("binary", "cosine")])
+] + [("binary", "cosine"), ("rabitq", "dot_product")])
 def test_asymmetric_distance_equals_distance_to_decoded_vectors(data, kind, metric):
     codec = trained(kind, 64, data, metric=metric, m=16)
     codes = codec.encode(data)
@@ -196,6 +197,39 @@ def test_binary_hamming_counts_differing_signs():
     b[0, [0, 9]] = -1
     b[1, :] = -1
     assert codec.hamming(codec.encode(a), codec.encode(b)).tolist() == [[2, 10]]
+
+
+def test_rabitq_bits_are_signs_of_the_rotated_residual(data):
+    codec = trained("rabitq", 64, data, metric="euclidean")
+    rotation = codec.rotation
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(64), atol=1e-5)
+    residual = data - codec.centre
+    y = (residual / np.linalg.norm(residual, axis=1, keepdims=True)) @ rotation
+    codes = codec.encode(data)
+    bits = np.unpackbits(codes[:, :8], axis=1, bitorder="little")
+    assert np.array_equal(bits.astype(bool), y >= 0)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot_product"])
+def test_rabitq_estimates_track_exact_distances(metric):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2000, 128)).astype(np.float32)
+    q = rng.standard_normal((20, 128)).astype(np.float32)
+    codec = make_codec(QuantizationConfig(kind="rabitq"), 128, metric=metric).train(x)
+    estimate = codec.distance(q, codec.encode(x))
+    exact = decoded_distances(q, x, metric)
+    # the estimator is unbiased with error O(1/sqrt(d)): strongly correlated, and right on average
+    assert np.corrcoef(estimate.ravel(), exact.ravel())[0, 1] > 0.7
+    assert abs(np.mean(estimate - exact)) < 0.05 * np.abs(exact).mean()
+
+
+def test_rabitq_vector_at_the_centre_is_estimated_exactly():
+    codec = make_codec(QuantizationConfig(kind="rabitq"), 8, metric="dot_product")
+    x = np.array([[1, 2, 3, 4, 5, 6, 7, 8], [3, 2, 1, 0, -1, -2, -3, -4]], dtype=np.float32)
+    codec.train(x)
+    centre = codec.centre.reshape(1, -1)
+    q = np.arange(8, dtype=np.float32)
+    assert codec.distance(q, codec.encode(centre))[0] == pytest.approx(-(centre[0] @ q), rel=1e-5)
 
 
 # ---- serialization ------------------------------------------------------------------------------------------
@@ -272,11 +306,6 @@ def test_decoding_codes_of_another_kind_is_refused(data):
         other_dims.decode(scalar)
 
 
-def test_rabitq_has_no_standalone_codec():
-    with pytest.raises(QuantizationError, match="no standalone codec"):
-        make_codec(QuantizationConfig(kind="rabitq"), 64)
-
-
 def test_product_m_must_divide_the_dimension():
     with pytest.raises(QuantizationError, match="m=5 does not divide 64"):
         make_codec(QuantizationConfig(kind="product", m=5), 64)
@@ -347,3 +376,15 @@ def test_hamming_helper_matches_a_bit_by_bit_count():
     bits = lambda c: np.unpackbits(c, axis=1)  # noqa: E731
     want = (bits(a)[:, None, :] != bits(b)[None, :, :]).sum(axis=2)
     assert np.array_equal(hamming(a, b), want)
+
+
+def test_bit_dots_lookup_tables_match_unpacked_products():
+    from ruvector_lab.quantization.binary import bit_dots
+
+    rng = np.random.default_rng(12)
+    packed = rng.integers(0, 256, (40, 3), dtype=np.uint8)
+    queries = rng.standard_normal((9, 21)).astype(np.float32)  # 21 bits: the last byte is partial
+    bits = np.unpackbits(packed, axis=1, count=21, bitorder="little").astype(np.float32)
+    want = queries @ bits.T
+    np.testing.assert_allclose(bit_dots(queries, packed, 21), want, rtol=1e-5, atol=1e-5)  # unpacked path
+    np.testing.assert_allclose(bit_dots(queries[:2], packed, 21), want[:2], rtol=1e-5, atol=1e-5)  # tables

@@ -1,4 +1,4 @@
-"""Vector quantization: RuVector's four codecs (scalar uint8, int4, binary sign bits, product quantization).
+"""Vector quantization: RuVector's codecs (scalar uint8, int4, binary sign bits, product quantization) and RaBitQ.
 
 >>> cfg = QuantizationConfig(kind="scalar")
 >>> q = quantize(vectors, cfg); approx = dequantize(q)
@@ -15,6 +15,7 @@ from .config import KIND_BITS, KINDS, QuantizationConfig
 from .int4 import Int4Codec
 from .kmeans import kmeans
 from .product import ProductCodec
+from .rabitq import RabitqCodec
 from .scalar import ScalarCodec
 
 
@@ -32,6 +33,7 @@ __all__ = [
     "ProductCodec",
     "QuantizationConfig",
     "QuantizedVectors",
+    "RabitqCodec",
     "ScalarCodec",
     "dequantize",
     "kmeans",

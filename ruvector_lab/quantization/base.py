@@ -246,11 +246,6 @@ def make_codec(config: QuantizationConfig, dimensions: int, metric: str = "cosin
     """
     if not isinstance(config, QuantizationConfig):
         raise InvalidParameterError(f"config must be a QuantizationConfig, got {type(config).__name__}")
-    if config.kind not in _REGISTRY:
-        raise QuantizationError(
-            f"{config.kind!r} has no standalone codec here; it is served by quantized indexes "
-            f"(HnswConfig(quantization=...)) on the backends that implement it"
-        )
     return _REGISTRY[config.kind](config, dimensions, metric=metric, engine=engine)
 
 

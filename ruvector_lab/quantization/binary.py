@@ -18,6 +18,32 @@ def pack_signs(x: np.ndarray) -> np.ndarray:
     return np.packbits(x >= 0, axis=1, bitorder="little")
 
 
+#: (256, 8) float32: the bits of each byte value, lowest bit first
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(np.float32)
+#: up to this many queries, per-byte lookup tables beat unpacking every code to floats
+_TABLE_QUERIES = 4
+
+
+def bit_dots(queries: np.ndarray, packed: np.ndarray, dimensions: int) -> np.ndarray:
+    """``(m, n)`` float32 inner products of float query rows with the 0/1 bit vectors packed in ``packed``.
+
+    For a few queries each code byte is looked up in a per-query ``(bytes, 256)`` table (no float matrix of
+    the codes is built); for many, the bits are unpacked once and multiplied.
+    """
+    m, nbytes = queries.shape[0], packed.shape[1]
+    if m > _TABLE_QUERIES:
+        bits = np.unpackbits(packed, axis=1, count=dimensions, bitorder="little").astype(np.float32)
+        return queries @ bits.T
+    padded = np.zeros((m, nbytes * 8), dtype=np.float32)
+    padded[:, :dimensions] = queries
+    out = np.zeros((m, packed.shape[0]), dtype=np.float32)
+    for row in range(m):
+        table = padded[row].reshape(nbytes, 8) @ _BYTE_BITS.T  # table[j, v]: query . bits of value v at byte j
+        for j in range(nbytes):
+            out[row] += table[j][packed[:, j]]
+    return out
+
+
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(m, n)`` Hamming distances (int32) between the bit codes in the rows of ``a`` and of ``b``."""
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
@@ -56,8 +82,8 @@ class BinaryCodec(Codec):
         return signs
 
     def _score(self, queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        # q . s = 2 (q . bits) - sum(q): one matrix product over the 0/1 bits, no +-1 matrix needed
-        dots = 2.0 * (queries @ self._bits(codes).T.astype(np.float32)) - queries.sum(axis=1)[:, None]
+        # q . s = 2 (q . bits) - sum(q): inner products with the 0/1 bits, no +-1 matrix needed
+        dots = 2.0 * bit_dots(queries, codes, self.dimensions) - queries.sum(axis=1)[:, None]
         sign_norms = np.full(codes.shape[0], np.sqrt(self.dimensions), dtype=np.float32)
         return cosine_from_dots(dots, np.linalg.norm(queries, axis=1), sign_norms)
 

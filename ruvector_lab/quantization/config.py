@@ -23,7 +23,7 @@ class QuantizationConfig:
     ``'int4'`` (4 bits per dimension, per-vector min and scale, about 8x), ``'binary'`` (one sign bit per
     dimension, 32x), ``'product'`` (``m`` subspaces, each coded by one byte into a 256-centroid k-means
     codebook) or ``'rabitq'`` (RaBitQ: one bit per dimension after a random rotation, plus per-vector
-    correction factors; served by the faiss and ruvector indexes, no standalone codec).
+    correction factors).
     ``m`` is used by ``'product'`` only and must divide the dimension. ``bits`` is fixed by the kind
     (8, 4, 1, 8, 1); leave it ``None`` or give that value. ``train_size`` caps the rows sampled to train
     codebooks (PQ, and the faiss indexes' quantizers) and ``seed`` makes sampling, k-means and RaBitQ's

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import QuantizationError
-from .base import Codec
+from .base import Codec, cosine_from_dots
 
 #: bytes of the per-vector header (float32 min, float32 scale) after the levels
 HEADER_BYTES = 8
@@ -74,6 +74,22 @@ class _PerVectorCodec(Codec):
     def _encode(self, x: np.ndarray) -> np.ndarray:
         q, mins, scales = levels_and_range(x, self.levels)
         return np.ascontiguousarray(np.concatenate([self._pack(q), pack_header(mins, scales)], axis=1))
+
+    def _score(self, queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        # x = min + scale * levels, so every term comes from products with the integer levels: no decoded matrix
+        mins, scales = unpack_header(codes)
+        levels = self._unpack(codes[:, : self.payload_size]).astype(np.float32)
+        dots = (queries @ levels.T) * scales + np.outer(queries.sum(axis=1), mins)
+        if self.metric == "dot_product":
+            return np.negative(dots)
+        sum_l = levels.sum(axis=1)
+        sum_l2 = np.einsum("ij,ij->i", levels, levels)
+        x_sq = self.dimensions * mins * mins + 2.0 * mins * scales * sum_l + scales * scales * sum_l2
+        x_sq = np.maximum(x_sq, 0.0)
+        if self.metric == "cosine":
+            return cosine_from_dots(dots, np.linalg.norm(queries, axis=1), np.sqrt(x_sq))
+        q_sq = np.einsum("ij,ij->i", queries, queries)
+        return np.sqrt(np.maximum(q_sq[:, None] + x_sq[None, :] - 2.0 * dots, 0.0)).astype(np.float32)
 
     def _decode(self, codes: np.ndarray) -> np.ndarray:
         mins, scales = unpack_header(codes)
