@@ -103,7 +103,9 @@ class FaissQuantizedBackend(IndexBackend):
         self._codec = make_codec(config.quantization, config.dimensions, metric="cosine") if self._binary else None
         self._storage = (faiss.downcast_IndexBinary if self._binary else faiss.downcast_index)(self._index.storage)
         self._floats = Rows(config.dimensions, np.float32) if config.rerank else None
-        self._live = np.ones(self._index.ntotal, dtype=bool)
+        self._live_rows = Rows(1, np.bool_)  # grows by doubling: one-by-one inserts stay linear
+        self._live_rows.append(np.ones((self._index.ntotal, 1), dtype=bool))
+        self._live = self._live_rows.view[:, 0]
         self._n_dead = 0
         self._selector: Any = None
         self._bitmap: np.ndarray | None = None
@@ -155,7 +157,8 @@ class FaissQuantizedBackend(IndexBackend):
         self._index.add(self._encode(x))
         if self._floats is not None:
             self._floats.append(x)
-        self._live = np.concatenate([self._live, np.ones(len(labels), dtype=bool)])
+        self._live_rows.append(np.ones((len(labels), 1), dtype=bool))
+        self._live = self._live_rows.view[:, 0]
         self._refresh_selector()
 
     def remove(self, labels: np.ndarray) -> None:
