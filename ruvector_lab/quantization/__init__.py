@@ -1,9 +1,13 @@
 """Vector quantization: RuVector's codecs (scalar uint8, int4, binary sign bits, product quantization) and RaBitQ.
 
->>> cfg = QuantizationConfig(kind="scalar")
->>> q = quantize(vectors, cfg); approx = dequantize(q)
->>> codec = make_codec(QuantizationConfig(kind="product", m=48), 384).train(sample)
->>> codes = codec.encode(vectors); scores = codec.distance(query, codes)
+Usage::
+
+    cfg = QuantizationConfig(kind="scalar")
+    q = quantize(vectors, cfg); approx = dequantize(q)
+    codec = make_codec(QuantizationConfig(kind="product", m=48), 384).train(sample)
+    codes = codec.encode(vectors); scores = codec.distance(query, codes)
+
+Quantized indexes: ``HnswConfig(..., quantization=QuantizationConfig(...), rerank=K)``.
 """
 
 from __future__ import annotations
