@@ -80,8 +80,9 @@ notebooks: $(KERNEL)
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 $(NOTEBOOKS)
 	$(VENV)/bin/jupytext --sync $(NOTEBOOKS)
 
+# JupyterLab on notebooks/ with the project kernel (jupytext opens the .py twins as notebooks too)
 lab: $(KERNEL)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # every notebook cell run by nbval against the tiny params profile's outputs, made by `dvc repro` in a scratch
 # copy (as tests/test_pipeline_smoke.py does), so the checks never depend on a full `make repro` having run;
