@@ -31,6 +31,15 @@ _QUERY_BLOCK = 64  # queries scored together: bounds the (block x n) score matri
 FLAT_KINDS = ("scalar", "int4", "binary", "product", "rabitq")
 
 
+def flat_class_for(config: HnswConfig, cls: type[QuantizedFlatBackend]) -> type[QuantizedFlatBackend]:
+    """``cls`` if its flat scan serves ``config.quantization`` (every kind has a codec), else
+    :class:`BackendUnavailableError` saying why."""
+    kind = config.quantization.kind if config.quantization is not None else None
+    if kind not in FLAT_KINDS:
+        raise BackendUnavailableError(f"backend {cls.name!r} has no flat code scan for quantization {kind!r}")
+    return cls
+
+
 class QuantizedFlatBackend(IndexBackend):
     """Flat scan over codes of one :class:`~ruvector_lab.quantization.Codec`, float rows kept only for rerank."""
 
@@ -55,9 +64,7 @@ class QuantizedFlatBackend(IndexBackend):
     @classmethod
     def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
         """Itself: it scans codes of every kind (plain float configs are refused)."""
-        if config.quantization is None:
-            raise BackendUnavailableError(f"{cls.__name__} serves quantized configs only")
-        return cls
+        return flat_class_for(config, cls)
 
     @property
     def codec(self) -> Codec:
