@@ -1,12 +1,13 @@
 """Quantized flat search: every query scores every stored code (asymmetric distance), optionally re-scored.
 
-Serves ``HnswConfig(quantization=...)`` on the numpy and wasm tiers with the library's own codecs (scalar,
-int4, binary, product, rabitq). The index holds one code row per vector; with ``rerank=K`` it also keeps the float
-vectors and re-scores the ``K`` best code-ranked candidates exactly, so returned scores are exact. Without
-rerank the scores are the codec's asymmetric distances (float query against codes).
+Serves ``HnswConfig(quantization=...)`` on the numpy and wasm tiers with the library's own codecs of
+RuVector's kinds (scalar, int4, binary, product); rabitq is refused here (faiss and ruvector serve it). The
+index holds one code row per vector; with ``rerank=K`` it also keeps the float vectors and re-scores the
+``K`` best code-ranked candidates exactly, so returned scores are exact. Without rerank the scores are the
+codec's asymmetric distances (float query against codes).
 
-Product codebooks (and RaBitQ's centre) are trained on the first batch added (up to ``train_size`` rows):
-add a representative batch first. Under cosine, vectors are normalised before they are encoded.
+Product codebooks are trained on the first batch added (up to ``train_size`` rows): add a representative
+batch first. Under cosine, vectors are normalised before they are encoded.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ logger = logging.getLogger(__name__)
 
 PAYLOAD_KIND = "quantized-flat-backend"
 _QUERY_BLOCK = 64  # queries scored together: bounds the (block x n) score matrix
-#: kinds with a codec of the library's own (all of them)
-FLAT_KINDS = ("scalar", "int4", "binary", "product", "rabitq")
+#: RuVector's codecs; RaBitQ indexes are faiss' and ruvector's (the library's RabitqCodec stays a standalone
+#: codec: adding "rabitq" here would serve it on these tiers too)
+FLAT_KINDS = ("scalar", "int4", "binary", "product")
 
 
 def flat_class_for(config: HnswConfig, cls: type[QuantizedFlatBackend]) -> type[QuantizedFlatBackend]:
-    """``cls`` if its flat scan serves ``config.quantization`` (every kind has a codec), else
-    :class:`BackendUnavailableError` saying why."""
+    """``cls`` if its flat scan serves ``config.quantization``, else :class:`BackendUnavailableError` saying why."""
     kind = config.quantization.kind if config.quantization is not None else None
     if kind not in FLAT_KINDS:
-        raise BackendUnavailableError(f"backend {cls.name!r} has no flat code scan for quantization {kind!r}")
+        raise BackendUnavailableError(
+            f"backend {cls.name!r} has no {kind!r} index (its flat scan serves {', '.join(FLAT_KINDS)}); "
+            "use backend='faiss' or 'ruvector' for rabitq"
+        )
     return cls
 
 
@@ -63,7 +67,7 @@ class QuantizedFlatBackend(IndexBackend):
 
     @classmethod
     def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
-        """Itself: it scans codes of every kind (plain float configs are refused)."""
+        """Itself for the kinds it scans; refuses the others (and plain float configs)."""
         return flat_class_for(config, cls)
 
     @property
