@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ruvector_lab.bench import metrics, targets
+from ruvector_lab.bench import metrics, report, targets
 from ruvector_lab.bench.timer import Stopwatch, summarize, time_repeats
 from ruvector_lab.errors import InvalidParameterError
 
@@ -120,3 +120,9 @@ def test_time_repeats_and_stopwatch_measure_elapsed_time():
     with Stopwatch() as sw:
         sum(range(1000))
     assert sw.seconds > 0
+
+
+def test_build_labels_name_exact_and_quantized_flat_scans():
+    assert report.build_label("M16-efc100-none", "hnsw") == "M16-efc100-none"
+    assert report.build_label("M16-efc100-none", "flat") == "exact"
+    assert "flat code scan" in report.build_label("M16-efc100-scalar-r40", "flat")

@@ -45,7 +45,7 @@ def query_rows(queries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         qps = q.get("qps", {})
         rows.append({
             "dataset": q["dataset"]["name"], "backend": q["backend"], "build": key, "graph": q.get("graph", "hnsw"),
-            "series": f"{q['backend']} {key}" if q.get("graph") == "hnsw" else f"{q['backend']} (exact)",
+            "series": f"{q['backend']} {build_label(key, q.get('graph', 'hnsw'))}",
             "ef_search": q["query"]["ef_search"],
             "recall_at_1": q["recall"].get("1"), "recall_at_10": q["recall"].get("10"),
             "recall_at_100": q["recall"].get("100"),
@@ -53,6 +53,14 @@ def query_rows(queries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "p50_ms": q["latency_ms"]["p50"], "p99_ms": q["latency_ms"]["p99"],
         })
     return sorted(rows, key=lambda r: (r["dataset"], r["backend"], r["build"], r["ef_search"]))
+
+
+def build_label(key: str, graph: str) -> str:
+    """How a build is named in tables: its key for graphs; 'exact' for a flat float scan; the key and 'flat code
+    scan' for a flat quantized one."""
+    if graph == "hnsw":
+        return key
+    return "exact" if key.endswith("-none") else f"{key} (flat code scan)"
 
 
 def group(rows: Sequence[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
@@ -190,7 +198,8 @@ def plot_recall_qps(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]
 
 
 def plot_quant(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path | None:
-    """One PNG: bytes per vector (log) against recall@10, per dataset and codec, for each re-rank factor."""
+    """One PNG, one panel per dataset: bytes per vector (log) against recall@10 for each codec, one line per
+    re-rank factor."""
     if not rows:
         return None
     import matplotlib
@@ -198,20 +207,29 @@ def plot_quant(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    markers = "os^Dv<>p"
-    for i, ((dataset, factor), pts) in enumerate(group(rows, "dataset", "rerank").items()):
-        pts = sorted(pts, key=lambda p: p["bytes_per_vector"])
-        ax.plot([p["bytes_per_vector"] for p in pts], [p["recall_at_10"] for p in pts],
-                marker=markers[i % len(markers)], label=f"{dataset}, rerank x{factor}")
-        for p in pts:
-            ax.annotate(p["codec"], (p["bytes_per_vector"], p["recall_at_10"]), fontsize=6)
-    ax.set_xscale("log")
-    ax.set_xlabel("bytes per vector (codes + shared codebooks)")
-    ax.set_ylabel("recall@10 (brute force over codes)")
-    ax.set_title("quantization: memory vs recall")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6)
+    by_dataset = group(rows, "dataset")
+    cols = min(2, len(by_dataset))
+    nrows = (len(by_dataset) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 3.8 * nrows), dpi=100, squeeze=False)
+    for ax, ((dataset,), pts_all) in zip(axes.flat, by_dataset.items(), strict=False):
+        for (factor,), pts in group(pts_all, "rerank").items():
+            pts = sorted(pts, key=lambda p: p["bytes_per_vector"])
+            ax.plot([p["bytes_per_vector"] for p in pts], [p["recall_at_10"] for p in pts], marker="o",
+                    label=f"rerank x{factor}" if factor > 1 else "codes only")
+            if factor == 1:
+                for p in pts:
+                    ax.annotate(p["codec"], (p["bytes_per_vector"], p["recall_at_10"]), fontsize=7,
+                                xytext=(3, -9), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xlabel("bytes per vector (codes + shared codebooks)", fontsize=8)
+        ax.set_ylabel("recall@10", fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(by_dataset):]:
+        ax.axis("off")
+    fig.suptitle("quantization: memory vs recall (brute force over codes, then exact re-ranking)", fontsize=10)
     path = out_dir / "quant_bytes_recall.png"
     fig.tight_layout()
     fig.savefig(path)
@@ -321,16 +339,18 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
             if t["qps"] is None:
                 cells.append("—")
             else:
-                ef = t["ef_search"] if t["graph"] == "hnsw" else "exact"
+                ef = t["ef_search"] if t["graph"] == "hnsw" else "any ef"
                 cells.append(f"{ef}: {_fmt(t['qps'])} / {_fmt(t['qps_2t'])} (R {t['recall_at_10']:.3f})")
-        op_rows.append([dataset, backend, build if targets[0]["graph"] == "hnsw" else "exact", *cells])
+        op_rows.append([dataset, backend, build_label(build, targets[0]["graph"]), *cells])
     lines += [*_table(["dataset", "backend", "build", *[f"recall@10 >= {t:.2f}" for t in RECALL_TARGETS]],
                       op_rows), ""]
 
     lines += ["## Recall vs QPS", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in pngs] + [""]
     lines += ["Full sweep (every ef_search):", ""]
-    sweep_cols = ["dataset", "backend", "build", "ef_search", "recall_at_1", "recall_at_10", "recall_at_100", "qps",
+    for r in rows:
+        r["label"] = build_label(r["build"], r["graph"])
+    sweep_cols = ["dataset", "backend", "label", "ef_search", "recall_at_1", "recall_at_10", "recall_at_100", "qps",
                   "qps_2t", "p50_ms", "p99_ms"]
     lines += [*_table(["dataset", "backend", "build", "ef_search", "R@1", "R@10", "R@100", "QPS 1t", "QPS 2t",
                        "p50 ms", "p99 ms"], [[r[c] for c in sweep_cols] for r in rows]), ""]
