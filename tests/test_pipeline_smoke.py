@@ -37,7 +37,8 @@ def tiny_repo(tmp_path_factory):
     shutil.copytree(ROOT / "ruvector_lab", repo / "ruvector_lab", ignore=shutil.ignore_patterns("__pycache__"))
     init = _dvc("init", "--no-scm", "-q", cwd=repo)
     assert init.returncode == 0, init.stderr
-    _dvc("config", "core.analytics", "false", cwd=repo)
+    for key in ("core.analytics", "core.check_update"):  # no network: no usage reports, no version checks
+        _dvc("config", key, "false", cwd=repo)
     run = _dvc("repro", cwd=repo)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return repo
