@@ -50,6 +50,10 @@ def test_finished_runs_are_skipped_unless_forced(small, tmp_path):
     assert len(forced.written) == 2
     rec = json.loads(forced.written[1].read_text())
     assert rec["recall"]["10"] == 1.0 and rec["graph"] == "flat"
+    flat = runner.RunSettings(n_queries=60, repeats=3, flat_repeats=1, warmup=2, threads=(1,), force=True)
+    rec = json.loads(runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10], flat, tmp_path).written[1]
+                     .read_text())
+    assert rec["repeats"] == 1 and len(rec["qps"]["1"]["values"]) == 1
 
 
 def test_unavailable_capabilities_are_recorded_not_faked(small, tmp_path):
@@ -190,6 +194,7 @@ def test_params_errors(tmp_path):
         params.section({"bench": [1]}, "bench")
     assert params.run_settings({"bench": {"force": True}}).force
     assert params.run_settings({"bench": {"max_train": {"wasm": 5}}}).max_train == {"wasm": 5}
+    assert params.run_settings({"bench": {"flat_repeats": 1}}).flat_repeats == 1
 
 
 def test_pinned_threads_and_environment():

@@ -60,6 +60,7 @@ def run_settings(params: dict[str, Any], force: bool = False) -> RunSettings:
         insert_chunk=int(bench.get("insert_chunk", defaults.insert_chunk)),
         k=int(query.get("k", defaults.k)),
         force=force or bool(bench.get("force", False)),
+        flat_repeats=int(bench["flat_repeats"]) if bench.get("flat_repeats") is not None else None,
         max_train={str(k): int(v) for k, v in (bench.get("max_train") or {}).items()},
     )
 
