@@ -170,3 +170,18 @@ def test_make_dataset_dispatches_and_validates(tmp_path):
         datasets.make_dataset({"name": "x", "source": "adr-random", "colour": 3})
     with pytest.raises(DatasetError, match="path"):
         datasets.make_dataset({"name": "x", "source": "hdf5"})
+
+
+def test_wordnet_minilm_embeds_held_out_queries(tmp_path):
+    embeddings = pytest.importorskip("ruvector_lab.embeddings")
+    try:
+        embeddings.Embedder(precision="int8").close()
+    except Exception as exc:  # the model files come from `make setup-models`
+        pytest.skip(f"Embedder unavailable here: {exc}")
+    _fake_wordnet(tmp_path / "wn")
+    seen = []
+    ds = datasets.wordnet_minilm(n_base=60, n_queries=10, directory=tmp_path / "wn", progress=seen.append)
+    assert ds.train.shape == (60, 384) and ds.test.shape == (10, 384) and ds.metric == "cosine"
+    np.testing.assert_allclose(np.linalg.norm(ds.train, axis=1), 1.0, rtol=1e-4)
+    assert sum(seen) == 60
+    assert ds.attrs["texts_kept"] == 60 and ds.attrs["texts_total"] > 60 and "Princeton" in ds.attrs["license"]

@@ -243,3 +243,18 @@ def test_hdf5_round_trip_through_groundtruth_keeps_given_truth(tmp_path, monkeyp
     assert res.exit_code == 0, res.output
     summary = json.loads(Path("data/datasets/given.json").read_text())
     assert summary["gt_k"] == 100 and summary["n_train"] == 100
+
+
+def test_adr_common_cases_are_measured_or_absent(small):
+    settings = adr.AdrSettings(search_iterations=20, embed_iterations=2, batch_iterations=1, op_iterations=30,
+                               n_patterns=100)
+    rec = adr.run_common(small, settings)
+    assert rec["backend"] == "common" and rec["schema"] == results.SCHEMA_ADR
+    assert set(rec["cases"]) == {"embed_single", "embed_batch_32", "distance", "quantize", "pattern_match"}
+    for case in rec["cases"].values():
+        assert case["scope"] == "common"
+        if case["status"] == "ok":
+            assert case["protocols"]["adr"]["latency_ms"]["mean"] > 0
+        else:  # e.g. no model files: recorded absent with the reason, never a number
+            assert case["status"] == "not available" and case["reason"] and "protocols" not in case
+    assert rec["cases"]["distance"]["protocols"]["honest"]["verdict"] == "no target"
