@@ -45,6 +45,8 @@ pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 20)
 src = nd.source()
 print(src.describe())
+report = nd.report_path()
+print("the pipeline's report:", nd.shown(report) if report else "not written yet (make repro)")
 cases = nd.adr_cases()
 have = not cases.empty
 if not have:
@@ -197,6 +199,9 @@ else:
     summary["within 2-5x"] = summary["median"].between(lo, hi)
     display(ratios.round(3))
     display(summary.round(2))
+    for case, r in summary.iterrows():
+        print(f"{case}: native is {r['min']:.1f}-{r['max']:.1f}x faster than WASM (median {r['median']:.1f}x; "
+              f"ADR claim {lo:g}-{hi:g}x)")
     fig, ax = plt.subplots(figsize=(7, 4))
     order = list(summary.index)
     for i, native in enumerate(sorted(ratios["native"].unique())):
