@@ -140,6 +140,7 @@ def test_report_from_results(small, tmp_path):
     path = report.write_report(root, tmp_path / "out", None, {"bench": {"n_queries": 60}})
     text = path.read_text()
     assert "## Operating points" in text and "M8-efc40-bogus" in text  # absent builds are listed as such
+    assert "small: fastest at recall@10 >= 0.95" in text
     assert (tmp_path / "out" / "plots" / "recall_qps_small.png").stat().st_size > 1000
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert "small" in metrics["operating_points"]

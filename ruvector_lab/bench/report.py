@@ -19,6 +19,8 @@ from .targets import TARGETS
 log = logging.getLogger(__name__)
 
 RECALL_TARGETS = (0.90, 0.95, 0.99)
+#: the runtime's detection order, for tables
+BACKEND_ORDER = {"faiss": 0, "hnswlib": 1, "ruvector": 2, "wasm": 3, "numpy": 4}
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -134,8 +136,7 @@ def adr_tables(adr: Sequence[dict[str, Any]]) -> list[str]:
     """Markdown tables of the ADR suite, one per protocol: cases down, backends across."""
     common = next((r for r in adr if r.get("backend") == "common"), None)
     backends = [r for r in adr if r.get("backend") != "common"]
-    order = {"faiss": 0, "hnswlib": 1, "ruvector": 2, "wasm": 3, "numpy": 4}
-    backends.sort(key=lambda r: order.get(r["backend"], 9))
+    backends.sort(key=lambda r: BACKEND_ORDER.get(r["backend"], 9))
     lines: list[str] = []
     for protocol, title in (("adr", "ADR protocol (one input repeated; judged on the mean, as the ADR's avgMs)"),
                             ("honest", "Honest protocol (distinct inputs; judged on p95)")):
@@ -165,6 +166,39 @@ def adr_tables(adr: Sequence[dict[str, Any]]) -> list[str]:
     if missing:
         lines += ["", "Backends not available here: " + "; ".join(missing)]
     return lines
+
+
+def summary_lines(adr: Sequence[dict[str, Any]], ops: Sequence[dict[str, Any]]) -> list[str]:
+    """Bullet points: ADR verdicts per backend and protocol, the recall the ADR's own search setting reaches, and
+    per dataset the fastest build (1 thread) reaching recall@10 0.95."""
+    out = []
+    common = next((r for r in adr if r.get("backend") == "common"), {"cases": {}})
+    for r in sorted(adr, key=lambda r: BACKEND_ORDER.get(r.get("backend"), 9)):
+        if r.get("backend") == "common" or r.get("status") != "ok":
+            continue
+        cases = {**common["cases"], **r["cases"]}
+        verdicts = {}
+        for protocol in ("adr", "honest"):
+            got = {k: c["protocols"][protocol]["verdict"] for k, c in cases.items() if c.get("status") == "ok"}
+            failed = [k for k, v in got.items() if v == "fail"]
+            verdicts[protocol] = f"{list(got.values()).count('pass')} pass / {len(failed)} fail" + (
+                f" ({', '.join(failed)})" if failed else "")
+        absent = sorted(k for k, c in cases.items() if c.get("status") != "ok")
+        search = r["cases"].get("hnsw_search_k10", {})
+        recall = f"; search recall@10 at the ADR's setting {search['recall_at_10']:.3f}" if "recall_at_10" in search \
+            else ""
+        out.append(f"- ADR targets on **{r['backend']}**: ADR protocol {verdicts['adr']}, honest protocol "
+                   f"{verdicts['honest']}{recall}" + (f"; not available: {', '.join(absent)}" if absent else ""))
+    for (dataset,), rows in group([o for o in ops if o["target"] == "0.95" and o["qps"]], "dataset").items():
+        best = max(rows, key=lambda o: o["qps"])
+        where = f"ef_search {best['ef_search']}" if best["graph"] == "hnsw" else "exact scan"
+        out.append(f"- {dataset}: fastest at recall@10 >= 0.95 is {best['backend']} "
+                   f"{build_label(best['build'], best['graph'])} ({where}, {_fmt(best['qps'])} QPS on 1 thread)")
+    missing = sorted({o["dataset"] for o in ops} - {o["dataset"] for o in ops if o["target"] == "0.95" and o["qps"]
+                                                     and o["graph"] == "hnsw"})
+    for dataset in missing:
+        out.append(f"- {dataset}: no HNSW build reaches recall@10 0.95 within the ef_search sweep")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------- plots
@@ -310,6 +344,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                   f"{params.get('bench', {}).get('repeats')} repeats (median shown), single-query latency after "
                   f"{params.get('bench', {}).get('warmup')} warm-up queries; batch QPS with the batch split across 1 "
                   "or 2 caller threads, library thread pools (BLAS/OpenMP, faiss) pinned to 1 per caller.", ""]
+
+    lines += ["## Summary", "", *summary_lines(data["adr"], ops), ""]
 
     # datasets
     lines += ["## Datasets", ""]
