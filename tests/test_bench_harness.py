@@ -259,3 +259,21 @@ def test_adr_common_cases_are_measured_or_absent(small):
         else:  # e.g. no model files: recorded absent with the reason, never a number
             assert case["status"] == "not available" and case["reason"] and "protocols" not in case
     assert rec["cases"]["distance"]["protocols"]["honest"]["verdict"] == "no target"
+
+
+def test_every_param_the_pipeline_declares_exists_in_both_profiles():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for name in ("params.yaml", "pipelines/params-tiny.yaml"):
+        p = params.load_params(root / name)
+        for stage in stages.values():
+            body = stage.get("do", stage)
+            for key in body.get("params", []):
+                items = p["bench"]["datasets"] if "${item}" in key else [None]
+                for item in items:
+                    node: object = p
+                    for part in key.replace("${item}", str(item)).split("."):
+                        assert isinstance(node, dict) and part in node, f"{name} lacks {key} (at {part})"
+                        node = node[part]
