@@ -52,8 +52,13 @@ def query_rows(queries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "recall_at_1": q["recall"].get("1"), "recall_at_10": q["recall"].get("10"),
             "recall_at_100": q["recall"].get("100"),
             "qps": qps.get("1", {}).get("median"), "qps_2t": qps.get("2", {}).get("median"),
+            "qps_spread": qps.get("1", {}).get("rel_spread"),
             "p50_ms": q["latency_ms"]["p50"], "p99_ms": q["latency_ms"]["p99"],
         })
+    for runs in group(rows, "dataset", "series").values():  # mark each series' Pareto frontier (recall vs QPS)
+        front = {id(p) for p in pareto_frontier([r for r in runs if r["qps"]], "recall_at_10", "qps")}
+        for r in runs:
+            r["pareto"] = id(r) in front
     return sorted(rows, key=lambda r: (r["dataset"], r["backend"], r["build"], r["ef_search"]))
 
 
@@ -321,7 +326,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     ops = operating_table(rows)
     qrows = quant_rows(data["quant"])
     _write_csv(plots / "recall_qps.csv", rows, ["dataset", "series", "backend", "build", "ef_search", "recall_at_1",
-                                                "recall_at_10", "recall_at_100", "qps", "qps_2t", "p50_ms", "p99_ms"])
+                                                "recall_at_10", "recall_at_100", "qps", "qps_2t", "qps_spread",
+                                                "p50_ms", "p99_ms", "pareto"])
     _write_csv(plots / "quantization.csv", qrows, ["dataset", "codec", "rerank", "bytes_per_vector", "compression",
                                                    "recall_at_10", "recall_at_1", "qps"])
     pngs = plot_recall_qps(rows, plots)
@@ -386,10 +392,15 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     lines += ["Full sweep (every ef_search):", ""]
     for r in rows:
         r["label"] = build_label(r["build"], r["graph"])
+    for r in rows:
+        r["spread_pct"] = f"{100 * r['qps_spread']:.0f}%" if r.get("qps_spread") is not None else None
+        r["frontier"] = "yes" if r["pareto"] else ""
     sweep_cols = ["dataset", "backend", "label", "ef_search", "recall_at_1", "recall_at_10", "recall_at_100", "qps",
-                  "qps_2t", "p50_ms", "p99_ms"]
-    lines += [*_table(["dataset", "backend", "build", "ef_search", "R@1", "R@10", "R@100", "QPS 1t", "QPS 2t",
-                       "p50 ms", "p99 ms"], [[r[c] for c in sweep_cols] for r in rows]), ""]
+                  "spread_pct", "qps_2t", "p50_ms", "p99_ms", "frontier"]
+    lines += ["QPS spread is (max - min) / median over the repeats; 'Pareto' marks the points on the series' "
+              "recall-vs-QPS frontier.", ""]
+    lines += [*_table(["dataset", "backend", "build", "ef_search", "R@1", "R@10", "R@100", "QPS 1t", "spread",
+                       "QPS 2t", "p50 ms", "p99 ms", "Pareto"], [[r[c] for c in sweep_cols] for r in rows]), ""]
 
     lines += ["## Builds", ""]
     brow, absent = [], []
