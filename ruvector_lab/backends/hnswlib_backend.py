@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 
 import hnswlib
 import numpy as np
 
+from .._rwlock import ReadWriteLock
 from ..errors import CorruptIndexError
 from ..types import HnswConfig
 from .base import IndexBackend
@@ -39,8 +39,7 @@ class HnswlibBackend(IndexBackend):
         self._index = index
         self._live: set[int] = set(int(label) for label in index.get_ids_list()) if index.element_count else set()
         self._ef = index.ef
-        # set_ef changes state shared by every query, so a query with its own ef holds this lock
-        self._ef_lock = threading.Lock()
+        self._ef_lock = ReadWriteLock()
 
     @property
     def index(self) -> hnswlib.Index:
@@ -73,17 +72,23 @@ class HnswlibBackend(IndexBackend):
     def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
         """knn_query with this call's ef; with many deletions hnswlib may find fewer than k, so retry wider."""
         ef = max(ef_search, k)
-        with self._ef_lock:
-            if ef != self._ef:
-                self._index.set_ef(ef)
-                self._ef = ef
-            try:
-                labels, distances = self._index.knn_query(queries, k=k, num_threads=1)
-            except RuntimeError:
-                labels, distances = self._search_per_query(queries, k, ef)
+        while True:
+            # queries at the current ef share the lock (knn_query releases the GIL, so they run in parallel);
+            # changing ef takes it alone, since set_ef changes state every query reads
+            with self._ef_lock.read:
+                if ef == self._ef:
+                    try:
+                        labels, distances = self._index.knn_query(queries, k=k, num_threads=1)
+                    except RuntimeError:
+                        labels, distances = self._search_per_query(queries, k)
+                    break
+            with self._ef_lock.write:
+                if ef != self._ef:
+                    self._index.set_ef(ef)
+                    self._ef = ef
         return self._convert(distances).astype(np.float32, copy=False), labels.astype(np.int64, copy=False)
 
-    def _search_per_query(self, queries: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_per_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Fallback when the graph cannot reach k live nodes for some row (deletions can strand nodes):
         those rows are answered exactly from the stored vectors, in hnswlib's own distance units."""
         out_l = np.full((len(queries), k), -1, dtype=np.int64)
