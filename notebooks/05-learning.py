@@ -23,8 +23,9 @@
 # **Data.** Computed live: the library's experiment (`ruvector_lab.learning.experiment.synthetic_experiment`, the
 # same as `python -m ruvector_lab.learning.experiment`) on its seeded synthetic task pair at the default size
 # (384-d, 40 clusters x 50 members, LoRA rank 8, 20 epochs, EWC lambda 3,000). Each task asks to retrieve a
-# cluster's members from queries "phrased" differently (their distinguishing directions turned); tasks A and B
-# turn the same directions the opposite way, so they conflict. The pipeline has no learning stage, so nothing is
+# cluster's members from queries "phrased" differently (the few directions that tell members apart are
+# rotated); tasks A and B share those directions but rotate them differently, so each wants a different
+# correction and learning B can undo A. The pipeline has no learning stage, so nothing is
 # read from its results. Recall is recall@10 of the adapted test queries (held out from training).
 
 # %%
