@@ -161,6 +161,9 @@ def test_results_helpers(tmp_path):
     assert results.read_json(tmp_path / "broken.json") is None
     assert results.fingerprint({"a": 1}) != results.fingerprint({"a": 2})
     assert len(results.code_hash()) == 16
+    assert results.measured_code_hash("hnswlib") != results.measured_code_hash("faiss")
+    assert results.measured_code_hash("wasm") != results.measured_code_hash("wasm", quantized=True)
+    assert results.fingerprint({"a": 1}, "x") != results.fingerprint({"a": 1}, "y")
     assert [r["x"] for r in results.collect(tmp_path, "*.json")] == [1.5]
 
 

@@ -114,7 +114,7 @@ def run_quant_sweep(ds: Dataset, specs: Sequence[str], root: str | Path, factors
         path = Path(root) / "quant" / results.check_component(ds.name, "dataset") / \
             f"{results.check_component(spec, 'codec')}.json"
         fp = results.fingerprint({"dataset": ds.describe(), "spec": spec, "factors": list(factors),
-                                  "n_queries": n_queries})
+                                  "n_queries": n_queries}, results.measured_code_hash(None, quantized=True))
         if not force and results.is_done(path, fp):
             continue
         record = sweep_codec(ds, spec, factors=factors, n_queries=n_queries)

@@ -16,8 +16,9 @@ under ``qhnsw/<dataset>/runs/...`` with the same schemas.
 
 Every file holds ``schema``, ``status`` (``'ok'``; ``'not available'`` with a ``reason``: a backend or codec that
 is absent here is recorded as absent, never faked; or ``'skipped'`` with a ``reason``, for a build the params'
-``bench.max_train`` budget leaves out), ``fingerprint`` (parameters plus library versions: a finished
-run with the same fingerprint is skipped unless forced), ``code`` (a hash of the library's source, for provenance)
+``bench.max_train`` budget leaves out), ``fingerprint`` (parameters, library versions and a hash of the
+source files the measurement runs through: a finished run with the same fingerprint is skipped unless forced, so
+an edit to one backend repeats only that backend's runs), ``code`` (a hash of the whole library, for provenance)
 and ``environment`` (library versions, CPU model, cores, memory; see :func:`ruvector_lab.bench.env.environment`).
 
 build@1 (``status == 'ok'``): ``dataset`` {name, n_train, n_test, dimensions, metric, gt_k}, ``backend``, ``tier``,
@@ -101,16 +102,40 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def fingerprint(params: dict[str, Any]) -> str:
-    """Parameters plus the versions of the measured libraries, as one short hex string.
+#: the facade and protocol every backend's measurement goes through
+_COMMON_CODE = ("index.py", "types.py", "_rwlock.py", "container.py", "validation.py", "kernels.py",
+                "backends/__init__.py", "backends/base.py", "bench/runner.py", "bench/metrics.py", "bench/timer.py")
 
-    The library's own code hash is recorded beside each result (``code``) but not part of the fingerprint: a
-    finished run is repeated only when forced (``bench.force: true`` or ``--force``), as in ann-benchmarks, so an
-    unrelated edit does not throw away a long sweep.
-    """
+
+def measured_code_hash(backend: str | None = None, quantized: bool = False) -> str:
+    """sha256 over the source files a measurement of ``backend`` runs through: the facade and protocol, the
+    backend's module (and the WASM runtime for 'wasm'), the quantization package and quantized backends when the
+    build is quantized. An edit elsewhere leaves it unchanged, so it does not repeat unrelated finished runs."""
+    package = Path(__file__).resolve().parents[1]
+    files = [package / rel for rel in _COMMON_CODE]
+    if backend is not None:
+        from ..backends import BACKENDS
+
+        module = BACKENDS.get(backend, ("", ""))[0].rsplit(".", 1)[-1]
+        files.append(package / "backends" / f"{module}.py")
+        if backend == "wasm":
+            files += sorted((package / "wasm").glob("*.py"))
+    if quantized:
+        files += sorted((package / "quantization").glob("*.py")) + sorted((package / "backends").glob("*.py"))
+    digest = hashlib.sha256()
+    for path in sorted(set(files)):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(params: dict[str, Any], code: str = "") -> str:
+    """Parameters, the versions of the measured libraries and ``code`` (a :func:`measured_code_hash`), as one short
+    hex string: a finished run with the same fingerprint is not repeated unless forced."""
     from .env import library_versions
 
-    blob = json.dumps({"params": params, "libraries": library_versions()}, sort_keys=True, default=str).encode()
+    blob = json.dumps({"params": params, "libraries": library_versions(), "code": code}, sort_keys=True,
+                      default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

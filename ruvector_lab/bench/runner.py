@@ -237,11 +237,12 @@ def run_build(
     n_queries = min(settings.n_queries, len(ds.test))
     base_params = {"dataset": ds.describe(), "backend": backend, "build": dataclasses.asdict(build),
                    "settings": settings.to_dict()}
-    build_fp = results.fingerprint(base_params)
+    code = results.measured_code_hash(backend, quantized=build.quantization != "none")
+    build_fp = results.fingerprint(base_params, code)
     todo = []
     for ef in efs:
         path = results.query_file(directory, ef, settings.k)
-        fp = results.fingerprint({**base_params, "ef_search": ef})
+        fp = results.fingerprint({**base_params, "ef_search": ef}, code)
         if not settings.force and results.is_done(path, fp) and results.is_done(build_path, build_fp):
             outcome.skipped.append(path)
         else:
