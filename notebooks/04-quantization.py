@@ -174,7 +174,7 @@ for backend in rl.Runtime.available_names():
                                    backend=backend)
             except (rl.RuvectorLabError, ImportError) as exc:  # a kind this backend does not serve
                 rows.append({"backend": backend, "kind": kind, "rerank": rerank, "status": type(exc).__name__,
-                             "reason": str(exc).replace(repr(kind), "the kind")[:90]})
+                             "reason": str(exc)[:100]})
                 continue
             with idx:
                 idx.insert_batch([str(i) for i in range(len(live_ds.train))], live_ds.train)
@@ -186,10 +186,11 @@ for backend in rl.Runtime.available_names():
                          "recall@10": recall, "bytes/vector": s.bytes_per_vector})
 qidx = pd.DataFrame(rows)
 ok = qidx[qidx["status"] == "ok"]
-refused = qidx[qidx["status"] != "ok"].groupby(["backend", "reason"])["kind"].agg(lambda k: ", ".join(sorted(set(k))))
-if not refused.empty:
+no = qidx[qidx["status"] != "ok"]
+if not no.empty:
     print("not served here (recorded, never faked):")
-    display(refused.reset_index().rename(columns={"kind": "kinds"}))
+    display(no.groupby("backend").agg(kinds=("kind", lambda k: ", ".join(sorted(set(k)))),
+                                      reason=("reason", "first")))
 if ok.empty:
     print("no backend of this installation serves a quantized index yet")
 else:
