@@ -66,6 +66,16 @@ class FaissBackend(IndexBackend):
             return np.ascontiguousarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), dtype=np.float32)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    @classmethod
+    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
+        """``cls`` for float vectors; ``HnswConfig(quantization=...)`` goes to
+        faiss' quantized HNSW indexes (:mod:`.faiss_quantized`)."""
+        if config.quantization is None:
+            return cls
+        from .faiss_quantized import FaissQuantizedBackend
+
+        return FaissQuantizedBackend.for_config(config)
+
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """Append to the graph; faiss numbers rows 0..ntotal-1, which are exactly the facade's labels."""
         if len(labels) and int(labels[0]) != self._index.ntotal:

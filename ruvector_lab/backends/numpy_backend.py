@@ -39,6 +39,16 @@ class NumpyBackend(IndexBackend):
             new[: self._count] = old[: self._count]
             setattr(self, attr, new)
 
+    @classmethod
+    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
+        """``cls`` for float vectors; ``HnswConfig(quantization=...)`` goes to
+        the flat code scan of :mod:`.quantized_flat`."""
+        if config.quantization is None:
+            return cls
+        from .quantized_flat import QuantizedFlatBackend
+
+        return QuantizedFlatBackend.for_config(config)
+
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """Append rows; under cosine the stored rows are unit length so a search is one matrix product."""
         if self.config.metric == "cosine":

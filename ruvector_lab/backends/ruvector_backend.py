@@ -42,6 +42,16 @@ class RuvectorBackend(IndexBackend):
         """The underlying ruvector index (for direct comparisons in benchmarks)."""
         return self._index
 
+    @classmethod
+    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
+        """``cls`` for float vectors; ``HnswConfig(quantization=...)`` goes to
+        ruvector's RabitqIndex (:mod:`.ruvector_rabitq`)."""
+        if config.quantization is None:
+            return cls
+        from .ruvector_rabitq import RuvectorRabitqBackend
+
+        return RuvectorRabitqBackend.for_config(config)
+
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """insert_batch under the labels' decimal strings (the Rust side releases the GIL)."""
         try:
