@@ -149,15 +149,33 @@ bytes_recall_plot(live, live_ds.dimensions, "Live (not pipeline): bytes per vect
 # a live check on the runtime's available backends with the live set above.
 
 # %%
-qruns = nd.query_runs()
-qruns = qruns[qruns["quantization"] != "none"] if not qruns.empty else qruns
+every = nd.query_runs()
+qruns = every[every["quantization"] != "none"]
 if qruns.empty:
     print(f"{nd.NO_RESULTS} (quantized index builds: params.yaml quantization.hnsw)")
 else:
+    qruns = qruns.sort_values(["dataset", "backend", "quantization", "ef_search"])
     display(qruns[["dataset", "backend", "graph", "quantization", "ef_search", "recall_at_10", "p50_ms",
-                   "qps_1"]].round(4))
-    for _, d in qruns.groupby(["dataset", "backend"]):
-        assert d["recall_at_10"].between(0, 1).all()
+                   "qps_1"]].round(4).reset_index(drop=True))
+    assert qruns["recall_at_10"].between(0, 1).all()
+    for ds_name in sorted(qruns["dataset"].unique()):
+        both = every[(every["dataset"] == ds_name) & every["backend"].isin(qruns[qruns["dataset"] == ds_name]
+                                                                             ["backend"])]
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for (backend, qz), d in both.groupby(["backend", "quantization"]):
+            d = d.sort_values("ef_search")
+            ax.plot(d["recall_at_10"], d["qps_1"], marker="o" if qz == "none" else "s", ms=4,
+                    ls="-" if qz == "none" else "--", color=f"C{sorted(both['backend'].unique()).index(backend)}",
+                    label=f"{backend} {'float32' if qz == 'none' else qz}")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set_xlabel("recall@10 (fraction of true neighbours)")
+        ax.set_ylabel("queries per second, 1 thread (log scale)")
+        ax.set_title(f"{ds_name}: quantized index (dashed) vs float32 index (solid), over ef_search")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        plt.show()
 
 # %%
 import ruvector_lab as rl  # noqa: E402 - kept beside the cells that use it
