@@ -96,11 +96,11 @@ class HnswIndex:
             # if any term is) and, under cosine, the vector non-zero
             squared = float(query.dot(query))
             if math.isfinite(squared) and (squared > _TINY or not self._cosine):
-                return query.reshape(1, -1)
+                return query
         vector = as_vector(query, self.config.dimensions, "query")
         if self._cosine:
             check_nonzero(vector, "query")
-        return vector.reshape(1, -1)
+        return vector
 
     def _query_args(self, k: object, ef_search: object | None) -> tuple[int, int]:
         if type(k) is not int or k < 1:
@@ -175,8 +175,14 @@ class HnswIndex:
                 k_eff, ef = k, self._default_ef  # the common call, checked without helper calls
             else:
                 k_eff, ef = self._query_args(k, ef_search)
-            distances, labels = self._backend.search(q, k_eff, ef)
-            return self._results(distances[0], labels[0])
+            distances, labels = self._backend.search_one(q, k_eff, ef)
+            ids = self._ids
+            new = _new_tuple  # SearchResult(...) goes through a Python-level __new__; this is the C one
+            return [
+                new(SearchResult, (found, dist))
+                for dist, label in zip(distances, labels, strict=True)
+                if label >= 0 and (found := ids[label]) is not None
+            ]
         finally:
             lock.release_read()
 

@@ -63,6 +63,15 @@ class IndexBackend(ABC):
     def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(distances (m, k) float32, labels (m, k) int64)`` for ``queries`` (m, d)."""
 
+    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
+        """One query (d,) as Python lists ``(distances, labels)``, padding allowed as in :meth:`search`.
+
+        The facade's single-query path: backends override it to skip NumPy post-processing, whose fixed
+        per-call cost is a visible share of a sub-millisecond graph search.
+        """
+        distances, labels = self.search(query.reshape(1, -1), k, ef_search)
+        return distances[0].tolist(), labels[0].tolist()
+
     @abstractmethod
     def to_bytes(self) -> bytes:
         """The backend's own state as bytes (wrapped by the facade's checksummed container)."""

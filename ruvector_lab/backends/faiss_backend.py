@@ -7,6 +7,8 @@ returns squared L2; the score is its square root). faiss HNSW cannot drop nodes,
 
 from __future__ import annotations
 
+import math
+
 import faiss
 import numpy as np
 
@@ -140,6 +142,22 @@ class FaissBackend(IndexBackend):
         scores = scores.astype(np.float32, copy=False)
         scores[missing] = np.inf
         return scores, labels.astype(np.int64, copy=False)
+
+    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
+        """One query straight to faiss, converted in Python (k values) rather than by NumPy calls."""
+        if self.config.metric == "cosine":
+            query = query * np.float32(1.0 / math.sqrt(float(query.dot(query))))
+        distances, labels = self._index.search(query.reshape(1, -1), k, params=self._params(max(ef_search, k)))
+        found = labels[0].tolist()
+        if found[-1] < 0:  # the graph could not reach k live nodes: the batch path answers exactly
+            return super().search_one(query, k, ef_search)
+        raw = distances[0].tolist()
+        metric = self.config.metric
+        if metric == "euclidean":
+            return [math.sqrt(d) if d > 0.0 else 0.0 for d in raw], found
+        if metric == "cosine":
+            return [1.0 - d for d in raw], found
+        return [-d for d in raw], found
 
     def to_bytes(self) -> bytes:
         """faiss' own serialization of the graph and vectors (dead nodes included: they route searches)."""

@@ -7,6 +7,7 @@ L2 (the score is its square root), ``ip`` gives ``1 - dot`` (the score is ``dot`
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 
@@ -40,6 +41,7 @@ class HnswlibBackend(IndexBackend):
         self._live: set[int] = set(int(label) for label in index.get_ids_list()) if index.element_count else set()
         self._ef = index.ef
         self._ef_lock = ReadWriteLock()
+        self._ef_generation = 0
 
     @property
     def index(self) -> hnswlib.Index:
@@ -84,9 +86,34 @@ class HnswlibBackend(IndexBackend):
                     break
             with self._ef_lock.write:
                 if ef != self._ef:
+                    self._ef_generation += 1  # odd while changing: lock-free readers step aside
                     self._index.set_ef(ef)
                     self._ef = ef
+                    self._ef_generation += 1
         return self._convert(distances).astype(np.float32, copy=False), labels.astype(np.int64, copy=False)
+
+    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
+        """One query straight to knn_query, converted in Python (k values) rather than by NumPy calls.
+
+        Lock-free when the index already runs at this ef: the ef generation is read before and after the
+        query (a seqlock), and a query that overlapped an ef change is redone through the locked path.
+        """
+        ef = max(ef_search, k)
+        generation = self._ef_generation
+        if ef == self._ef and not generation & 1:
+            try:
+                labels, distances = self._index.knn_query(query, k=k, num_threads=1)
+            except RuntimeError:
+                labels = distances = None
+            if labels is not None and self._ef_generation == generation:
+                raw, found = distances[0].tolist(), labels[0].tolist()
+                metric = self.config.metric
+                if metric == "euclidean":
+                    return [math.sqrt(d) if d > 0.0 else 0.0 for d in raw], found
+                if metric == "dot_product":
+                    return [d - 1.0 for d in raw], found
+                return raw, found
+        return super().search_one(query, k, ef_search)  # another ef, a concurrent change, or a short row
 
     def _search_per_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Fallback when the graph cannot reach k live nodes for some row (deletions can strand nodes):

@@ -83,6 +83,12 @@ class RuvectorBackend(IndexBackend):
                 out_d[row, col] = score
         return out_d, out_l
 
+    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
+        """One Rust search; its (id, score, metadata) tuples become the two lists directly."""
+        fetch = min(k + self._dead, self._stored) if self._dead else k
+        hits = self._index.search(query, fetch, ef_search=max(ef_search, fetch))[:k]
+        return [score for _l, score, _m in hits], [int(label) for label, _s, _m in hits]
+
     def to_bytes(self) -> bytes:
         """The live labels and vectors as ruvector exports them."""
         items = self._index.export_items()
