@@ -278,3 +278,26 @@ def test_concurrent_searches_agree_with_serial_ones(backend, data):
     assert [results[i] for i in range(len(queries))] == serial
     batch = index.search_batch(queries, k=10)
     assert sum(len(set(a) & {r.id for r in b}) for a, b in zip(serial, batch, strict=True)) >= 0.99 * 10 * len(queries)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_searches_with_different_ef_each_get_their_own(backend, data):
+    base, queries = data
+    index = build(backend, "euclidean", base[:1500], m=4, ef_construction=16)
+    efs = (10, 300)
+    serial = {ef: [[r.id for r in index.search(q, k=10, ef_search=ef)] for q in queries] for ef in efs}
+    results: dict[int, list[list[str]]] = {}
+
+    def worker(ef: int) -> None:
+        out = []
+        for _ in range(3):
+            out = [[r.id for r in index.search(q, k=10, ef_search=ef)] for q in queries]
+        results[ef] = out
+
+    threads = [threading.Thread(target=worker, args=(ef,)) for ef in efs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for ef in efs:
+        assert results[ef] == serial[ef], f"a search at ef_search={ef} ran with another thread's ef"
