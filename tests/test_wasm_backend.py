@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import struct
 
 import numpy as np
 import pytest
+from helpers import requires_wasm
 
 import ruvector_lab as rl
 from ruvector_lab.backends import wasm_backend
@@ -20,22 +20,10 @@ from ruvector_lab.errors import (
     InvalidVectorError,
 )
 from ruvector_lab.kernels import exact_distances
-from ruvector_lab.wasm import loader, rvf_format
+from ruvector_lab.wasm import rvf_format
 from ruvector_lab.wasm.rvf import MAX_DIMENSIONS, MAX_ID, RvfModule
 
-
-def _reason() -> str | None:
-    try:
-        loader.compiled(loader.RVF_WASM)
-    except BackendUnavailableError as exc:
-        if os.environ.get("CI"):
-            raise RuntimeError(f"CI must have the wasm modules (make setup-npm): {exc}") from None
-        return str(exc)
-    return None
-
-
-REASON = _reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"wasm modules unavailable: {REASON}")
+pytestmark = requires_wasm()
 METRICS = list(rl.METRICS)
 
 

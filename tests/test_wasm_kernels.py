@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
+from helpers import requires_wasm
 
 import ruvector_lab as rl
 from ruvector_lab.backends import backend_class
 from ruvector_lab.errors import (
     BackendError,
-    BackendUnavailableError,
     DimensionMismatchError,
     InvalidParameterError,
     InvalidVectorError,
 )
 from ruvector_lab.kernels import exact_distances
-from ruvector_lab.wasm import kernels, loader
+from ruvector_lab.wasm import kernels
 
-
-def _reason() -> str | None:
-    try:
-        loader.compiled(loader.RVF_WASM)
-    except BackendUnavailableError as exc:
-        if os.environ.get("CI"):
-            raise RuntimeError(f"CI must have the wasm modules (make setup-npm): {exc}") from None
-        return str(exc)
-    return None
-
-
-REASON = _reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"wasm modules unavailable: {REASON}")
+pytestmark = requires_wasm()
 METRICS = list(rl.METRICS)
 
 

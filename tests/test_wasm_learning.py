@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
+from helpers import requires_wasm
 
 from ruvector_lab.errors import (
     BackendError,
-    BackendUnavailableError,
     DimensionMismatchError,
     InvalidParameterError,
     InvalidVectorError,
@@ -24,19 +22,7 @@ from ruvector_lab.wasm.learning import (
     reference_forward,
 )
 
-
-def _reason() -> str | None:
-    try:
-        loader.compiled(loader.LEARNING_WASM)
-    except BackendUnavailableError as exc:
-        if os.environ.get("CI"):
-            raise RuntimeError(f"CI must have the wasm modules (make setup-npm): {exc}") from None
-        return str(exc)
-    return None
-
-
-REASON = _reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"wasm modules unavailable: {REASON}")
+pytestmark = requires_wasm(loader.LEARNING_WASM)
 
 
 def test_a_fresh_adapter_is_the_identity():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import requires_wasm
 
 import ruvector_lab as rl
 from ruvector_lab import runtime
@@ -18,20 +18,7 @@ from ruvector_lab.errors import BackendUnavailableError
 from ruvector_lab.wasm import loader
 from ruvector_lab.wasm.loader import ENV_WASM_DIR, LEARNING_WASM, RVF_WASM
 
-
-def _reason() -> str | None:
-    try:
-        loader.compiled(RVF_WASM)
-        loader.compiled(LEARNING_WASM)
-    except BackendUnavailableError as exc:
-        if os.environ.get("CI"):
-            raise RuntimeError(f"CI must have the wasm modules (make setup-npm): {exc}") from None
-        return str(exc)
-    return None
-
-
-REASON = _reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"wasm modules unavailable: {REASON}")
+pytestmark = requires_wasm(RVF_WASM, LEARNING_WASM)
 
 
 @pytest.fixture

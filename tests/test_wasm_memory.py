@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections import deque
 
 import numpy as np
 import pytest
+from helpers import requires_wasm
 
 import ruvector_lab as rl
-from ruvector_lab.errors import BackendError, BackendUnavailableError
-from ruvector_lab.wasm import loader
+from ruvector_lab.errors import BackendError
 from ruvector_lab.wasm.memory import Scratch, to_address, to_i32
 from ruvector_lab.wasm.rvf import RvfModule, RvfStore
 
-
-def _reason() -> str | None:
-    try:
-        loader.compiled(loader.RVF_WASM)
-    except BackendUnavailableError as exc:
-        if os.environ.get("CI"):
-            raise RuntimeError(f"CI must have the wasm modules (make setup-npm): {exc}") from None
-        return str(exc)
-    return None
-
-
-REASON = _reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"wasm modules unavailable: {REASON}")
+pytestmark = requires_wasm()
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import BackendError, BackendUnavailableError
+from .. import container
+from ..errors import BackendError, BackendUnavailableError, CorruptIndexError
 from ..types import METRICS, HnswConfig
 
 #: ``kernel(queries (m, d), vectors (n, d), metric) -> (m, n) float32`` distances, same convention as the index.
@@ -115,3 +116,19 @@ def pad_results(distances: list[np.ndarray], labels: list[np.ndarray], k: int) -
         out_d[row, :n] = dist[:n]
         out_l[row, :n] = lab[:n]
     return out_d, out_l
+
+
+def dump_rows(kind: str, labels: np.ndarray, vectors: np.ndarray) -> bytes:
+    """The payload of a backend that persists as plain rows: its live labels and vectors."""
+    return container.dumps(kind, {}, {"labels": labels, "vectors": vectors})
+
+
+def load_rows(kind: str, payload: bytes, config: HnswConfig, live_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Read :func:`dump_rows` output; the rows must have the configured width and exactly the facade's labels."""
+    _, arrays = container.loads(payload, kind)
+    labels, vectors = arrays.get("labels"), arrays.get("vectors")
+    if labels is None or vectors is None or vectors.shape != (len(labels), config.dimensions):
+        raise CorruptIndexError(f"{kind} payload does not hold labels and vectors of the configured shape")
+    if not np.array_equal(np.sort(labels), np.sort(live_labels)):
+        raise CorruptIndexError(f"{kind} payload labels do not match the index's ids")
+    return labels.astype(np.int64), vectors.astype(np.float32)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import container
-from ..errors import CorruptIndexError
 from ..types import HnswConfig
-from .base import IndexBackend
+from .base import IndexBackend, dump_rows, load_rows
 
+_PAYLOAD = "numpy-backend"
 _QUERY_BLOCK = 256  # queries per matrix product: bounds the (block x n) score matrix
 
 
@@ -105,18 +104,12 @@ class NumpyBackend(IndexBackend):
     def to_bytes(self) -> bytes:
         """The live rows and their labels."""
         live = self._live[: self._count]
-        arrays = {"labels": self._labels[: self._count][live], "vectors": self._vectors[: self._count][live]}
-        return container.dumps("numpy-backend", {}, arrays)
+        return dump_rows(_PAYLOAD, self._labels[: self._count][live], self._vectors[: self._count][live])
 
     @classmethod
     def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> NumpyBackend:
         """Rebuild from :meth:`to_bytes`; the stored labels must be exactly the facade's live labels."""
-        _, arrays = container.loads(payload, "numpy-backend")
-        labels, vectors = arrays.get("labels"), arrays.get("vectors")
-        if labels is None or vectors is None or vectors.shape != (len(labels), config.dimensions):
-            raise CorruptIndexError("numpy payload does not hold labels and vectors of the configured shape")
-        if not np.array_equal(np.sort(labels), np.sort(live_labels)):
-            raise CorruptIndexError("numpy payload labels do not match the index's ids")
+        labels, vectors = load_rows(_PAYLOAD, payload, config, live_labels)
         backend = cls(config)
-        backend.add(labels.astype(np.int64), vectors.astype(np.float32))
+        backend.add(labels, vectors)
         return backend

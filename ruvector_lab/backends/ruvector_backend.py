@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import ruvector
 
-from .. import container
-from ..errors import BackendError, CorruptIndexError
+from ..errors import BackendError
 from ..types import HnswConfig
-from .base import IndexBackend
+from .base import IndexBackend, dump_rows, load_rows
 
+_PAYLOAD = "ruvector-backend"
 _METRICS = {"cosine": "cosine", "euclidean": "euclidean", "dot_product": "dot_product"}
 
 
@@ -99,18 +99,13 @@ class RuvectorBackend(IndexBackend):
             else np.empty((0, self.config.dimensions), dtype=np.float32)
         )
         order = np.argsort(labels, kind="stable")  # insertion order, so a rebuild is deterministic
-        return container.dumps("ruvector-backend", {}, {"labels": labels[order], "vectors": vectors[order]})
+        return dump_rows(_PAYLOAD, labels[order], vectors[order])
 
     @classmethod
     def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> RuvectorBackend:
         """Rebuild the graph from the stored vectors (ruvector has no graph serialization)."""
-        _, arrays = container.loads(payload, "ruvector-backend")
-        labels, vectors = arrays.get("labels"), arrays.get("vectors")
-        if labels is None or vectors is None or vectors.shape != (len(labels), config.dimensions):
-            raise CorruptIndexError("ruvector payload does not hold labels and vectors of the configured shape")
-        if not np.array_equal(np.sort(labels), np.sort(live_labels)):
-            raise CorruptIndexError("ruvector payload labels do not match the index's ids")
+        labels, vectors = load_rows(_PAYLOAD, payload, config, live_labels)
         backend = cls(config)
         if len(labels):
-            backend.add(labels.astype(np.int64), vectors.astype(np.float32))
+            backend.add(labels, vectors)
         return backend
