@@ -35,6 +35,13 @@ def _distance_kernel(queries: np.ndarray, vectors: np.ndarray, metric: str) -> n
     return (1.0 - out / (qn * vn)).astype(np.float32, copy=False)
 
 
+def live_selector(live: np.ndarray) -> tuple[np.ndarray, faiss.IDSelector]:
+    """A faiss selector that passes the labels whose entry in ``live`` is true, with the bitmap it reads
+    (keep both alive together: the selector holds a raw pointer into the bitmap)."""
+    bitmap = np.packbits(live, bitorder="little")  # faiss reads bit i of byte i//8, least significant bit first
+    return bitmap, faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bitmap))
+
+
 class FaissBackend(IndexBackend):
     """faiss IndexHNSWFlat with a live-label bitmap for deletes."""
 
@@ -102,10 +109,7 @@ class FaissBackend(IndexBackend):
         if not self._n_dead:
             self._selector = None
             return
-        # faiss reads bit i of byte i//8, least significant bit first
-        bitmap = np.packbits(self._live[: self._index.ntotal], bitorder="little")
-        selector = faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(bitmap))
-        self._bitmap, self._selector = bitmap, selector  # keep the buffer alive as long as the selector
+        self._bitmap, self._selector = live_selector(self._live[: self._index.ntotal])
 
     def _params(self, ef_search: int) -> faiss.SearchParametersHNSW:
         # one parameter object per (ef, selector): building a SWIG object per query costs microseconds

@@ -39,6 +39,7 @@ from ..quantization.product import KSUB
 from ..quantization.rerank import Rows, memory_stats, prepare, rerank
 from ..types import HnswConfig
 from .base import IndexBackend
+from .faiss_backend import live_selector
 
 logger = logging.getLogger(__name__)
 
@@ -171,8 +172,7 @@ class FaissQuantizedBackend(IndexBackend):
         if not self._n_dead:
             self._selector = self._bitmap = None
             return
-        bitmap = np.packbits(self._live, bitorder="little")  # faiss reads bit i of byte i//8, LSB first
-        self._bitmap, self._selector = bitmap, faiss.IDSelectorBitmap(len(self._live), faiss.swig_ptr(bitmap))
+        self._bitmap, self._selector = live_selector(self._live)
 
     # ------------------------------------------------------------------ searching
     def _graph_search(self, q: np.ndarray, fetch: int, ef: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import container
 from ..errors import CorruptIndexError, InvalidParameterError, NotTrainedError, QuantizationError
+from ..kernels import exact_distances
 from ..types import METRICS, check_metric, check_positive_int
 from ..validation import as_matrix, check_nonzero
 from .config import QuantizationConfig
@@ -217,15 +218,9 @@ def decoded_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> 
     Euclidean uses direct differences (no norm expansion, so near-zero distances stay accurate); a zero
     vector row under cosine scores 1 (no direction, cosine taken as 0) instead of NaN.
     """
-    if metric == "euclidean":
-        out = np.empty((queries.shape[0], vectors.shape[0]), dtype=np.float32)
-        for row, q in enumerate(queries):
-            diff = vectors - q
-            out[row] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        return out
+    if metric != "cosine":
+        return exact_distances(queries, vectors, metric)
     dots = queries @ vectors.T
-    if metric == "dot_product":
-        return np.negative(dots).astype(np.float32, copy=False)
     return cosine_from_dots(dots, np.linalg.norm(queries, axis=1), np.linalg.norm(vectors, axis=1))
 
 
