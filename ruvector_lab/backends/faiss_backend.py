@@ -42,7 +42,34 @@ def live_selector(live: np.ndarray) -> tuple[np.ndarray, faiss.IDSelector]:
     return bitmap, faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bitmap))
 
 
-class FaissBackend(IndexBackend):
+class LiveBitmap:
+    """Deletes for faiss indexes, which cannot drop graph nodes: a live bitmap every search passes as its selector.
+
+    The class using it keeps ``_live`` (bool per label), ``_n_dead``, ``_selector`` and ``_bitmap``.
+    """
+
+    _live: np.ndarray
+    _n_dead: int
+
+    def _live_view(self) -> np.ndarray:
+        """The live flags of the labels the index holds."""
+        return self._live
+
+    def remove(self, labels: np.ndarray) -> None:
+        """Mark labels dead in the bitmap; the graph keeps the nodes as routing points."""
+        self._live[labels] = False
+        self._n_dead += len(labels)
+        self._refresh_selector()
+
+    def _refresh_selector(self) -> None:
+        """Rebuild the live bitmap after a mutation (never during a search: concurrent searches share it)."""
+        if not self._n_dead:
+            self._selector = self._bitmap = None
+            return
+        self._bitmap, self._selector = live_selector(self._live_view())
+
+
+class FaissBackend(LiveBitmap, IndexBackend):
     """faiss IndexHNSWFlat with a live-label bitmap for deletes."""
 
     name = "faiss"
@@ -98,18 +125,8 @@ class FaissBackend(IndexBackend):
         self._live[labels] = True
         self._refresh_selector()
 
-    def remove(self, labels: np.ndarray) -> None:
-        """Mark labels dead in the bitmap; the graph keeps the nodes as routing points."""
-        self._live[labels] = False
-        self._n_dead += len(labels)
-        self._refresh_selector()
-
-    def _refresh_selector(self) -> None:
-        """Rebuild the live bitmap after a mutation (never during a search: concurrent searches share it)."""
-        if not self._n_dead:
-            self._selector = None
-            return
-        self._bitmap, self._selector = live_selector(self._live[: self._index.ntotal])
+    def _live_view(self) -> np.ndarray:
+        return self._live[: self._index.ntotal]  # the array grows by doubling, ahead of the index
 
     def _params(self, ef_search: int) -> faiss.SearchParametersHNSW:
         # one parameter object per (ef, selector): building a SWIG object per query costs microseconds

@@ -39,7 +39,7 @@ from ..quantization.product import KSUB
 from ..quantization.rerank import Rows, memory_stats, prepare, rerank
 from ..types import HnswConfig
 from .base import IndexBackend
-from .faiss_backend import live_selector
+from .faiss_backend import LiveBitmap
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def build_index(config: HnswConfig) -> Any:
     return index
 
 
-class FaissQuantizedBackend(IndexBackend):
+class FaissQuantizedBackend(LiveBitmap, IndexBackend):
     """A faiss HNSW graph over codes, deletes held in a live bitmap, optional exact rerank."""
 
     name = "faiss"
@@ -162,17 +162,6 @@ class FaissQuantizedBackend(IndexBackend):
         self._live = self._live_rows.view[:, 0]
         self._refresh_selector()
 
-    def remove(self, labels: np.ndarray) -> None:
-        """Mark labels dead; the graph keeps the nodes as routing points."""
-        self._live[labels] = False
-        self._n_dead += len(labels)
-        self._refresh_selector()
-
-    def _refresh_selector(self) -> None:
-        if not self._n_dead:
-            self._selector = self._bitmap = None
-            return
-        self._bitmap, self._selector = live_selector(self._live)
 
     # ------------------------------------------------------------------ searching
     def _graph_search(self, q: np.ndarray, fetch: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
