@@ -16,6 +16,7 @@ import numpy as np
 
 from .._rwlock import ReadWriteLock
 from ..errors import CorruptIndexError
+from ..pools import pinned_pool_size
 from ..types import HnswConfig
 from .base import IndexBackend
 
@@ -54,7 +55,8 @@ class HnswlibBackend(IndexBackend):
         capacity = self._index.get_max_elements()
         if needed > capacity:
             self._index.resize_index(max(needed, 2 * capacity))
-        self._index.add_items(vectors, labels, num_threads=1)
+        # hnswlib's own pool: 1 thread unless the caller pinned library pools (ruvector_lab.pools) to more
+        self._index.add_items(vectors, labels, num_threads=pinned_pool_size() or 1)
         self._live.update(labels.tolist())
 
     def remove(self, labels: np.ndarray) -> None:
@@ -80,7 +82,8 @@ class HnswlibBackend(IndexBackend):
             with self._ef_lock.read:
                 if ef == self._ef:
                     try:
-                        labels, distances = self._index.knn_query(queries, k=k, num_threads=1)
+                        labels, distances = self._index.knn_query(queries, k=k,
+                                                                  num_threads=pinned_pool_size() or 1)
                     except RuntimeError:
                         labels, distances = self._search_per_query(queries, k)
                     break

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbedderClosedError, InvalidParameterError, InvalidTextError, ModelError
+from ..pools import pinned_pool_size
 from . import onnx_graph
 from .builds import PRECISIONS, model_bytes
 from .cache import ModelCache, default_cache
@@ -39,7 +40,8 @@ class Embedder:
     """Sentence embeddings with all-MiniLM-L6-v2 (384-d, L2-normalised, float32).
 
     ``precision`` is ``'fp32'`` (matches sentence-transformers to 1e-5) or ``'int8'`` (dynamic quantization,
-    faster); ``threads`` is onnxruntime's intra-op thread count (None: every core this process may use);
+    faster); ``threads`` is onnxruntime's intra-op thread count (None: the count pinned for library pools in this
+    thread by :mod:`ruvector_lab.pools`, else every core this process may use);
     ``cache`` is the ModelCache to load from (None: the shared default cache).
     """
 
@@ -53,7 +55,8 @@ class Embedder:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InvalidParameterError(f"threads must be None or an int >= 1, got {threads!r}")
         self.precision = precision
-        self.threads = threads if threads is not None else available_cores()
+        # an explicit count wins; else the pin of the calling thread (a benchmark's), else every usable core
+        self.threads = threads if threads is not None else (pinned_pool_size() or available_cores())
         self._cache = cache if cache is not None else default_cache()
         self._tokenizer = BertTokenizer(self._cache.fetch(self._spec.tokenizer), self._spec.max_seq_length)
         blob = model_bytes(self._spec, precision, self._cache)
