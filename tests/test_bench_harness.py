@@ -3,18 +3,22 @@ the report, params, thread pinning and the environment record."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ruvector_lab.bench import adr, datasets, env, groundtruth, params, quant, report, results, runner, threads
+from ruvector_lab import HnswConfig, HnswIndex
+from ruvector_lab.bench import adr, datasets, env, groundtruth, params, quant, report, results, runner, threads, timer
 from ruvector_lab.bench.hdf5 import write_hdf5
 from ruvector_lab.errors import InvalidParameterError
 
-FAST = runner.RunSettings(n_queries=60, repeats=2, warmup=5, threads=(1, 2), build_threads=1, insert_chunk=200)
+FAST = runner.RunSettings(n_queries=60, repeats=2, warmup=5, threads=(1, 2), build_threads=1, insert_chunk=200,
+                          memory=False)
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +34,109 @@ def test_run_build_writes_build_and_query_records(small, tmp_path):
     d = results.run_dir(tmp_path, "small", "hnswlib", "M8-efc40-none")
     build = json.loads((d / "build.json").read_text())
     assert build["schema"] == results.SCHEMA_BUILD and build["status"] == "ok" and build["graph"] == "hnsw"
-    assert build["serialized_bytes"] > 800 * 16 * 4 and build["bytes_per_vector"] == build["serialized_bytes"] / 800
+    assert build["serialized_bytes"] > 800 * 16 * 4
+    assert build["bytes_per_vector"]["serialized"] == build["serialized_bytes"] / 800
     assert build["environment"]["cores_usable"] >= 1 and build["environment"]["libraries"]["numpy"]
+    assert build["dataset"]["content_hash"] == small.content_hash()
     low, high = (json.loads(results.query_file(d, ef, 10).read_text()) for ef in (10, 80))
     for rec in (low, high):
         assert set(rec["recall"]) == {"1", "10", "100"}
         assert 0 <= rec["recall"]["10"] <= 1 and rec["latency_ms"]["count"] == 60
         assert rec["latency_ms"]["p50"] <= rec["latency_ms"]["p99"]
         assert set(rec["qps"]) == {"1", "2"} and rec["qps"]["1"]["median"] > 0
+        assert set(rec["qps_pool"]) == {"2"}  # one caller with the library's pool at 2 threads
+        # strict recall counts ids only, so it never exceeds the tie-tolerant one
+        assert rec["recall_strict"]["10"] <= rec["recall"]["10"] + 1e-12
+        assert (d / rec["perquery_file"]).is_file()
+    # a graph search needs ef >= k: the record shows what really ran
+    assert low["query"]["ef_effective"] == 10 and low["query"]["ef_effective_big"] == 100
+    assert high["query"]["ef_effective"] == 80 and high["query"]["ef_effective_big"] == 100
     assert high["recall"]["10"] >= low["recall"]["10"] and high["recall"]["10"] > 0.9
+
+
+def test_build_repeats_give_spread_and_the_median_build(small, tmp_path):
+    settings = runner.RunSettings(n_queries=60, repeats=1, warmup=2, threads=(1,), build_threads=1,
+                                  insert_chunk=300, build_repeats=3, memory=False)
+    runner.run_build(small, "hnswlib", runner.BuildParams(4, 16), [10], settings, tmp_path)
+    d = results.run_dir(tmp_path, "small", "hnswlib", "M4-efc16-none")
+    build = json.loads((d / "build.json").read_text())
+    assert [b["seed"] for b in build["builds"]] == [0, 1, 2] and len(build["build_time_s"]["values"]) == 3
+    rec = json.loads(results.query_file(d, 10, 10).read_text())
+    per_build = [b["recall"]["10"] for b in rec["builds"]]
+    # different insertion orders give different graphs: a weak graph (M 4, ef 10) shows it in recall
+    assert len(set(per_build)) > 1
+    assert rec["recall"]["10"] == sorted(per_build)[1] == per_build[rec["median_build"]]
+    assert rec["recall_builds"]["10"]["min"] == min(per_build) and rec["recall_builds"]["10"]["max"] == max(per_build)
+    assert len(rec["qps"]["1"]["values"]) == 3 and len({b["perquery_file"] for b in rec["builds"]}) == 3
+    # flat indexes build once whatever build_repeats says; big sets too when capped
+    runner.run_build(small, "numpy", runner.BuildParams(4, 16), [10], settings, tmp_path)
+    flat = json.loads((results.run_dir(tmp_path, "small", "numpy", "M4-efc16-none") / "build.json").read_text())
+    assert len(flat["builds"]) == 1
+    assert dataclasses.replace(settings, build_repeats_max_train=500).builds_for(800, "hnsw") == 1
+
+
+def test_results_are_repeated_when_the_dataset_contents_change(small, tmp_path):
+    settings = runner.RunSettings(n_queries=30, repeats=1, warmup=2, threads=(1,), memory=False)
+    first = runner.run_build(small, "numpy", runner.BuildParams(), [10], settings, tmp_path)
+    assert len(first.written) == 2
+    assert runner.run_build(small, "numpy", runner.BuildParams(), [10], settings, tmp_path).written == []
+    changed = dataclasses.replace(small, train=small.train.copy())
+    changed.train[0, 0] += 0.5  # same name, shape and metric; other vectors
+    again = runner.run_build(changed, "numpy", runner.BuildParams(), [10], settings, tmp_path)
+    assert len(again.written) == 2 and again.skipped == []
+
+
+def test_fewer_queries_than_asked_are_recorded(small, tmp_path):
+    settings = runner.RunSettings(n_queries=500, repeats=1, warmup=2, threads=(1,), memory=False)
+    out = runner.run_build(small, "numpy", runner.BuildParams(), [10], settings, tmp_path)
+    rec = json.loads(out.written[1].read_text())
+    assert rec["query"]["n_queries"] == 60 and rec["query"]["n_queries_requested"] == 500
+
+
+def test_batch_qps_workers_run_with_every_pool_pinned(small):
+    # the defect: OpenMP's count is per thread, so a pin taken in the calling thread does not reach a worker
+    faiss = pytest.importorskip("faiss")
+    if env.usable_cores() > 1:
+        with threads.pinned_threads(1), ThreadPoolExecutor(1) as plain:
+            assert plain.submit(faiss.omp_get_max_threads).result() > 1
+    with threads.pinned_threads(1), runner.caller_pool(2) as pool:
+        reports = [pool.submit(threads.pool_threads).result() for _ in range(4)]
+    for report_ in reports:
+        assert report_["faiss_omp"] == 1 and report_["library_pools"] == 1 and threads.all_pinned_to(report_, 1)
+    # and the measurement records what its workers read back, with the parallelism that really ran
+    index = HnswIndex(HnswConfig(dimensions=16, m=8, ef_construction=40), backend="faiss")
+    index.insert_batch([str(i) for i in range(len(small.train))], small.train)
+    rec = runner.qps_caller_threads(index, small.test, 10, 40, 1, 2)
+    assert threads.all_pinned_to(rec["pools"], 1) and rec["cpu_utilization"] > 0
+    pooled = runner.qps_library_pool(index, small.test, 10, 40, 2, 1)
+    assert pooled["pools"]["faiss_omp"] == 2 and pooled["pools"]["library_pools"] == 2
+    index.close()
+
+
+def test_auto_threads_reach_the_core_count():
+    assert runner.auto_threads(1) == (1,)
+    assert runner.auto_threads(2) == (1, 2)
+    assert runner.auto_threads(6) == (1, 2, 4, 6)
+    assert params.thread_counts("auto") == runner.auto_threads()
+    assert params.thread_counts([2, 1, 2]) == (1, 2)
+    with pytest.raises(InvalidParameterError):
+        params.thread_counts([0])
+    with pytest.raises(InvalidParameterError):
+        params.thread_counts("many")
+
+
+def test_memory_of_the_index_is_measured_in_a_child(small, tmp_path):
+    settings = runner.RunSettings(n_queries=30, repeats=1, warmup=2, threads=(1,), memory=True)
+    out = runner.run_build(small, "hnswlib", runner.BuildParams(8, 40), [10], settings, tmp_path)
+    build = json.loads(out.written[0].read_text())
+    per_vector = build["bytes_per_vector"]
+    assert per_vector["analytic"]["total"] > 16 * 4 and per_vector["serialized"] > 16 * 4
+    assert per_vector["child"]["backend"] == "hnswlib" and per_vector["rss_growth"] is not None
+
+
+def test_noise_is_flagged_and_the_reference_recorded():
+    assert runner._flag_noise({"a": {"rel_spread": 0.5}, "b": {"rel_spread": 0.1}, "c": {}}, 0.2) == ["a"]
+    assert timer.reference_seconds(repeats=2, size=10_000) > 0
 
 
 def test_finished_runs_are_skipped_unless_forced(small, tmp_path):
@@ -46,11 +144,12 @@ def test_finished_runs_are_skipped_unless_forced(small, tmp_path):
     again = runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10, 20], FAST, tmp_path)
     assert again.written == [] and len(again.skipped) == 1  # exact backend: one ef only
     forced = runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10], runner.RunSettings(
-        n_queries=60, repeats=1, warmup=2, threads=(1,), force=True), tmp_path)
+        n_queries=60, repeats=1, warmup=2, threads=(1,), force=True, memory=False), tmp_path)
     assert len(forced.written) == 2
     rec = json.loads(forced.written[1].read_text())
     assert rec["recall"]["10"] == 1.0 and rec["graph"] == "flat"
-    flat = runner.RunSettings(n_queries=60, repeats=3, flat_repeats=1, warmup=2, threads=(1,), force=True)
+    flat = runner.RunSettings(n_queries=60, repeats=3, flat_repeats=1, warmup=2, threads=(1,), force=True,
+                              memory=False)
     rec = json.loads(runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10], flat, tmp_path).written[1]
                      .read_text())
     assert rec["repeats"] == 1 and len(rec["qps"]["1"]["values"]) == 1
@@ -65,7 +164,8 @@ def test_unavailable_capabilities_are_recorded_not_faked(small, tmp_path):
     rec = json.loads(out.written[0].read_text())
     assert rec["status"] == "not available" and rec["reason"]
     assert "recall" not in rec and "build_time_s" not in rec
-    capped = runner.RunSettings(n_queries=60, repeats=1, warmup=2, threads=(1,), max_train={"numpy": 100})
+    capped = runner.RunSettings(n_queries=60, repeats=1, warmup=2, threads=(1,), max_train={"numpy": 100},
+                                memory=False)
     skip = runner.run_build(small, "numpy", runner.BuildParams(), [10], capped, tmp_path)
     rec = json.loads(skip.written[0].read_text())
     assert rec["status"] == "skipped" and "max_train" in rec["reason"] and len(skip.written) == 1
@@ -199,13 +299,22 @@ def test_params_errors(tmp_path):
     assert params.run_settings({"bench": {"force": True}}).force
     assert params.run_settings({"bench": {"max_train": {"wasm": 5}}}).max_train == {"wasm": 5}
     assert params.run_settings({"bench": {"flat_repeats": 1}}).flat_repeats == 1
+    tuned = params.run_settings({"bench": {"build_repeats": 3, "build_repeats_max_train": 50_000, "memory": False,
+                                           "noise_threshold": 0.3, "threads": "auto"}})
+    assert (tuned.build_repeats, tuned.build_repeats_max_train, tuned.memory, tuned.noise_threshold) == (
+        3, 50_000, False, 0.3)
+    assert tuned.threads[-1] == env.usable_cores()
 
 
 def test_pinned_threads_and_environment():
+    from ruvector_lab.pools import pinned_pool_size
+
     with threads.pinned_threads(1) as pinned:
-        assert pinned["threads"] == 1
+        assert pinned["threads"] == 1 and threads.all_pinned_to(pinned, 1)
+        assert pinned_pool_size() == 1
         faiss = pytest.importorskip("faiss")
         assert faiss.omp_get_max_threads() == 1
+    assert pinned_pool_size() is None  # restored on exit
     assert isinstance(threads.thread_pools(), list)
     with pytest.raises(InvalidParameterError), threads.pinned_threads(0):
         pass

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import InvalidParameterError
 from .adr import AdrSettings
-from .runner import RunSettings
+from .runner import RunSettings, auto_threads
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
@@ -51,18 +51,35 @@ def run_settings(params: dict[str, Any], force: bool = False) -> RunSettings:
     bench = section(params, "bench")
     query = section(params, "query")
     defaults = RunSettings()
+    cap = bench.get("build_repeats_max_train")
     return RunSettings(
         n_queries=int(bench.get("n_queries", defaults.n_queries)),
         repeats=int(bench.get("repeats", defaults.repeats)),
         warmup=int(bench.get("warmup", defaults.warmup)),
-        threads=tuple(int(t) for t in bench.get("threads", defaults.threads)),
+        threads=thread_counts(bench.get("threads", list(defaults.threads))),
         build_threads=int(bench.get("build_threads", defaults.build_threads)),
         insert_chunk=int(bench.get("insert_chunk", defaults.insert_chunk)),
         k=int(query.get("k", defaults.k)),
         force=force or bool(bench.get("force", False)),
         flat_repeats=int(bench["flat_repeats"]) if bench.get("flat_repeats") is not None else None,
         max_train={str(k): int(v) for k, v in (bench.get("max_train") or {}).items()},
+        build_repeats=int(bench.get("build_repeats", defaults.build_repeats)),
+        build_repeats_max_train=int(cap) if cap is not None else None,
+        memory=bool(bench.get("memory", defaults.memory)),
+        noise_threshold=float(bench.get("noise_threshold", defaults.noise_threshold)),
     )
+
+
+def thread_counts(value: Any) -> tuple[int, ...]:
+    """``bench.threads``: a list of counts, or ``auto`` (1, powers of two, and every usable core)."""
+    if value == "auto":
+        return auto_threads()
+    if not isinstance(value, list) or not value:
+        raise InvalidParameterError(f"params bench.threads must be 'auto' or a non-empty list of integers: {value!r}")
+    counts = tuple(sorted({int(t) for t in value}))
+    if counts[0] < 1:
+        raise InvalidParameterError(f"params bench.threads must be >= 1, got {value!r}")
+    return counts
 
 
 def ef_searches(params: dict[str, Any]) -> list[int]:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import results
 from .metrics import operating_points, pareto_frontier
 from .targets import TARGETS
@@ -36,25 +38,46 @@ def load_results(root: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]
     }
 
 
-def query_rows(queries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per finished query run: dataset, backend, build key, ef_search, recalls, QPS, latency."""
+def _spread_of(record: dict[str, Any], *path: str) -> dict[str, Any]:
+    node: Any = record
+    for part in path:
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return node if isinstance(node, dict) else {}
+
+
+def query_rows(queries: Sequence[dict[str, Any]], noise_threshold: float = 0.2) -> list[dict[str, Any]]:
+    """One flat row per finished query run: dataset, backend, build key, ef_search (and the ef that really ran),
+    recall (median build, min-max over builds, strict, the per-query tail), QPS in both thread modes, latency,
+    and whether a figure's spread exceeds ``noise_threshold``."""
     rows = []
     for q in queries:
         if q.get("status") != "ok":
             continue
         build = q["build"]
         key = results.build_key(build["m"], build["ef_construction"], build["quantization"])
-        qps = q.get("qps", {})
-        rows.append({
+        qps, pool = q.get("qps", {}), q.get("qps_pool", {})
+        tail = _spread_of(q, "perquery", "recall_tolerant")
+        recall_builds = _spread_of(q, "recall_builds", "10")
+        row = {
             "dataset": q["dataset"]["name"], "backend": q["backend"], "build": key, "graph": q.get("graph", "hnsw"),
             "series": f"{q['backend']} {build_label(key, q.get('graph', 'hnsw'))}",
-            "ef_search": q["query"]["ef_search"],
+            "ef_search": q["query"]["ef_search"], "ef_effective": q["query"].get("ef_effective"),
+            "ef_effective_big": q["query"].get("ef_effective_big"), "builds": len(q.get("builds", [])) or 1,
             "recall_at_1": q["recall"].get("1"), "recall_at_10": q["recall"].get("10"),
             "recall_at_100": q["recall"].get("100"),
-            "qps": qps.get("1", {}).get("median"), "qps_2t": qps.get("2", {}).get("median"),
-            "qps_spread": qps.get("1", {}).get("rel_spread"),
+            "recall_at_10_min": recall_builds.get("min"), "recall_at_10_max": recall_builds.get("max"),
+            "recall_strict_10": q.get("recall_strict", {}).get("10"),
+            "recall_p1": tail.get("p1"), "recall_p5": tail.get("p5"), "share_below_half": tail.get("share_below_0.5"),
+            "qps": qps.get("1", {}).get("median"), "qps_min": qps.get("1", {}).get("min"),
+            "qps_max": qps.get("1", {}).get("max"), "qps_spread": qps.get("1", {}).get("rel_spread"),
+            "qps_2t": qps.get("2", {}).get("median"), "qps_pool_2t": pool.get("2", {}).get("median"),
             "p50_ms": q["latency_ms"]["p50"], "p99_ms": q["latency_ms"]["p99"],
-        })
+            "cpu_1t": qps.get("1", {}).get("cpu_utilization"),
+        }
+        figures = {f"QPS {t}t": s_ for t, s_ in qps.items()} | {f"QPS pool {t}t": s_ for t, s_ in pool.items()}
+        figures["p50"] = _spread_of(q, "latency_ms", "spread", "p50")
+        row["noisy"] = ", ".join(name for name, s_ in figures.items() if (s_.get("rel_spread") or 0) > noise_threshold)
+        rows.append(row)
     for runs in group(rows, "dataset", "series").values():  # mark each series' Pareto frontier (recall vs QPS)
         front = {id(p) for p in pareto_frontier([r for r in runs if r["qps"]], "recall_at_10", "qps")}
         for r in runs:
@@ -221,11 +244,22 @@ def plot_recall_qps(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]
         for (series,), pts in group(runs, "series").items():
             pts = [p for p in pts if p["qps"]]
             front = pareto_frontier(pts, "recall_at_10", "qps")
-            ax.plot([p["recall_at_10"] for p in front], [p["qps"] for p in front], marker="o", label=series)
+            line = ax.plot([p["recall_at_10"] for p in front], [p["qps"] for p in front], marker="o", label=series)
+            # min-max over builds as error bars; a hollow ring marks a point over the noise threshold
+            for p in front:
+                r_lo, r_hi = p.get("recall_at_10_min"), p.get("recall_at_10_max")
+                q_lo, q_hi = p.get("qps_min"), p.get("qps_max")
+                if None not in (r_lo, r_hi, q_lo, q_hi):
+                    x, y = p["recall_at_10"], p["qps"]
+                    ax.errorbar(x, y, xerr=[[x - r_lo], [r_hi - x]], yerr=[[y - q_lo], [q_hi - y]],
+                                color=line[0].get_color(), lw=0.8, capsize=2)
+                if p.get("noisy"):
+                    ax.plot(p["recall_at_10"], p["qps"], marker="o", ms=11, mfc="none", color="red", lw=0)
         ax.set_yscale("log")
         ax.set_xlabel("recall@10")
         ax.set_ylabel("queries per second (1 thread, batch)")
-        ax.set_title(f"{dataset}: recall vs QPS (up and right is better)")
+        ax.set_title(f"{dataset}: recall vs QPS (up and right is better; bars: min-max over builds; "
+                     "red ring: noisy)", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         path = out_dir / f"recall_qps_{dataset}.png"
@@ -284,6 +318,129 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]
         writer.writerows(rows)
 
 
+def build_rows(builds: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per finished build configuration: build time (median, min-max over builds), inserts/s,
+    bytes per vector three ways (serialized, analytic, resident-memory growth in a fresh process), threads."""
+    rows = []
+    for b in builds:
+        if b.get("status") != "ok":
+            continue
+        key = results.build_key(b["build"]["m"], b["build"]["ef_construction"], b["build"]["quantization"])
+        times = b["build_time_s"]
+        per_vector = b.get("bytes_per_vector") or {}
+        analytic = per_vector.get("analytic") or {}
+        first = (b.get("builds") or [{}])[0]
+        rows.append({"dataset": b["dataset"]["name"], "backend": b["backend"], "build": key,
+                     "graph": b.get("graph", "hnsw"), "builds": len(b.get("builds", [])) or 1,
+                     "build_s": times["median"], "build_s_min": times["min"], "build_s_max": times["max"],
+                     "inserts_per_s": b.get("inserts_per_s"), "bytes_serialized": per_vector.get("serialized"),
+                     "bytes_analytic": analytic.get("total"), "bytes_rss": per_vector.get("rss_growth"),
+                     "memory_note": (per_vector.get("child") or {}).get("reason"),
+                     "threads": (b.get("threads") or {}).get("threads"), "cpu": first.get("cpu_utilization"),
+                     "drift": (b.get("reference") or {}).get("drift")})
+    return sorted(rows, key=lambda r: (r["dataset"], BACKEND_ORDER.get(r["backend"], 9), r["build"]))
+
+
+def _range(median: Any, low: Any, high: Any) -> str:
+    """``median (min–max)``, or the median alone when there is one value."""
+    if median is None:
+        return "—"
+    if low is None or high is None or low == high:
+        return _fmt(median)
+    return f"{_fmt(median)} ({_fmt(low)}–{_fmt(high)})"
+
+
+def focus_rows(rows: Sequence[dict[str, Any]], target: float = 0.95) -> list[dict[str, Any]]:
+    """Per dataset and series, the row a reader looks at first: the cheapest ef_search reaching ``target``
+    recall@10 (median build), else the series' most accurate one."""
+    out = []
+    for _key, runs in group(rows, "dataset", "series").items():
+        reaching = [r for r in runs if (r["recall_at_10"] or 0) >= target]
+        out.append(min(reaching, key=lambda r: r["ef_search"]) if reaching
+                   else max(runs, key=lambda r: (r["recall_at_10"] or 0, -r["ef_search"])))
+    return out
+
+
+def _record_of(queries: Sequence[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any]:
+    for q in queries:
+        b = q.get("build", {})
+        if (q.get("status") == "ok" and q["dataset"]["name"] == row["dataset"] and q["backend"] == row["backend"]
+                and results.build_key(b["m"], b["ef_construction"], b["quantization"]) == row["build"]
+                and q["query"]["ef_search"] == row["ef_search"]):
+            return q
+    return {}
+
+
+def noise_lines(builds: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The run's noise: drift of the fixed reference workload timed before and after each build configuration,
+    and how many sweep rows carry a figure over the noise threshold."""
+    drifts = [b["reference"]["drift"] for b in builds if b.get("status") == "ok" and (b.get("reference") or {}).get(
+        "drift") is not None]
+    if not drifts:
+        return []
+    noisy = sum(1 for r in rows if r.get("noisy"))
+    return [f"Noise of this run: a fixed single-threaded workload timed before and after each of {len(drifts)} build "
+            f"configurations drifted by {100 * float(np.median(drifts)):.1f}% (median), "
+            f"{100 * max(drifts):.1f}% at most; {noisy} of {len(rows)} sweep rows have a figure over the noise "
+            "threshold (column 'noisy').", ""]
+
+
+def tail_lines(rows: Sequence[dict[str, Any]], queries: Sequence[dict[str, Any]]) -> list[str]:
+    """The worst-query tail at each series' focus point (recall@10 0.95 or its best): the per-query recall
+    distribution and recall@10 per difficulty quintile (LID: higher is harder; RC: lower is harder)."""
+    body = []
+    for row in focus_rows([r for r in rows if r["graph"] == "hnsw"]):
+        pq = _record_of(queries, row).get("perquery") or {}
+        dist = pq.get("recall_tolerant") or {}
+        cells = [row["dataset"], row["series"], row["ef_search"], dist.get("mean"), pq.get("recall_strict_mean"),
+                 dist.get("p1"), dist.get("p5"), dist.get("share_below_0.5")]
+        for name, hardest in (("lid", -1), ("rc", 0)):
+            bins = ((pq.get("difficulty") or {}).get(name) or {}).get("bins") or []
+            cells.append(f"{_fmt(bins[hardest]['mean_recall'])} / {_fmt(bins[-1 - hardest]['mean_recall'])}"
+                         if len(bins) > 1 else "—")
+        body.append(cells)
+    if not body:
+        return []
+    return ["## Per-query recall: the worst queries", "",
+            "At each graph series' cheapest ef reaching recall@10 0.95 (else its most accurate), from the per-query "
+            "results kept in HDF5 (`perquery/` beside each query JSON): mean and strict recall@10, the 1st and 5th "
+            "percentile over queries, the share of queries below 0.5, and recall@10 in the hardest / easiest "
+            "quintile of queries by local intrinsic dimensionality (LID, MLE over the 100 nearest) and by relative "
+            "contrast (RC, mean distance / 10th-neighbour distance).", "",
+            *_table(["dataset", "series", "ef", "R@10", "strict", "p1", "p5", "share < 0.5",
+                     "LID hardest / easiest", "RC hardest / easiest"], body), ""]
+
+
+def scaling_lines(rows: Sequence[dict[str, Any]], queries: Sequence[dict[str, Any]]) -> list[str]:
+    """Batch QPS against thread count in both modes at each series' focus point, with the CPU utilisation that
+    shows the parallelism that really ran."""
+    body, counts = [], set()
+    for row in focus_rows(rows):
+        q = _record_of(queries, row)
+        callers, pool = q.get("qps") or {}, q.get("qps_pool") or {}
+        counts |= {int(t) for t in callers}
+        body.append((row, callers, pool))
+    if not body:
+        return []
+    ts = sorted(counts)
+    header = ["dataset", "series", "ef"] + [f"callers {t}t (CPU)" for t in ts] + [f"pool {t}t (CPU)" for t in ts
+                                                                                   if t > 1]
+    table = []
+    for row, callers, pool in body:
+        cells: list[Any] = [row["dataset"], row["series"], row["ef_search"]]
+        for mode, ts_ in ((callers, ts), (pool, [t for t in ts if t > 1])):
+            for t in ts_:
+                fig = mode.get(str(t))
+                cells.append(f"{_fmt(fig['median'])} ({_fmt(fig.get('cpu_utilization'), 2)})" if fig else "—")
+        table.append(cells)
+    return ["## Thread scaling", "",
+            "Batch QPS (median over builds) in two modes: **callers**: the batch split across N caller threads, "
+            "every library pool pinned to 1 thread inside each worker; **pool**: one caller, the library's own "
+            "pool (faiss OpenMP, BLAS, hnswlib num_threads) at N threads. In brackets the process CPU time over "
+            "wall time: about N when N threads really ran, about 1 for a backend without a pool.", "",
+            *_table(header, table), ""]
+
+
 # ------------------------------------------------------------------------------------------------------ metrics
 def metrics_summary(data: dict[str, list[dict[str, Any]]], op_table: Sequence[dict[str, Any]],
                     qrows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -302,12 +459,11 @@ def metrics_summary(data: dict[str, list[dict[str, Any]]], op_table: Sequence[di
         slot = out["operating_points"].setdefault(row["dataset"], {}).setdefault(f"{row['backend']}/{row['build']}",
                                                                                   {})
         slot[row["target"]] = {"ef_search": row["ef_search"], "qps": row["qps"]}
-    for b in data["builds"]:
-        if b.get("status") == "ok":
-            key = results.build_key(b["build"]["m"], b["build"]["ef_construction"], b["build"]["quantization"])
-            out["builds"].setdefault(b["dataset"]["name"], {})[f"{b['backend']}/{key}"] = {
-                "build_time_s": b["build_time_s"], "inserts_per_s": b["inserts_per_s"],
-                "bytes_per_vector": b["bytes_per_vector"], "peak_rss_mb": b["peak_rss_bytes"] / 2**20}
+    for b in build_rows(data["builds"]):
+        out["builds"].setdefault(b["dataset"], {})[f"{b['backend']}/{b['build']}"] = {
+            "build_time_s": b["build_s"], "inserts_per_s": b["inserts_per_s"], "builds": b["builds"],
+            "bytes_per_vector": b["bytes_serialized"], "bytes_per_vector_analytic": b["bytes_analytic"],
+            "bytes_per_vector_rss": b["bytes_rss"]}
     for q in qrows:
         out["quantization"].setdefault(q["dataset"], {}).setdefault(q["codec"], {})[f"rerank_x{q['rerank']}"] = {
             "bytes_per_vector": q["bytes_per_vector"], "recall_at_10": q["recall_at_10"]}
@@ -322,14 +478,22 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     data = load_results(root)
-    rows = query_rows(data["queries"])
+    bench = (params or {}).get("bench", {}) or {}
+    threshold = float(bench.get("noise_threshold", 0.2))
+    rows = query_rows(data["queries"], threshold)
+    brows = build_rows(data["builds"])
     ops = operating_table(rows)
     qrows = quant_rows(data["quant"])
-    _write_csv(plots / "recall_qps.csv", rows, ["dataset", "series", "backend", "build", "ef_search", "recall_at_1",
-                                                "recall_at_10", "recall_at_100", "qps", "qps_2t", "qps_spread",
-                                                "p50_ms", "p99_ms", "pareto"])
+    _write_csv(plots / "recall_qps.csv", rows, ["dataset", "series", "backend", "build", "ef_search", "ef_effective",
+                                                "recall_at_1", "recall_at_10", "recall_at_10_min", "recall_at_10_max",
+                                                "recall_strict_10", "recall_at_100", "recall_p5", "qps", "qps_min",
+                                                "qps_max", "qps_2t", "qps_pool_2t", "qps_spread", "p50_ms", "p99_ms",
+                                                "noisy", "pareto"])
     _write_csv(plots / "quantization.csv", qrows, ["dataset", "codec", "rerank", "bytes_per_vector", "compression",
                                                    "recall_at_10", "recall_at_1", "qps"])
+    _write_csv(plots / "builds.csv", brows, ["dataset", "backend", "build", "builds", "build_s", "build_s_min",
+                                             "build_s_max", "inserts_per_s", "bytes_serialized", "bytes_analytic",
+                                             "bytes_rss", "threads", "cpu"])
     pngs = plot_recall_qps(rows, plots)
     qpng = plot_quant(qrows, plots)
     metrics = metrics_summary(data, ops, qrows)
@@ -346,11 +510,16 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                   f"{env_rec['cores_total']}, {env_rec['memory_bytes'] / 2**30:.0f} GiB; Python {env_rec['python']}.",
                   f"Libraries: {libs}.", ""]
     if params:
-        lines += [f"Measurement: {params.get('bench', {}).get('n_queries')} queries per setting, "
-                  f"{params.get('bench', {}).get('repeats')} repeats (median shown), single-query latency after "
-                  f"{params.get('bench', {}).get('warmup')} warm-up queries; batch QPS with the batch split across 1 "
-                  "or 2 caller threads, library thread pools (BLAS/OpenMP, faiss) pinned to 1 per caller.", ""]
-
+        lines += [f"Measurement: {bench.get('n_queries')} queries per setting; every graph configuration built "
+                  f"{bench.get('build_repeats', 1)} times in seeded insertion orders (base sets over "
+                  f"{bench.get('build_repeats_max_train')} vectors once; flat indexes once), {bench.get('repeats')} "
+                  "timing pass(es) per build; figures are the median build's (recall) or the median over builds "
+                  "(QPS, build time) with min–max over builds in brackets. Single-query latency after "
+                  f"{bench.get('warmup')} warm-up queries, one caller, every pool pinned to 1. Thread scaling in two "
+                  "modes: the batch split across N caller threads with every library pool pinned to 1 *inside each "
+                  "worker thread* (OpenMP counts are per thread), and one caller with the library's own pool at N. "
+                  f"Figures whose (max − min) / median exceeds {threshold:.0%} are flagged noisy.", ""]
+    lines += noise_lines(data["builds"], rows)
     lines += ["## Summary", "", *summary_lines(data["adr"], ops), ""]
 
     # datasets
@@ -389,30 +558,45 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
     lines += ["## Recall vs QPS", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in pngs] + [""]
-    lines += ["Full sweep (every ef_search):", ""]
+    lines += ["Full sweep (every ef_search). R@10 is the median build's, with min–max over builds; 'strict' counts "
+              "ids only (no distance ties); p5 is the 5th percentile of per-query recall@10. QPS 1t is the median over "
+              "builds with min–max; 2t splits the batch over 2 caller threads (pools pinned to 1 in each), pool 2t "
+              "runs one caller with the library's pool at 2. ef is the effective ef (a graph search needs ef >= k; "
+              "R@100 runs at ef = max(ef_search, 100)). 'noisy' names figures over the noise threshold.", ""]
     for r in rows:
         r["label"] = build_label(r["build"], r["graph"])
-    for r in rows:
-        r["spread_pct"] = f"{100 * r['qps_spread']:.0f}%" if r.get("qps_spread") is not None else None
+        r["ef_cell"] = ("—" if r["ef_effective"] is None else str(r["ef_effective"]) if r["ef_effective"] ==
+                        r["ef_search"] else f"{r['ef_search']} → {r['ef_effective']}")
+        r["r10_cell"] = _range(r["recall_at_10"], r["recall_at_10_min"], r["recall_at_10_max"])
+        r["qps_cell"] = _range(r["qps"], r["qps_min"], r["qps_max"])
         r["frontier"] = "yes" if r["pareto"] else ""
-    sweep_cols = ["dataset", "backend", "label", "ef_search", "recall_at_1", "recall_at_10", "recall_at_100", "qps",
-                  "spread_pct", "qps_2t", "p50_ms", "p99_ms", "frontier"]
-    lines += ["QPS spread is (max - min) / median over the repeats; 'Pareto' marks the points on the series' "
-              "recall-vs-QPS frontier.", ""]
-    lines += [*_table(["dataset", "backend", "build", "ef_search", "R@1", "R@10", "R@100", "QPS 1t", "spread",
-                       "QPS 2t", "p50 ms", "p99 ms", "Pareto"], [[r[c] for c in sweep_cols] for r in rows]), ""]
+    sweep_cols = ["dataset", "backend", "label", "ef_cell", "recall_at_1", "r10_cell", "recall_strict_10",
+                  "recall_p5", "recall_at_100", "qps_cell", "qps_2t", "qps_pool_2t", "p50_ms", "p99_ms", "noisy",
+                  "frontier"]
+    lines += [*_table(["dataset", "backend", "build", "ef", "R@1", "R@10", "strict", "p5", "R@100", "QPS 1t",
+                       "QPS 2t", "pool 2t", "p50 ms", "p99 ms", "noisy", "Pareto"],
+                      [[r[c] for c in sweep_cols] for r in rows]), ""]
 
-    lines += ["## Builds", ""]
-    brow, absent = [], []
-    for b in data["builds"]:
-        key = results.build_key(b["build"]["m"], b["build"]["ef_construction"], b["build"]["quantization"])
-        if b.get("status") != "ok":
-            absent.append(f"{b['dataset']['name']}/{b['backend']}/{key}: {b.get('reason')}")
-            continue
-        brow.append([b["dataset"]["name"], b["backend"], key, b["build_time_s"], b["inserts_per_s"],
-                     b["bytes_per_vector"], b["peak_rss_bytes"] / 2**20, b["threads"].get("threads")])
-    lines += [*_table(["dataset", "backend", "build", "build s", "inserts/s", "bytes/vector", "peak RSS MiB",
-                       "threads"], brow), ""]
+    lines += tail_lines(rows, data["queries"])
+    lines += scaling_lines(rows, data["queries"])
+
+    lines += ["## Builds and memory", "",
+              "Build time is the median over builds (min–max). Bytes per vector three ways: the serialized index, "
+              "the analytic size of the structure (vectors or codes + graph links + id maps), and the growth of "
+              "resident memory while the index is built in a fresh child process (the index's own memory, not "
+              "the benchmark's). CPU is process CPU time over wall time while building.", ""]
+    absent = [f"{b['dataset']['name']}/{b['backend']}/"
+              f"{results.build_key(b['build']['m'], b['build']['ef_construction'], b['build']['quantization'])}: "
+              f"{b.get('reason')}" for b in data["builds"] if b.get("status") != "ok"]
+    lines += [*_table(["dataset", "backend", "build", "builds", "build s", "inserts/s", "B/vec serialized",
+                       "B/vec analytic", "B/vec RSS", "threads", "CPU"],
+                      [[b["dataset"], b["backend"], b["build"], b["builds"],
+                        _range(b["build_s"], b["build_s_min"], b["build_s_max"]), b["inserts_per_s"],
+                        b["bytes_serialized"], b["bytes_analytic"], b["bytes_rss"], b["threads"], b["cpu"]]
+                       for b in brows]), ""]
+    notes = [f"- {b['dataset']}/{b['backend']}/{b['build']}: {b['memory_note']}" for b in brows if b["memory_note"]]
+    if notes:
+        lines += ["Memory not measured in a child process:", "", *notes, ""]
     if absent:
         lines += ["Not measured (absent from the grid, not faked; the reason says whether the capability is missing "
                   "or the params' time budget left it out):", "", *[f"- {a}" for a in absent], ""]

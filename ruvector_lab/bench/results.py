@@ -4,8 +4,10 @@ The notebooks and the report read these files; the schemas below are stable (a c
 
 Layout under the results root (``data/results`` in the pipeline)::
 
-    runs/<dataset>/<backend>/<build-key>/build.json            one index build   (schema ruvector-lab/build@1)
-    runs/<dataset>/<backend>/<build-key>/query-ef<ef>-k<k>.json one query setting (schema ruvector-lab/query@1)
+    runs/<dataset>/<backend>/<build-key>/build.json            one build configuration (schema ruvector-lab/build@2)
+    runs/<dataset>/<backend>/<build-key>/query-ef<ef>-k<k>.json one query setting     (schema ruvector-lab/query@2)
+    runs/<dataset>/<backend>/<build-key>/perquery/query-ef<ef>-k<k>-b<build>.h5
+                                                     every query's ids and true distances (ruvector-lab/perquery@1)
     quant/<dataset>/<codec-key>.json                            one codec sweep   (schema ruvector-lab/quant@1)
     adr/<backend>.json, adr/common.json                         the ADR-006 suite (schema ruvector-lab/adr@1)
 
@@ -16,22 +18,39 @@ under ``qhnsw/<dataset>/runs/...`` with the same schemas.
 
 Every file holds ``schema``, ``status`` (``'ok'``; ``'not available'`` with a ``reason``: a backend or codec that
 is absent here is recorded as absent, never faked; or ``'skipped'`` with a ``reason``, for a build the params'
-``bench.max_train`` budget leaves out), ``fingerprint`` (parameters, library versions and a hash of the
-source files the measurement runs through: a finished run with the same fingerprint is skipped unless forced, so
-an edit to one backend repeats only that backend's runs), ``code`` (a hash of the whole library, for provenance)
-and ``environment`` (library versions, CPU model, cores, memory; see :func:`ruvector_lab.bench.env.environment`).
+``bench.max_train`` budget leaves out), ``fingerprint`` (parameters, the dataset's content hash, library versions
+and a hash of the source files the measurement runs through: a finished run with the same fingerprint is skipped
+unless forced, so an edit to one backend repeats only that backend's runs, and new vectors under an old name
+repeat every run on them), ``code`` (a hash of the whole library, for provenance) and ``environment`` (library
+versions, CPU model, cores, memory; see :func:`ruvector_lab.bench.env.environment`).
 
-build@1 (``status == 'ok'``): ``dataset`` {name, n_train, n_test, dimensions, metric, gt_k}, ``backend``, ``tier``,
-``graph`` ('hnsw' | 'flat'), ``build`` {m, ef_construction, quantization}, ``threads`` {threads, ...},
-``build_time_s``, ``inserts_per_s``, ``serialized_bytes``, ``bytes_per_vector``, ``serialize_time_s``,
-``rss_before_bytes``, ``rss_after_bytes``, ``peak_rss_bytes``.
+A Spread is {median, min, max, rel_spread ((max-min)/median), values}. Graph configurations are built
+``builds`` times (seeded insertion orders, ``bench.build_repeats``); flat indexes once.
 
-query@1: the build's ``dataset``, ``backend``, ``tier``, ``graph``, ``build`` plus ``query`` {ef_search, k,
-n_queries}, ``recall`` {"1", "10", "100"} (mean recall@k, ties tolerated; recall@100 is measured with
-ef_search = max(ef_search, 100) since a graph search needs ef >= k), ``latency_ms`` {p50, p95, p99, mean: median
-over repeats; ``spread``: {p50: Spread, p99: Spread}} (single queries, one at a time, after warm-up), ``qps``
-{"<threads>": Spread} (batch QPS; the batch is split across that many caller threads with library pools pinned to
-1 thread each), ``repeats``, ``warmup``, ``peak_rss_bytes``. A Spread is {median, min, max, rel_spread, values}.
+build@2 (``status == 'ok'``): ``dataset`` {name, n_train, n_test, dimensions, metric, gt_k, content_hash},
+``backend``, ``tier``, ``graph`` ('hnsw' | 'flat'), ``build`` {m, ef_construction, quantization}, ``config``,
+``builds`` [{seed, order, build_time_s, inserts_per_s, cpu_utilization, threads, serialized_bytes,
+serialize_time_s}], ``median_build`` (index into builds), ``build_time_s`` (Spread over builds),
+``inserts_per_s`` (at the median time), ``threads`` (the pinned counts read back: threads, faiss_omp, openmp,
+blas, library_pools, ruvector_rayon), ``serialized_bytes``, ``bytes_per_vector`` {serialized, analytic {vectors,
+graph, ids, total, ...}, rss_growth (resident-memory growth per vector of the build in a fresh child process),
+child (that process's figures, or {status, reason})}, ``reference`` {before_s, after_s, drift, workload} (a fixed
+workload timed before and after: the run's noise), ``noisy`` (names of figures whose rel_spread exceeds
+``noise_threshold``), ``peak_rss_bytes``.
+
+query@2: the build's ``dataset``, ``backend``, ``tier``, ``graph``, ``build`` plus ``query`` {ef_search, k,
+n_queries, n_queries_requested, k_big, ef_effective (= max(ef_search, k): what a graph search really runs),
+ef_effective_big (= max(ef_search, k_big), the setting of recall@k_big)}; from the median build: ``recall``
+{"1", "10", "100"} (mean recall@k, distance ties tolerated), ``recall_strict`` {"10"} (ids only), ``perquery``
+(:func:`ruvector_lab.bench.perquery.summarize_run`: the recall distribution, and recall per difficulty quintile),
+``perquery_file``, ``latency_ms`` {p50, p95, p99, mean: median over timing repeats; ``spread`` {p50, p99};
+``cpu_utilization``} (single queries, one caller, pools pinned to 1); over builds: ``recall_builds`` {"1", "10",
+"100": Spread}, ``qps`` {"<threads>": Spread + cpu_utilization + pools} (the batch split across that many caller
+threads, every library pool pinned to 1 inside each worker), ``qps_pool`` {"<threads>": the same} (one caller, the
+library's own pools at that many threads; a backend without a pool shows cpu_utilization about 1), ``builds``
+[{seed, recall, recall_strict, qps_1t, p50_ms, perquery_file}], ``median_build``, ``repeats`` (timing repeats per
+build), ``warmup``, ``noisy``, ``noise_threshold``, ``reference``, ``parallelism`` (what each mode means),
+``peak_rss_bytes``.
 
 quant@1: ``dataset``, ``codec`` {kind, m, bits}, ``code_bytes``, ``codebook_bytes``, ``bytes_per_vector`` (code plus
 the codebooks shared over the base set), ``compression``, ``train_time_s``, ``encode_per_s``,
@@ -58,8 +77,8 @@ from typing import Any
 from .. import container
 from ..errors import InvalidParameterError
 
-SCHEMA_BUILD = "ruvector-lab/build@1"
-SCHEMA_QUERY = "ruvector-lab/query@1"
+SCHEMA_BUILD = "ruvector-lab/build@2"
+SCHEMA_QUERY = "ruvector-lab/query@2"
 SCHEMA_QUANT = "ruvector-lab/quant@1"
 SCHEMA_ADR = "ruvector-lab/adr@1"
 
@@ -103,8 +122,9 @@ def code_hash() -> str:
 
 
 #: the facade and protocol every backend's measurement goes through
-_COMMON_CODE = ("index.py", "types.py", "_rwlock.py", "container.py", "validation.py", "kernels.py",
-                "backends/__init__.py", "backends/base.py", "bench/runner.py", "bench/metrics.py", "bench/timer.py")
+_COMMON_CODE = ("index.py", "types.py", "_rwlock.py", "container.py", "validation.py", "kernels.py", "pools.py",
+                "backends/__init__.py", "backends/base.py", "bench/runner.py", "bench/metrics.py", "bench/timer.py",
+                "bench/threads.py", "bench/perquery.py", "bench/memory.py")
 
 
 def measured_code_hash(backend: str | None = None, quantized: bool = False) -> str:

@@ -1,16 +1,23 @@
-"""Build once, query many: one index per (dataset, backend, build parameters), then a sweep of query parameters.
+"""Build once, query many: per (dataset, backend, build parameters), a few independent builds, each swept over the
+query parameters.
 
 Build parameters (M, ef_construction, quantization) are separate from query parameters (ef_search), as in
-ann-benchmarks, so one built index serves the whole sweep. Each build and each query setting is stored as its own
-JSON (see :mod:`ruvector_lab.bench.results`); a finished one with the same parameters and code is not repeated
-unless ``force`` is set. Builds and queries run in one process because not every backend can serialize its graph
-(ruvector rebuilds on load), so a reload would measure a different thing.
+ann-benchmarks, so one built index serves the whole sweep. An HNSW graph depends on the insertion order and the
+level draws, so a configuration is built ``build_repeats`` times, each in another seeded insertion order; the
+records hold every build's figures, the median with min-max over builds, and the operating points use the median
+build. Each build configuration and each query setting is stored as its own JSON (see
+:mod:`ruvector_lab.bench.results`), with the returned ids and true distances of every query kept in HDF5 beside
+it (:mod:`ruvector_lab.bench.perquery`). A finished one whose fingerprint (parameters, dataset contents, library
+versions, measured code) is unchanged is not repeated unless ``force`` is set. Builds and queries run in one
+process because not every backend can serialize its graph (ruvector rebuilds on load), so a reload would measure
+a different thing; the index's own memory is measured apart, in a fresh child process.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,16 +31,18 @@ from ..errors import InvalidParameterError
 from ..index import HnswIndex
 from ..runtime import Runtime
 from ..types import HnswConfig
-from . import env, results
+from . import env, perquery, results
 from .hdf5 import Dataset
 from .metrics import mean_recall, spread, true_distances
-from .threads import pinned_threads
-from .timer import Stopwatch, summarize, time_calls
+from .threads import CpuMeter, pin_worker, pinned_threads, pool_threads
+from .timer import Stopwatch, reference_seconds, summarize, time_calls
 
 log = logging.getLogger(__name__)
 
 #: a batch-QPS measurement repeats whole passes over the queries for at least this long
 MIN_QPS_SECONDS = 0.2
+
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -50,13 +59,26 @@ class BuildParams:
         return results.build_key(self.m, self.ef_construction, self.quantization)
 
 
+def auto_threads(cores: int | None = None) -> tuple[int, ...]:
+    """Thread counts for a scaling sweep up to the usable cores: 1, the powers of two below, and the core count."""
+    cores = cores or env.usable_cores()
+    counts = {1, cores}
+    t = 2
+    while t < cores:
+        counts.add(t)
+        t *= 2
+    return tuple(sorted(counts))
+
+
 @dataclass(frozen=True)
 class RunSettings:
-    """How carefully to measure: query count, repeats, warm-up, thread counts, insert chunk, forcing."""
+    """How carefully to measure: query count, timing repeats per build, builds per configuration, warm-up, thread
+    counts, insert chunk, memory measurement, the noise threshold and forcing."""
 
     n_queries: int = 1000
     repeats: int = 3
     warmup: int = 50
+    #: thread counts of the scaling sweep (caller threads with pools pinned to 1; one caller with the pool at N)
     threads: tuple[int, ...] = (1, 2)
     build_threads: int = 2
     insert_chunk: int = 10_000
@@ -66,14 +88,30 @@ class RunSettings:
     flat_repeats: int | None = None
     #: backend -> largest base set it is measured on (an exact scan on a slow tier can exceed the time budget)
     max_train: dict[str, int] = field(default_factory=dict)
+    #: independent builds of each graph configuration (seeded insertion orders); flat indexes build once
+    build_repeats: int = 1
+    #: base sets larger than this build once, whatever ``build_repeats`` says (None: no limit)
+    build_repeats_max_train: int | None = None
+    #: measure each index's own memory by building it again in a fresh child process
+    memory: bool = True
+    #: a figure whose relative spread over repeats exceeds this is flagged noisy
+    noise_threshold: float = 0.2
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (the parts that change a measurement go into the fingerprint)."""
         out = dataclasses.asdict(self)
-        out.pop("force")
-        out.pop("max_train")
+        for key in ("force", "max_train", "noise_threshold"):
+            out.pop(key)
         out["threads"] = list(self.threads)
         return out
+
+    def builds_for(self, n_train: int, graph: str) -> int:
+        """How many builds a configuration gets: one for flat indexes and for base sets over the cap."""
+        if graph != "hnsw":
+            return 1
+        if self.build_repeats_max_train is not None and n_train > self.build_repeats_max_train:
+            return 1
+        return max(1, self.build_repeats)
 
 
 @dataclass
@@ -127,7 +165,8 @@ def make_config(ds: Dataset, build: BuildParams, ef_search: int = 50) -> HnswCon
     return HnswConfig(**kwargs)
 
 
-def _ids_matrix(rows: Sequence[Sequence[Any]], k: int) -> np.ndarray:
+def ids_matrix(rows: Sequence[Sequence[Any]], k: int) -> np.ndarray:
+    """The int labels of search results as an ``(m, k)`` matrix, -1 where a row has fewer than ``k``."""
     out = np.full((len(rows), k), -1, dtype=np.int64)
     for i, row in enumerate(rows):
         labels = [int(r.id) for r in row[:k]]
@@ -135,31 +174,65 @@ def _ids_matrix(rows: Sequence[Sequence[Any]], k: int) -> np.ndarray:
     return out
 
 
-def _batch_qps(index: HnswIndex, queries: np.ndarray, k: int, ef: int, threads: int, repeats: int) -> dict[str, Any]:
-    """Queries per second of search_batch with the batch split across ``threads`` caller threads."""
-    chunks = [c for c in np.array_split(queries, threads) if len(c)]
+# ------------------------------------------------------------------------------------------------- timing steps
+def _timed_passes(run_pass: Callable[[], None], n_queries: int, repeats: int) -> tuple[list[float], CpuMeter]:
+    """QPS of ``repeats`` windows, each of whole passes until MIN_QPS_SECONDS have gone by (so a fast index is
+    not timed over a few ms), with the process CPU time over wall time of all windows."""
     values = []
-    with pinned_threads(1), ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(lambda c: index.search_batch(c[:8], k, ef), chunks))  # warm the workers and caches
-        for _ in range(repeats):
-            # whole passes until MIN_QPS_SECONDS have gone by, so a fast index is not timed over a few ms
-            done, start = 0, time.perf_counter()
+    meter = CpuMeter()
+    for _ in range(repeats):
+        done = 0
+        with meter:
+            start = time.perf_counter()
             while True:
-                list(pool.map(lambda c: index.search_batch(c, k, ef), chunks))
-                done += len(queries)
+                run_pass()
+                done += n_queries
                 elapsed = time.perf_counter() - start
                 if elapsed >= MIN_QPS_SECONDS:
                     break
-            values.append(done / elapsed)
-    return spread(values).to_dict()
+        values.append(done / elapsed)
+    return values, meter
 
 
-def _latency(index: HnswIndex, queries: np.ndarray, k: int, ef: int, repeats: int, warmup: int) -> dict[str, Any]:
-    """Single-query latency percentiles: median over repeats, with the spread of p50 and p99."""
+def caller_pool(threads: int, pin: int = 1) -> ThreadPoolExecutor:
+    """The caller threads of a batch-QPS measurement: each worker pins its own pools to ``pin`` threads."""
+    return ThreadPoolExecutor(max_workers=threads, initializer=pin_worker, initargs=(pin,),
+                              thread_name_prefix="ruvector-lab-caller")
+
+
+def qps_caller_threads(index: HnswIndex, queries: np.ndarray, k: int, ef: int, threads: int,
+                       repeats: int) -> dict[str, Any]:
+    """Batch QPS with the batch split across ``threads`` caller threads, every library pool pinned to 1 thread
+    in each of them (in the worker itself: OpenMP counts are per thread). Returns a Spread dict plus
+    ``cpu_utilization`` and ``pools`` (the counts a worker read back)."""
+    chunks = [c for c in np.array_split(queries, threads) if len(c)]
+    with pinned_threads(1), caller_pool(threads) as pool:
+        pools = pool.submit(pool_threads).result()
+        list(pool.map(lambda c: index.search_batch(c[:8], k, ef), chunks))  # warm the workers and caches
+        values, meter = _timed_passes(lambda: list(pool.map(lambda c: index.search_batch(c, k, ef), chunks)),
+                                      len(queries), repeats)
+    return {**spread(values).to_dict(), "cpu_utilization": meter.utilization, "pools": pools}
+
+
+def qps_library_pool(index: HnswIndex, queries: np.ndarray, k: int, ef: int, threads: int,
+                     repeats: int) -> dict[str, Any]:
+    """Batch QPS of one caller with the library's own pools at ``threads`` (faiss' OpenMP, BLAS, hnswlib's
+    num_threads); a backend without a pool runs single-threaded, which ``cpu_utilization`` shows."""
+    with pinned_threads(threads) as pools:
+        index.search_batch(queries[:8], k, ef)
+        values, meter = _timed_passes(lambda: index.search_batch(queries, k, ef), len(queries), repeats)
+    return {**spread(values).to_dict(), "cpu_utilization": meter.utilization, "pools": pools}
+
+
+def latency(index: HnswIndex, queries: np.ndarray, k: int, ef: int, repeats: int, warmup: int) -> dict[str, Any]:
+    """Single-query latency percentiles (one caller, pools pinned to 1): median over repeats, with the spread of
+    p50 and p99 and the CPU utilisation."""
     reps = []
+    meter = CpuMeter()
     with pinned_threads(1):
         for rep in range(repeats):
-            samples = time_calls(lambda q: index.search(q, k, ef), list(queries), warmup=warmup if rep == 0 else 5)
+            with meter:
+                samples = time_calls(lambda q: index.search(q, k, ef), list(queries), warmup=warmup if rep == 0 else 5)
             reps.append(summarize(samples))
     return {
         "p50": float(np.median([r.p50_ms for r in reps])),
@@ -168,7 +241,26 @@ def _latency(index: HnswIndex, queries: np.ndarray, k: int, ef: int, repeats: in
         "mean": float(np.median([r.mean_ms for r in reps])),
         "count": reps[0].count,
         "spread": {"p50": spread(r.p50_ms for r in reps).to_dict(), "p99": spread(r.p99_ms for r in reps).to_dict()},
+        "cpu_utilization": meter.utilization,
     }
+
+
+# ------------------------------------------------------------------------------------------------ run planning
+@dataclass
+class _Plan:
+    """One build configuration's work: where it goes, its fingerprints, which query settings still need a run."""
+
+    ds: Dataset
+    backend: str
+    build: BuildParams
+    config: HnswConfig
+    graph: str
+    directory: Path
+    build_fp: str
+    efs: list[int]
+    todo: list[tuple[int, Path, str]]
+    n_queries: int
+    builds: int
 
 
 def _base_record(ds: Dataset, backend: str, build: BuildParams, schema: str, fp: str) -> dict[str, Any]:
@@ -183,6 +275,184 @@ def unavailable_record(ds: Dataset, backend: str, build: BuildParams, reason: st
     return record
 
 
+def _unavailable_reason(ds: Dataset, backend: str, build: BuildParams,
+                        settings: RunSettings) -> tuple[str | None, str, HnswConfig | None]:
+    """(reason, status, config): why this build cannot run here ('not available': a missing capability;
+    'skipped': the params' time budget), else (None, 'ok', its config)."""
+    available = Runtime.available()
+    if backend not in available:  # a typo, not an absent capability
+        raise InvalidParameterError(f"unknown backend {backend!r}; known: {', '.join(available)}")
+    ok = available[backend]
+    if ok is not True:
+        return str(ok), "not available", None
+    try:
+        config = make_config(ds, build)
+        Runtime.require(backend).for_config(config)
+    except Exception as exc:  # absent capability: recorded, never faked
+        return f"{type(exc).__name__}: {exc}", "not available", None
+    cap = settings.max_train.get(backend)
+    if cap is not None and len(ds.train) > cap:
+        return (f"skipped: {len(ds.train)} base vectors exceed bench.max_train.{backend} = {cap} "
+                "(the time budget of the default pipeline); raise it to measure"), "skipped", None
+    return None, "ok", config
+
+
+def _plan(ds: Dataset, backend: str, build: BuildParams, config: HnswConfig, ef_searches: Sequence[int],
+          settings: RunSettings, root: str | Path) -> _Plan:
+    """Fingerprints of the build and of each query setting, and which settings are not finished yet."""
+    graph = Runtime.require(backend).graph
+    efs = list(ef_searches) if graph == "hnsw" else list(ef_searches)[:1]
+    n_queries = min(settings.n_queries, len(ds.test))
+    if settings.n_queries > len(ds.test):
+        log.warning("%s has %d queries, fewer than bench.n_queries = %d: measuring all %d (recorded)",
+                    ds.name, len(ds.test), settings.n_queries, n_queries)
+    builds = settings.builds_for(len(ds.train), graph)
+    # dataset.describe() carries the content hash of train, test and ground truth: new vectors, new runs
+    base_params = {"dataset": ds.describe(), "backend": backend, "build": dataclasses.asdict(build),
+                   "settings": settings.to_dict(), "builds": builds, "schema": results.SCHEMA_QUERY}
+    code = results.measured_code_hash(backend, quantized=build.quantization != "none")
+    directory = results.run_dir(root, ds.name, backend, build.key)
+    build_fp = results.fingerprint({**base_params, "schema": results.SCHEMA_BUILD}, code)
+    build_done = results.is_done(directory / "build.json", build_fp)
+    todo = []
+    for ef in efs:
+        path = results.query_file(directory, ef, settings.k)
+        fp = results.fingerprint({**base_params, "ef_search": ef}, code)
+        if settings.force or not build_done or not results.is_done(path, fp):
+            todo.append((ef, path, fp))
+    return _Plan(ds, backend, build, config, graph, directory, build_fp, efs, todo, n_queries, builds)
+
+
+# ------------------------------------------------------------------------------------------------- the steps
+def _build_index(plan: _Plan, seed: int, settings: RunSettings, progress: Progress | None) -> tuple[HnswIndex,
+                                                                                                   dict[str, Any]]:
+    """One build, inserting the base rows in a seeded random order (ids stay the row numbers)."""
+    ds = plan.ds
+    n = len(ds.train)
+    order = np.random.default_rng(seed).permutation(n)
+    index = HnswIndex(plan.config, backend=plan.backend)
+    meter = CpuMeter()
+    with pinned_threads(settings.build_threads) as pinned, Stopwatch() as sw, meter:
+        for start in range(0, n, settings.insert_chunk):
+            rows = order[start : start + settings.insert_chunk]
+            index.insert_batch([str(i) for i in rows.tolist()], ds.train[rows])
+            if progress:
+                progress("insert", min(n, start + settings.insert_chunk), n)
+    with Stopwatch() as ser:
+        serialized = len(index.serialize())
+    return index, {"seed": seed, "order": "seeded permutation", "build_time_s": sw.seconds,
+                   "inserts_per_s": n / sw.seconds if sw.seconds else None, "cpu_utilization": meter.utilization,
+                   "threads": pinned, "serialized_bytes": serialized, "serialize_time_s": ser.seconds}
+
+
+def _measure_setting(index: HnswIndex, plan: _Plan, ef: int, settings: RunSettings, k_big: int,
+                     difficulty: dict[str, np.ndarray], perquery_path: Path) -> dict[str, Any]:
+    """Everything one built index gives for one ef_search: recall (tolerant and strict, per query kept in HDF5),
+    latency, and QPS in both thread-scaling modes."""
+    ds, k = plan.ds, settings.k
+    queries = ds.test[: plan.n_queries]
+    gt_d, gt_i = ds.distances[: plan.n_queries], ds.neighbors[: plan.n_queries]
+    with pinned_threads(1):
+        run_ids = ids_matrix(index.search_batch(queries, k, ef), k)
+        run_d = true_distances(queries, ds.train, run_ids, ds.metric)
+        run_big = true_distances(queries, ds.train, ids_matrix(index.search_batch(queries, k_big, max(ef, k_big)),
+                                                               k_big), ds.metric)
+    perquery.write_query_results(perquery_path, run_ids, run_d, None,
+                                 {"dataset": ds.name, "backend": plan.backend, "build": plan.build.key,
+                                  "ef_search": ef, "k": k})
+    repeats = settings.repeats if plan.graph == "hnsw" or settings.flat_repeats is None else settings.flat_repeats
+    callers = {str(t): qps_caller_threads(index, queries, k, ef, t, repeats) for t in settings.threads}
+    pooled = {str(t): qps_library_pool(index, queries, k, ef, t, repeats) for t in settings.threads if t > 1}
+    return {
+        "recall": {"1": mean_recall(gt_d, run_d, 1), str(k): mean_recall(gt_d, run_d, k),
+                   str(k_big): mean_recall(gt_d, run_big, k_big)},
+        "recall_strict": {str(k): float(perquery.strict_recall(gt_i, run_ids, k).mean())},
+        "perquery": perquery.summarize_run(gt_i, gt_d, run_ids, run_d, k, difficulty),
+        "perquery_file": perquery_path.name,
+        "latency_ms": latency(index, queries, k, ef, repeats, settings.warmup),
+        "qps": callers, "qps_pool": pooled, "repeats": repeats,
+    }
+
+
+def _median_build(per_build: list[dict[int, dict[str, Any]]], k: int) -> int:
+    """The build whose mean recall@k over the sweep is the median (the lower middle for an even count)."""
+    scores = [np.mean([m["recall"][str(k)] for m in sweep.values()]) for sweep in per_build]
+    order = np.argsort(scores, kind="stable")
+    return int(order[(len(order) - 1) // 2])
+
+
+def _flag_noise(figures: dict[str, dict[str, Any]], threshold: float) -> list[str]:
+    """Names of the Spread figures whose relative spread exceeds ``threshold``."""
+    return sorted(name for name, s in figures.items() if (s.get("rel_spread") or 0.0) > threshold)
+
+
+def _query_record(plan: _Plan, ef: int, fp: str, settings: RunSettings, k_big: int,
+                  sweeps: list[dict[int, dict[str, Any]]], builds: list[dict[str, Any]], median: int,
+                  reference: dict[str, Any]) -> dict[str, Any]:
+    """The query JSON of one ef_search over every build: the median build's recall and per-query figures,
+    median and min-max over builds of recall and QPS, the effective ef, and noise flags."""
+    k = settings.k
+    runs = [sweep[ef] for sweep in sweeps]
+    mid = runs[median]
+    record = _base_record(plan.ds, plan.backend, plan.build, results.SCHEMA_QUERY, fp)
+    qps = {t: spread(r["qps"][t]["median"] for r in runs).to_dict() | {
+        "cpu_utilization": float(np.median([r["qps"][t]["cpu_utilization"] or 0 for r in runs])),
+        "pools": mid["qps"][t]["pools"]} for t in mid["qps"]}
+    qps_pool = {t: spread(r["qps_pool"][t]["median"] for r in runs).to_dict() | {
+        "cpu_utilization": float(np.median([r["qps_pool"][t]["cpu_utilization"] or 0 for r in runs])),
+        "pools": mid["qps_pool"][t]["pools"]} for t in mid["qps_pool"]}
+    recall_builds = {key: spread(r["recall"][key] for r in runs).to_dict() for key in mid["recall"]}
+    noisy = _flag_noise({f"qps_{t}t": s for t, s in qps.items()} | {f"qps_pool_{t}t": s for t, s in qps_pool.items()}
+                        | {"latency_p50": mid["latency_ms"]["spread"]["p50"]}, settings.noise_threshold)
+    record.update(
+        graph=plan.graph,
+        query={"ef_search": ef, "k": k, "n_queries": plan.n_queries, "n_queries_requested": settings.n_queries,
+               "k_big": k_big,
+               # a graph search needs ef >= k: the libraries raise it silently, so the record says what ran
+               "ef_effective": max(ef, k) if plan.graph == "hnsw" else None,
+               "ef_effective_big": max(ef, k_big) if plan.graph == "hnsw" else None},
+        recall=mid["recall"], recall_strict=mid["recall_strict"], recall_builds=recall_builds,
+        perquery=mid["perquery"], perquery_file=f"perquery/{mid['perquery_file']}",
+        latency_ms=mid["latency_ms"], qps=qps, qps_pool=qps_pool, repeats=mid["repeats"], warmup=settings.warmup,
+        builds=[{"seed": b["seed"], "recall": r["recall"], "recall_strict": r["recall_strict"],
+                 "qps_1t": r["qps"].get("1", {}).get("median"), "p50_ms": r["latency_ms"]["p50"],
+                 "perquery_file": f"perquery/{r['perquery_file']}"} for b, r in zip(builds, runs, strict=True)],
+        median_build=median, noisy=noisy, noise_threshold=settings.noise_threshold, reference=reference,
+        peak_rss_bytes=env.peak_rss_bytes(),
+        parallelism={"qps": "batch split across N caller threads, every library pool pinned to 1 in each",
+                     "qps_pool": "one caller, the library's own pools (OpenMP, BLAS, hnswlib) at N threads",
+                     "latency_ms": "one caller, single queries, pools pinned to 1"})
+    return record
+
+
+def _memory_figures(plan: _Plan, settings: RunSettings, builds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bytes per vector three ways: serialized, analytic (the structure's layout) and the resident-memory growth
+    of a build in a fresh child process (when ``settings.memory``)."""
+    from . import memory
+
+    n = len(plan.ds.train)
+    out: dict[str, Any] = {"serialized": builds[0]["serialized_bytes"] / n}
+    try:
+        out["analytic"] = memory.analytic_bytes_per_vector(plan.backend, plan.config, plan.ds.dimensions)
+    except Exception as exc:  # a layout the estimate does not know is recorded as such
+        out["analytic"] = {"status": "not available", "reason": f"{type(exc).__name__}: {exc}"}
+    if not settings.memory:
+        out["rss_growth"] = None
+        out["child"] = {"status": "not measured", "reason": "bench.memory is false"}
+        return out
+    try:
+        child = memory.measure_index_memory(plan.ds.train, plan.config, plan.backend,
+                                            insert_chunk=settings.insert_chunk).to_dict()
+    except Exception as exc:  # recorded, never faked: the build figures stand without it
+        log.warning("%s/%s: memory measurement failed: %s", plan.ds.name, plan.backend, exc)
+        out["rss_growth"] = None
+        out["child"] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        return out
+    out["rss_growth"] = child.get("rss_growth_per_vector")
+    out["child"] = child
+    return out
+
+
 def run_build(
     ds: Dataset,
     backend: str,
@@ -190,111 +460,78 @@ def run_build(
     ef_searches: Sequence[int],
     settings: RunSettings,
     root: str | Path,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Outcome:
-    """Build one index and run its query sweep, writing build.json and one query JSON per ef_search.
+    """Build one index configuration ``builds`` times and run the query sweep on each build, writing build.json,
+    one query JSON per ef_search and the per-query HDF5 files.
 
     An unavailable backend or quantization is recorded as such (no numbers). Exact (flat) backends ignore
-    ef_search, so they run only the first value. ``progress(step, done, total)`` reports inserts and queries.
+    ef_search, so they run only the first value, and build once. ``progress(step, done, total)`` reports inserts
+    and queries.
     """
     if ds.neighbors is None or ds.distances is None:
         raise InvalidParameterError(f"dataset {ds.name!r} has no ground truth; run the groundtruth stage first")
     if not ef_searches:
         raise InvalidParameterError("ef_searches is empty")
     outcome = Outcome()
-    directory = results.run_dir(root, ds.name, backend, build.key)
-    build_path = directory / "build.json"
-    available = Runtime.available()
-    if backend not in available:  # a typo, not an absent capability
-        raise InvalidParameterError(f"unknown backend {backend!r}; known: {', '.join(available)}")
-    ok = available[backend]
-    reason = None if ok is True else str(ok)
-    config = None
-    if reason is None:
-        try:
-            config = make_config(ds, build)
-            Runtime.require(backend).for_config(config)
-        except Exception as exc:  # absent capability: recorded, never faked
-            reason = f"{type(exc).__name__}: {exc}"
-    cap = settings.max_train.get(backend)
-    if reason is None and cap is not None and len(ds.train) > cap:
-        outcome.unavailable = (f"skipped: {len(ds.train)} base vectors exceed bench.max_train.{backend} = {cap} "
-                               "(the time budget of the default pipeline); raise it to measure")
-        record = unavailable_record(ds, backend, build, outcome.unavailable)
-        record["status"] = "skipped"
+    reason, status, config = _unavailable_reason(ds, backend, build, settings)
+    if reason is not None or config is None:
+        build_path = results.run_dir(root, ds.name, backend, build.key) / "build.json"
+        record = unavailable_record(ds, backend, build, reason or "unavailable")
+        record["status"] = status
+        outcome.unavailable = reason
         results.write_json(build_path, record)
         outcome.written.append(build_path)
+        log.info("%s/%s/%s %s: %s", ds.name, backend, build.key, status, reason)
         return outcome
-    if reason is not None or config is None:
-        outcome.unavailable = reason
-        results.write_json(build_path, unavailable_record(ds, backend, build, reason or "unavailable"))
-        outcome.written.append(build_path)
-        log.info("%s/%s/%s not available: %s", ds.name, backend, build.key, reason)
-        return outcome
-
-    graph = Runtime.require(backend).graph
-    efs = list(ef_searches) if graph == "hnsw" else list(ef_searches)[:1]
-    n_queries = min(settings.n_queries, len(ds.test))
-    base_params = {"dataset": ds.describe(), "backend": backend, "build": dataclasses.asdict(build),
-                   "settings": settings.to_dict()}
-    code = results.measured_code_hash(backend, quantized=build.quantization != "none")
-    build_fp = results.fingerprint(base_params, code)
-    todo = []
-    for ef in efs:
-        path = results.query_file(directory, ef, settings.k)
-        fp = results.fingerprint({**base_params, "ef_search": ef}, code)
-        if not settings.force and results.is_done(path, fp) and results.is_done(build_path, build_fp):
-            outcome.skipped.append(path)
-        else:
-            todo.append((ef, path, fp))
-    if not todo:
+    plan = _plan(ds, backend, build, config, ef_searches, settings, root)
+    if not plan.todo:
+        outcome.skipped = [results.query_file(plan.directory, ef, settings.k) for ef in plan.efs]
         return outcome
 
-    # ---- build
+    reference_before = reference_seconds()
+    k_big = min(100, ds.distances.shape[1], len(ds.train))
+    difficulty = perquery.query_difficulty(ds.test[: plan.n_queries], ds.train, ds.distances[: plan.n_queries],
+                                           ds.metric)
+    builds: list[dict[str, Any]] = []
+    sweeps: list[dict[int, dict[str, Any]]] = []
+    for repeat in range(plan.builds):
+        index, figures = _build_index(plan, repeat, settings, progress)
+        try:
+            sweep = {}
+            for step, (ef, _path, _fp) in enumerate(plan.todo):
+                pq_path = plan.directory / "perquery" / f"query-ef{ef}-k{settings.k}-b{repeat}.h5"
+                sweep[ef] = _measure_setting(index, plan, ef, settings, k_big, difficulty, pq_path)
+                if progress:
+                    progress("query", repeat * len(plan.todo) + step + 1, plan.builds * len(plan.todo))
+        finally:
+            index.close()
+        builds.append(figures)
+        sweeps.append(sweep)
+    reference_after = reference_seconds()
+    reference = {"before_s": reference_before, "after_s": reference_after,
+                 "drift": abs(reference_after - reference_before) / reference_before if reference_before else None,
+                 "workload": "median of 5 sorts of 200,000 seeded floats, one thread"}
+    median = _median_build(sweeps, settings.k)
+
     n = len(ds.train)
-    ids = [str(i) for i in range(n)]
-    rss_before = env.current_rss_bytes()
-    index = HnswIndex(config, backend=backend)
-    with pinned_threads(settings.build_threads) as pinned, Stopwatch() as sw:
-        for start in range(0, n, settings.insert_chunk):
-            stop = min(n, start + settings.insert_chunk)
-            index.insert_batch(ids[start:stop], ds.train[start:stop])
-            if progress:
-                progress("insert", stop, n)
-    with Stopwatch() as ser:
-        blob = index.serialize()
-    record = _base_record(ds, backend, build, results.SCHEMA_BUILD, build_fp)
-    record.update(graph=graph, threads=pinned, build_time_s=sw.seconds, inserts_per_s=n / sw.seconds if sw.seconds
-                  else None, serialized_bytes=len(blob), bytes_per_vector=len(blob) / n, serialize_time_s=ser.seconds,
-                  rss_before_bytes=rss_before, rss_after_bytes=env.current_rss_bytes(),
-                  peak_rss_bytes=env.peak_rss_bytes(), config=config.to_dict() if hasattr(config, "to_dict") else None)
-    del blob
-    results.write_json(build_path, record)
-    outcome.written.append(build_path)
-
-    # ---- query sweep
-    queries = ds.test[:n_queries]
-    gt = ds.distances[:n_queries]
-    k_big = min(100, ds.distances.shape[1], n)
-    repeats = settings.repeats if graph == "hnsw" or settings.flat_repeats is None else settings.flat_repeats
-    for step, (ef, path, fp) in enumerate(todo):
-        with pinned_threads(1):
-            hits = index.search_batch(queries, settings.k, ef)
-            run_d = true_distances(queries, ds.train, _ids_matrix(hits, settings.k), ds.metric)
-            hits_big = index.search_batch(queries, k_big, max(ef, k_big))
-            run_big = true_distances(queries, ds.train, _ids_matrix(hits_big, k_big), ds.metric)
-        recall = {"1": mean_recall(gt, run_d, 1), str(settings.k): mean_recall(gt, run_d, settings.k),
-                  str(k_big): mean_recall(gt, run_big, k_big)}
-        latency = _latency(index, queries, settings.k, ef, repeats, settings.warmup)
-        qps = {str(t): _batch_qps(index, queries, settings.k, ef, t, repeats) for t in settings.threads}
-        query_record = _base_record(ds, backend, build, results.SCHEMA_QUERY, fp)
-        query_record.update(graph=graph, query={"ef_search": ef, "k": settings.k, "n_queries": n_queries},
-                            recall=recall, latency_ms=latency, qps=qps, repeats=repeats,
-                            warmup=settings.warmup, peak_rss_bytes=env.peak_rss_bytes(),
-                            parallelism="batch split across caller threads; library pools pinned to 1 each")
-        results.write_json(path, query_record)
+    record = _base_record(ds, backend, build, results.SCHEMA_BUILD, plan.build_fp)
+    times = spread(b["build_time_s"] for b in builds)
+    record.update(graph=plan.graph, config=config.to_dict(), builds=builds, median_build=median,
+                  build_time_s=times.to_dict(), inserts_per_s=n / times.median if times.median else None,
+                  threads=builds[0]["threads"], serialized_bytes=builds[0]["serialized_bytes"],
+                  bytes_per_vector=_memory_figures(plan, settings, builds), reference=reference,
+                  noisy=_flag_noise({"build_time_s": times.to_dict()}, settings.noise_threshold),
+                  noise_threshold=settings.noise_threshold, peak_rss_bytes=env.peak_rss_bytes())
+    results.write_json(plan.directory / "build.json", record)
+    outcome.written.append(plan.directory / "build.json")
+    for ef, path, fp in plan.todo:
+        results.write_json(path, _query_record(plan, ef, fp, settings, k_big, sweeps, builds, median, reference))
         outcome.written.append(path)
-        if progress:
-            progress("query", step + 1, len(todo))
-    index.close()
     return outcome
+
+
+def cap_rayon_pool(threads: int) -> None:
+    """Size ruvector's process-wide rayon pool (read from ``RAYON_NUM_THREADS`` at its first use) unless the user
+    set it: call before ruvector first runs, e.g. at the start of a build stage."""
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))

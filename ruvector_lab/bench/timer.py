@@ -107,3 +107,10 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._start
+
+
+def reference_seconds(repeats: int = 5, size: int = 200_000) -> float:
+    """Median seconds of a fixed single-threaded workload (sorting ``size`` seeded random floats): taken before
+    and after a measurement, its drift says how much the machine's speed moved meanwhile (the run's noise)."""
+    data = np.random.default_rng(0).random(size)
+    return float(np.median(time_repeats(lambda: np.sort(data), repeats=repeats, warmup=1)))
