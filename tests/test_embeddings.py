@@ -232,6 +232,19 @@ def test_available_cores_and_default_threads(fp32):
     assert fp32.model == "all-MiniLM-L6-v2" and "fp32" in repr(fp32)
 
 
+def test_default_threads_follow_the_benchmark_pin_of_the_calling_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ruvector_lab.bench.threads import pin_worker, pinned_threads
+
+    with pinned_threads(1), Embedder(precision="int8") as pinned:
+        assert pinned.threads == 1 and pinned.info()["session_options"]["intra_op_num_threads"] == 1
+    # a worker pinned by its initializer makes single-threaded sessions too; an explicit count still wins
+    with ThreadPoolExecutor(1, initializer=pin_worker, initargs=(1,)) as pool:
+        assert pool.submit(lambda: Embedder(precision="int8").threads).result() == 1
+        assert pool.submit(lambda: Embedder(precision="int8", threads=2).threads).result() == 2
+
+
 def test_a_cached_model_onnxruntime_cannot_load_raises_model_error(tmp_path):
     from ruvector_lab.embeddings.builds import model_key
     from ruvector_lab.embeddings.models import MINILM_L6_V2
