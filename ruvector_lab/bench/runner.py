@@ -442,7 +442,8 @@ def _memory_figures(plan: _Plan, settings: RunSettings, builds: list[dict[str, A
         return out
     try:
         child = memory.measure_index_memory(plan.ds.train, plan.config, plan.backend,
-                                            insert_chunk=settings.insert_chunk).to_dict()
+                                            insert_chunk=settings.insert_chunk,
+                                            threads=settings.build_threads).to_dict()
     except Exception as exc:  # recorded, never faked: the build figures stand without it
         log.warning("%s/%s: memory measurement failed: %s", plan.ds.name, plan.backend, exc)
         out["rss_growth"] = None
