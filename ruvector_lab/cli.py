@@ -65,7 +65,12 @@ def data(
     out_dir: Annotated[Path, typer.Option(help="where NAME.hdf5 goes")] = Path("data/raw"),
     hdf5: Annotated[Path | None, typer.Option(help="use this ann-benchmarks HDF5 file instead")] = None,
 ) -> None:
-    """Make dataset NAME as params.yaml describes it and write it in the ann-benchmarks HDF5 layout."""
+    """Make dataset NAME as params.yaml describes it and write it in the ann-benchmarks HDF5 layout.
+
+    An ann-benchmarks file (source hdf5, or --hdf5) is checked and then linked, not copied, to out_dir/NAME.hdf5:
+    DVC hashes through the link, so a change to the file's contents shows in `dvc status` and is redone by
+    `dvc repro`.
+    """
     from .bench import datasets, params
     from .bench import hdf5 as h5
 
@@ -77,8 +82,11 @@ def data(
         ds = datasets.make_dataset(spec, progress=bar.update if bar else None)
         if bar:
             bar.close()
-        ds.attrs["make_seconds"] = time.perf_counter() - start
-        path = h5.write_hdf5(out_dir / f"{name}.hdf5", ds)
+        if spec.get("source") == "hdf5":
+            path = h5.link_hdf5(spec["path"], out_dir / f"{name}.hdf5")
+        else:
+            ds.attrs["make_seconds"] = time.perf_counter() - start
+            path = h5.write_hdf5(out_dir / f"{name}.hdf5", ds)
     except RuvectorLabError as exc:
         _fail(exc)
     typer.echo(f"{path}: {len(ds.train)} x {ds.dimensions} base, {len(ds.test)} queries, {ds.metric}")
@@ -90,8 +98,12 @@ def groundtruth(
     params_file: ParamsOpt = Path("params.yaml"),
     raw_dir: Annotated[Path, typer.Option(help="folder of the data stage's HDF5")] = Path("data/raw"),
     out_dir: DatasetsOpt = Path("data/datasets"),
+    verify_sample: Annotated[int, typer.Option(help="queries recomputed exactly to verify a file's own ground "
+                                                    "truth")] = 50,
 ) -> None:
-    """Exact top-k ground truth (blockwise) for dataset NAME; keeps a file's own ground truth if it has enough."""
+    """Exact top-k ground truth (blockwise) for dataset NAME. A file's own ground truth with at least k columns is
+    verified (ids, distances, and the exact top-k of a seeded sample of queries) and kept, cut to k columns; a file
+    whose ground truth disagrees is refused."""
     from .bench import groundtruth as gt
     from .bench import hdf5 as h5
     from .bench import params, results
@@ -102,7 +114,10 @@ def groundtruth(
         k = min(k, len(ds.train))
         start = time.perf_counter()
         if ds.neighbors is not None and ds.distances is not None and ds.neighbors.shape[1] >= k:
-            log.info("%s already holds top-%d ground truth; kept", name, ds.neighbors.shape[1])
+            # supplied ground truth is verified, never trusted; only the verified k columns are kept
+            gt.verify_ground_truth(ds, k, sample=verify_sample)
+            log.info("%s holds top-%d ground truth; verified and kept its top-%d", name, ds.neighbors.shape[1], k)
+            ds.neighbors, ds.distances = ds.neighbors[:, :k], ds.distances[:, :k]
         else:
             bar = _bar(len(ds.test), f"ground truth {name}", "query")
             ds.neighbors, ds.distances = gt.knn_ground_truth(ds.test, ds.train, k, ds.metric, progress=bar.update)
@@ -141,6 +156,8 @@ def build(
 
     try:
         p = params.load_params(params_file)
+        settings = params.run_settings(p, force)
+        runner.cap_rayon_pool(settings.build_threads)  # before ruvector's first use: its pool is sized once
         ds = _load_dataset(datasets_dir, dataset)
         bars: dict[str, object] = {}
 
@@ -152,7 +169,7 @@ def build(
             bar.refresh()  # type: ignore[attr-defined]
 
         outcome = runner.run_build(ds, backend, runner.BuildParams(m, efc, quantization), params.ef_searches(p),
-                                   params.run_settings(p, force), results_root, progress)
+                                   settings, results_root, progress)
         for bar in bars.values():
             bar.close()  # type: ignore[attr-defined]
     except RuvectorLabError as exc:
@@ -179,6 +196,7 @@ def quantize(
         q = params.section(p, "quantization")
         ds = _load_dataset(datasets_dir, dataset)
         settings = params.run_settings(p, force)
+        runner.cap_rayon_pool(settings.build_threads)
         written = quant.run_quant_sweep(ds, list(q.get("codecs", [])), results_root,
                                         factors=[int(f) for f in q.get("rerank", [1, 4, 10])],
                                         n_queries=int(q.get("n_queries", 1000)), force=settings.force)

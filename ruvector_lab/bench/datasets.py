@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, InvalidParameterError
+from ..types import check_positive_int
 from .hdf5 import Dataset, read_hdf5
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def _install_hint(package: str, name: str) -> str:
     sudo = "" if shutil.which("sudo") is None or os.geteuid() == 0 else "sudo "
     return (f"dataset {name!r} needs the Debian package {package}: run `{sudo}apt-get install -y {package}` "
             f"(or `make setup-data`), or drop {name!r} from params.yaml `datasets`, or benchmark an ann-benchmarks "
-            f"file instead with a params entry {{name: NAME, source: hdf5, path: /path/to/NAME.hdf5}}")
+            f"file instead with a params entry datasets: {{NAME: {{source: hdf5, path: /path/to/NAME.hdf5}}}}")
 
 
 # --------------------------------------------------------------------------------------------- synthetic sets
@@ -86,9 +87,23 @@ def read_idx_images(path: Path) -> np.ndarray:
     return pixels.reshape(n, rows * cols).astype(np.float32)
 
 
+def _first_rows(rows: np.ndarray, count: int | None, what: str, source: str) -> np.ndarray:
+    """The first ``count`` rows (all when ``count`` is None); more than there are is an error naming both numbers."""
+    if count is None:
+        return rows
+    count = check_positive_int(what, count)
+    if count > len(rows):
+        raise InvalidParameterError(f"{what}={count} asks for more rows than the {len(rows)} that {source} holds")
+    return rows[:count]
+
+
 def fashion_mnist(directory: Path | None = None, n_train: int | None = None, n_queries: int | None = None,
                   name: str = "fashion-mnist-784-euclidean") -> Dataset:
-    """Fashion-MNIST from the Debian package: 60,000 train and 10,000 test images as 784-d float vectors (L2)."""
+    """Fashion-MNIST from the Debian package: 60,000 train and 10,000 test images as 784-d float vectors (L2).
+
+    ``n_train`` / ``n_queries`` keep the first rows of each file (None: all); more than a file holds raises
+    :class:`InvalidParameterError`.
+    """
     directory = directory or FASHION_DIR
     files = {}
     for part, stem in (("train", "train-images-idx3-ubyte"), ("test", "t10k-images-idx3-ubyte")):
@@ -98,10 +113,9 @@ def fashion_mnist(directory: Path | None = None, n_train: int | None = None, n_q
             raise DatasetError(f"{found[0]} is missing. " + _install_hint("dataset-fashion-mnist", name))
         files[part] = hit
     train, test = read_idx_images(files["train"]), read_idx_images(files["test"])
-    if n_train:
-        train = train[:n_train]
-    if n_queries:
-        test = test[:n_queries]
+    # a subset is the first rows; asking for more than the files hold is refused, never quietly shortened
+    train = _first_rows(train, n_train, "n_train", f"{name}: {files['train']}")
+    test = _first_rows(test, n_queries, "n_queries", f"{name}: {files['test']}")
     return Dataset(name, train, test, "euclidean", attrs={"source": "fashion-mnist", "files": str(directory)})
 
 
@@ -163,7 +177,8 @@ def read_wordnet(directory: Path | None = None) -> WordnetTexts:
 def split_wordnet(texts: WordnetTexts, n_base: int | None, n_queries: int,
                   seed: int = 42) -> tuple[list[str], list[str]]:
     """Base texts and held-out query texts: queries are distinct example sentences, and no base text equals any
-    query (every copy of a held-out sentence is removed from the base). ``n_base`` None keeps every base text."""
+    query (every copy of a held-out sentence is removed from the base). ``n_base`` None keeps every base text; more
+    queries or base texts than WordNet has raise :class:`InvalidParameterError`."""
     rng = np.random.default_rng(seed)
     unique_examples = sorted(set(texts.examples))
     if n_queries > len(unique_examples):
@@ -172,6 +187,9 @@ def split_wordnet(texts: WordnetTexts, n_base: int | None, n_queries: int,
     queries = [unique_examples[i] for i in sorted(held)]
     held_texts = set(queries)
     base = list(dict.fromkeys(t for t in (*texts.glosses, *texts.examples) if t not in held_texts))
+    if n_base is not None and n_base > len(base):  # keeping all of them would be a smaller set than asked for
+        raise InvalidParameterError(f"asked for n_base={n_base} base texts but WordNet has {len(base)} once the "
+                                    f"{n_queries} queries are held out; use n_base: null for all of them")
     if n_base is not None and n_base < len(base):
         pick = np.sort(rng.choice(len(base), n_base, replace=False))
         base = [base[i] for i in pick]
@@ -229,6 +247,10 @@ def make_dataset(spec: dict[str, Any], progress: Callable[[int], None] | None = 
             path = args.get("path")
             if not path:
                 raise DatasetError(f"dataset {spec['name']!r}: source hdf5 needs a 'path' to an ann-benchmarks file")
+            extra = sorted(set(args) - {"name", "path"})
+            if extra:  # e.g. n_queries: the file is used whole, so such a key would be silently ignored
+                raise InvalidParameterError(f"dataset {spec['name']!r}: bad arguments for source 'hdf5': {extra}; "
+                                            "it takes only 'path' (the file is used whole)")
             return read_hdf5(path, name=spec["name"])
     except TypeError as exc:
         raise InvalidParameterError(f"dataset {spec['name']!r}: bad arguments for source {source!r}: {exc}") from None

@@ -3,22 +3,36 @@
 Ranking uses float32 matrix products (fast), over-fetching a margin of candidates; the winners' distances are then
 recomputed in float64 and re-sorted, so the stored distances are exact and float32 ranking noise cannot swap the
 boundary. Ties are broken by the lower train index.
+
+A file that brings its own ground truth is checked by :func:`verify_ground_truth` before it is kept: every id in
+range, every distance finite, and a seeded sample of queries recomputed exactly.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import InvalidParameterError
+from ..errors import DatasetError, InvalidParameterError
 from ..types import check_metric, check_positive_int
+
+if TYPE_CHECKING:
+    from .hdf5 import Dataset
 
 log = logging.getLogger(__name__)
 
 #: extra candidates kept per query beyond k, to absorb float32 ranking error before the exact re-sort
 MARGIN = 16
+
+#: supplied distances are often computed and always stored in float32: they may differ from the exact ones by this
+#: fraction of their size ...
+VERIFY_RTOL = 1e-3
+#: ... plus this fraction of the query's distance scale (cosine 1; euclidean sqrt(|q|^2 + max|x|^2), the size at
+#: which float32 cancellation hurts distances near zero; dot product |q| max|x|)
+VERIFY_ATOL = 1e-3
 
 
 def _rank_scores(q: np.ndarray, block: np.ndarray, block_sq: np.ndarray, metric: str) -> np.ndarray:
@@ -109,3 +123,91 @@ def brute_force(queries: np.ndarray, train: np.ndarray, k: int, metric: str) -> 
     idx = np.broadcast_to(np.arange(d.shape[1]), d.shape)
     order = np.lexsort((idx, d), axis=1)[:, :k]
     return order.astype(np.int32), np.take_along_axis(d, order, axis=1).astype(np.float32)
+
+
+def _distance_scale(q_norm: float, max_train_norm: float, metric: str) -> float:
+    """The magnitude a float32 computation of this query's distances is accurate relative to."""
+    if metric == "cosine":
+        return 1.0
+    if metric == "euclidean":
+        return float(np.hypot(q_norm, max_train_norm))
+    return q_norm * max_train_norm
+
+
+def verify_ground_truth(ds: Dataset, k: int, sample: int = 50, seed: int = 0) -> None:
+    """Check the ground truth a dataset brings (``ds.neighbors``, ``ds.distances``) before it is trusted.
+
+    Every query's first ``k`` ids must be distinct train rows in ``[0, n_train)`` and its distances finite; then the
+    exact top-``k`` of a seeded random sample of ``min(sample, n_test)`` queries is recomputed
+    (:func:`knn_ground_truth`) and, for each sampled query, the file's distance at every rank must match the exact
+    distance at that rank, and every listed id must really lie at its listed distance (recomputed from the train
+    row), which puts it within the exact k-th distance. Both comparisons allow :data:`VERIFY_RTOL` relative plus
+    :data:`VERIFY_ATOL` of the query's distance scale, since files store float32 and may have been computed in
+    float32. Equidistant ids listed in another order are therefore accepted, a wrong id is not.
+
+    Raises :class:`DatasetError` naming the problem; for a disagreement, the first disagreeing query (its row in the
+    file), what the file says and what is exact, and how many sampled queries disagree.
+    """
+    k = check_positive_int("k", k)
+    sample = check_positive_int("sample", sample)
+    where = f"dataset {ds.name!r}"
+    if ds.neighbors is None or ds.distances is None:
+        raise DatasetError(f"{where} has no ground truth (neighbors, distances) to verify")
+    nb, dist = np.asarray(ds.neighbors), np.asarray(ds.distances)
+    n_train, n_test = len(ds.train), len(ds.test)
+    for key, arr in (("neighbors", nb), ("distances", dist)):
+        if arr.ndim != 2 or len(arr) != n_test:
+            raise DatasetError(f"{where}: {key} {arr.shape} must be 2-D with one row per query ({n_test} test rows)")
+    if nb.shape != dist.shape:
+        raise DatasetError(f"{where}: neighbors {nb.shape} and distances {dist.shape} differ in shape")
+    if nb.shape[1] < k:
+        raise DatasetError(f"{where} holds top-{nb.shape[1]} ground truth, fewer than the k={k} asked for")
+    if k > n_train:
+        raise DatasetError(f"{where}: k={k} exceeds its {n_train} train rows")
+    if not np.issubdtype(nb.dtype, np.integer):
+        raise DatasetError(f"{where}: neighbors must hold integer train row ids, not {nb.dtype}")
+    ids, stored = nb[:, :k].astype(np.int64), dist[:, :k].astype(np.float64)
+
+    # cheap checks on every query
+    bad = (ids < 0) | (ids >= n_train)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DatasetError(f"{where}: query {row} lists neighbour id {ids[row, col]} at rank {col}, outside the "
+                           f"train rows [0, {n_train}) ({int(bad.any(axis=1).sum())} queries have such ids)")
+    bad = ~np.isfinite(stored)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DatasetError(f"{where}: query {row} has distance {stored[row, col]} at rank {col}; distances must be "
+                           f"finite ({int(bad.any(axis=1).sum())} queries have such distances)")
+    ordered = np.sort(ids, axis=1)
+    repeated = ordered[:, 1:] == ordered[:, :-1]
+    if repeated.any():
+        row, col = np.argwhere(repeated)[0]
+        raise DatasetError(f"{where}: query {row} lists train id {ordered[row, col]} more than once in its top-{k}")
+
+    # exactness on a seeded sample, in file order so the first disagreeing query is reported
+    rows = np.sort(np.random.default_rng(seed).choice(n_test, size=min(sample, n_test), replace=False))
+    train = np.asarray(ds.train, dtype=np.float32)
+    test = np.asarray(ds.test, dtype=np.float32)
+    exact_ids, exact_d = knn_ground_truth(test[rows], train, k, ds.metric)
+    max_norm = float(np.sqrt(np.einsum("ij,ij->i", train, train, dtype=np.float64).max())) if n_train else 0.0
+    problems: list[str] = []
+    for j, row in enumerate(rows):
+        q = test[row : row + 1]
+        scale = _distance_scale(float(np.linalg.norm(q.astype(np.float64))), max_norm, ds.metric)
+        exact = exact_d[j].astype(np.float64)
+        true = exact_distances(q, train[ids[row]], ds.metric)[0]  # the real distances of the file's ids
+        said = stored[row]
+        wrong_rank = np.abs(said - exact) > VERIFY_RTOL * np.abs(exact) + VERIFY_ATOL * scale
+        wrong_id = np.abs(true - said) > VERIFY_RTOL * np.abs(true) + VERIFY_ATOL * scale
+        beyond = true > exact[-1] + VERIFY_RTOL * abs(exact[-1]) + VERIFY_ATOL * scale
+        wrong = wrong_rank | wrong_id | beyond
+        if wrong.any():
+            col = int(np.flatnonzero(wrong)[0])
+            problems.append(f"query {row}, rank {col}: the file says train id {ids[row, col]} at distance "
+                            f"{said[col]:.6g}; exact: that id is at {true[col]:.6g}, and rank {col} is train id "
+                            f"{exact_ids[j, col]} at {exact[col]:.6g} (exact k-th distance {exact[-1]:.6g})")
+    if problems:
+        raise DatasetError(f"{where}: its ground truth disagrees with the exact top-{k} ({len(problems)} of "
+                           f"{len(rows)} sampled queries): {problems[0]}")
+    log.info("%s: supplied top-%d ground truth agrees with the exact one on %d sampled queries", ds.name, k, len(rows))
