@@ -24,8 +24,8 @@ pd = pytest.importorskip("pandas", reason="pandas comes with the notebooks extra
 sys.path.insert(0, str(NB_DIR))
 import _nbdata as nd  # noqa: E402 - lives next to the notebooks, not in the package
 
-from ruvector_lab.bench import adr, groundtruth, quant, results, runner  # noqa: E402
-from ruvector_lab.bench.hdf5 import Dataset  # noqa: E402
+from ruvector_lab.bench import adr, groundtruth, perquery, quant, results, runner  # noqa: E402
+from ruvector_lab.bench.hdf5 import Dataset, write_hdf5  # noqa: E402
 from ruvector_lab.bench.targets import verdict  # noqa: E402
 from ruvector_lab.runtime import Runtime  # noqa: E402
 
@@ -90,17 +90,27 @@ def test_sanitize_config_masks_paths_and_timings():
 
 # ----------------------------------------------------------------------------- readers over real result files
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    """A results root written by the pipeline's harness on tiny data: two faiss builds, one exact backend, one
-    build the backend cannot serve (hnswlib has no binary index), the ADR suite's backend cases, two codec
-    sweeps."""
-    out = tmp_path_factory.mktemp("results")
+def tiny_ds():
+    """The tiny dataset the results below are measured on, with exact ground truth."""
     rng = np.random.default_rng(3)
     train = rng.standard_normal((600, 16)).astype(np.float32)
     test = rng.standard_normal((40, 16)).astype(np.float32)
     ds = Dataset("tiny-600-16", train, test, "cosine")
     ds.neighbors, ds.distances = groundtruth.knn_ground_truth(ds.test, ds.train, 20, ds.metric)
-    settings = runner.RunSettings(n_queries=40, repeats=1, warmup=2, threads=(1,), build_threads=1)
+    return ds
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, tiny_ds):
+    """A results root written by the pipeline's harness on tiny data: two faiss configurations built twice each
+    (with the memory child, at 1 and 2 threads), one exact backend, one build the backend cannot serve (hnswlib
+    has no binary index), the ADR suite's backend cases, two codec sweeps; the dataset's HDF5 beside it, where the
+    pipeline keeps it (``data/datasets`` next to ``data/results``)."""
+    out = tmp_path_factory.mktemp("data") / "results"
+    ds = tiny_ds
+    write_hdf5(out.parent / "datasets" / f"{ds.name}.hdf5", ds)
+    settings = runner.RunSettings(n_queries=40, repeats=1, warmup=2, threads=(1, 2), build_threads=1,
+                                  build_repeats=2)
     for m in (4, 8):
         runner.run_build(ds, "faiss", runner.BuildParams(m, 20), [4, 16, 64], settings, out)
     runner.run_build(ds, "numpy", runner.BuildParams(8, 20), [4, 16, 64], settings, out)
@@ -123,6 +133,14 @@ def test_empty_root_gives_empty_tables_with_their_columns_and_says_so(tmp_path):
     assert nd.quant_runs(tmp_path).empty and list(nd.quant_runs(tmp_path).columns) == nd.QUANT_COLUMNS
     assert nd.native_wasm_ratios(nd.adr_cases(tmp_path)).empty
     assert nd.operating_table(nd.query_runs(tmp_path)).empty and nd.pareto(nd.query_runs(tmp_path)).empty
+    empty = {nd.build_spread: nd.query_runs(tmp_path), nd.recall_tail: nd.query_runs(tmp_path)}
+    for reader, runs in empty.items():
+        assert reader(runs).empty
+    for reader, columns in ((nd.difficulty_bins, nd.DIFFICULTY_COLUMNS), (nd.memory_table, nd.MEMORY_COLUMNS),
+                            (nd.thread_scaling, nd.SCALING_COLUMNS), (nd.noise_table, nd.NOISE_COLUMNS),
+                            (nd.perquery_files, nd.PERQUERY_FILE_COLUMNS)):
+        frame = reader(tmp_path)
+        assert frame.empty and list(frame.columns) == columns
 
 
 def test_source_counts_what_the_pipeline_wrote(root):
@@ -227,3 +245,146 @@ def test_quant_rows_one_per_codec_and_factor(root):
     binary = q[q["codec"] == "binary"].sort_values("factor")["recall_at_10"].to_numpy()
     assert binary[1] >= binary[0] - 0.01  # re-ranking 4x the candidates does not lose recall
     assert nd.quant_unavailable(root).empty
+
+
+# ------------------------------------------------------------------ build@2 / query@2: spread, tail, memory, noise
+def _query_records(root):
+    return [(path, json.loads(path.read_text())) for path in sorted(root.glob("runs/*/*/*/query-*.json"))]
+
+
+def _row(frame, rec):
+    sel = frame[(frame["backend"] == rec["backend"]) & (frame["m"] == rec["build"]["m"])
+                & (frame["ef_search"] == rec["query"]["ef_search"])]
+    assert len(sel) == 1
+    return sel.iloc[0]
+
+
+def test_query_runs_carry_the_spread_over_builds_the_tail_and_both_thread_modes(root):
+    runs = nd.query_runs(root)
+    for _, rec in _query_records(root):
+        row = _row(runs, rec)
+        k = str(rec["query"]["k"])
+        over, tail = rec["recall_builds"][k], rec["perquery"]["recall_tolerant"]
+        assert row["n_builds"] == len(rec["builds"]) == (2 if rec["graph"] == "hnsw" else 1)
+        assert (row["recall_at_10_median"], row["recall_at_10_min"], row["recall_at_10_max"]) == \
+            (over["median"], over["min"], over["max"])
+        assert row["recall_at_10_median_build"] == row["recall_at_10"] == rec["recall"][k]
+        assert row["recall_strict_at_10"] == rec["recall_strict"][k] <= row["recall_at_10"] + 1e-12
+        assert (row["recall_p1"], row["recall_p5"], row["recall_p50"], row["share_below_0.5"]) == \
+            (tail["p1"], tail["p5"], tail["p50"], tail["share_below_0.5"])
+        assert (row["qps_1_min"], row["qps_1"], row["qps_1_max"]) == \
+            (rec["qps"]["1"]["min"], rec["qps"]["1"]["median"], rec["qps"]["1"]["max"])
+        assert row["qps_pool_2"] == rec["qps_pool"]["2"]["median"] and row["cpu_pool_2"] == \
+            rec["qps_pool"]["2"]["cpu_utilization"]
+        assert row["ef_effective"] == rec["query"]["ef_effective"] or rec["graph"] == "flat"
+    spread = nd.build_spread(runs)
+    assert (spread["recall_range"] >= 0).all() and (spread[spread["graph"] == "flat"]["recall_range"] == 0).all()
+    tail = nd.recall_tail(runs)
+    assert ((tail["recall_min"] <= tail["recall_p1"]) & (tail["recall_p1"] <= tail["recall_p5"])).all()
+
+
+def test_operating_points_carry_the_worst_build_and_the_median_builds_entry(root):
+    ops = nd.operating_table(nd.query_runs(root), floors=(0.5,)).dropna(subset=["ef_search"])
+    assert not ops.empty
+    assert (ops["recall_at_10_min"] <= ops["recall_at_10"]).all()
+    assert (ops["recall_at_10_median_build"] >= ops["floor"]).all()
+
+
+def test_build_runs_read_the_spread_of_build_times_and_serialized_bytes(root):
+    builds = nd.build_runs(root)
+    for path in root.glob("runs/*/*/*/build.json"):
+        rec = json.loads(path.read_text())
+        if rec["status"] != "ok":
+            continue
+        row = builds[(builds["backend"] == rec["backend"]) & (builds["m"] == rec["build"]["m"])].iloc[0]
+        assert row["build_time_s"] == rec["build_time_s"]["median"]
+        times = rec["build_time_s"]
+        assert (row["build_time_min"], row["build_time_max"]) == (times["min"], times["max"])
+        assert row["bytes_per_vector"] == rec["bytes_per_vector"]["serialized"]
+        assert row["n_builds"] == len(rec["builds"])
+
+
+def test_memory_table_three_ways_and_a_missing_figure_with_its_reason(root, tmp_path):
+    memory = nd.memory_table(root)
+    assert set(memory["backend"]) == {"faiss", "numpy"}
+    assert (memory["serialized"] >= memory["float_bytes"]).all() and (memory["float_bytes"] == 4 * 16).all()
+    assert (memory["analytic_status"] == "ok").all() and (memory["analytic"] > 0).all()
+    measured = memory[memory["rss_status"] == "measured"]
+    assert (measured["rss_growth"] > 0).all()
+    assert (memory.loc[memory["rss_status"] != "measured", "reason"].str.len() > 0).all()
+    # a layout the estimate does not know, and memory not measured: NaN figures that say why
+    path = next(root.glob("runs/*/faiss/M8-*/build.json"))
+    rec = json.loads(path.read_text())
+    rec["bytes_per_vector"]["analytic"] = {"status": "not available", "reason": "KeyError: no layout"}
+    rec["bytes_per_vector"] |= {"rss_growth": None, "child": {"status": "not measured",
+                                                              "reason": "bench.memory is false"}}
+    copy = tmp_path / "runs" / "tiny" / "faiss" / "M8-efc20-none" / "build.json"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(json.dumps(rec))
+    row = nd.memory_table(tmp_path).iloc[0]
+    assert pd.isna(row["analytic"]) and pd.isna(row["rss_growth"]) and row["serialized"] > 0
+    assert (row["analytic_status"], row["rss_status"]) == ("not available", "not measured")
+    assert "no layout" in row["reason"] and "bench.memory is false" in row["reason"]
+
+
+def test_old_numbers_read_as_spreads_of_one_value():
+    assert nd.spread_of(1.5) == {"median": 1.5, "min": 1.5, "max": 1.5, "rel_spread": 0.0, "n": 1}
+    assert nd.spread_of({"median": 2.0, "min": 1.0, "max": 3.0, "rel_spread": 1.0, "values": [1.0, 2.0, 3.0]})["n"] == 3
+    assert nd.spread_of(None)["median"] is None and nd.spread_of(True)["n"] == 0
+
+
+def test_difficulty_bins_partition_the_queries_and_turn_rc_around(root):
+    bins = nd.difficulty_bins(root)
+    assert set(bins["measure"]) == {"lid", "rc"}
+    for _, b in bins.groupby([*nd.SETTING_KEY, "measure"]):
+        b = b.sort_values("bin")
+        assert b["n_queries"].sum() + b["n_nan_excluded"].iloc[0] == b["n_queries_total"].iloc[0] == 40
+        weighted = (b["n_queries"] * b["mean_recall"]).sum() / b["n_queries"].sum()
+        assert weighted == pytest.approx(b["recall_at_10"].iloc[0], abs=1e-12)
+        n = len(b)
+        expected = list(range(1, n + 1)) if b["measure"].iloc[0] == "lid" else list(range(n, 0, -1))
+        assert list(b["hardness"]) == expected
+
+
+def test_perquery_files_exist_and_give_back_the_records_recall(root, tiny_ds):
+    for datasets in (None, {tiny_ds.name: tiny_ds}):  # the HDF5 beside the results, or the Dataset itself
+        files = nd.perquery_files(root, datasets=datasets)
+        assert len(files) == sum(len(rec["builds"]) for _, rec in _query_records(root))
+        assert files["exists"].all() and (files["ground_truth"] == "found").all()
+        assert np.allclose(files["recall_file"], files["recall_record"], rtol=0, atol=1e-12)
+        assert np.allclose(files["recall_strict_file"], files["recall_strict_record"], rtol=0, atol=1e-12)
+        assert files.groupby(["backend", "m", "ef_search"])["median_build"].sum().eq(1).all()
+    missing = nd.perquery_files(root, datasets={})
+    assert (missing["ground_truth"] != "found").all() and missing["recall_file"].isna().all()
+
+
+def test_per_query_rows_reproduce_the_records_difficulty_quintiles(root):
+    rec = next(r for _, r in _query_records(root) if r["backend"] == "faiss" and r["build"]["m"] == 8)
+    q = nd.per_query(root, dataset=rec["dataset"]["name"], backend="faiss", m=8,
+                     ef_search=rec["query"]["ef_search"])
+    assert len(q) == 40 and q["recall"].mean() == pytest.approx(rec["recall"]["10"], abs=1e-12)
+    assert (q["recall_strict"] <= q["recall"] + 1e-12).all() and (q["returned"] == 10).all()
+    for measure in ("lid", "rc"):
+        assert perquery.recall_by_difficulty(q["recall"].to_numpy(), q[measure].to_numpy()) == \
+            rec["perquery"]["difficulty"][measure]["bins"]
+        assert set(q[f"{measure}_hardness"]) == {1, 2, 3, 4, 5}
+    with pytest.raises(LookupError):
+        nd.per_query(root, dataset=rec["dataset"]["name"], backend="faiss", ef_search=rec["query"]["ef_search"])
+
+
+def test_thread_scaling_lists_both_modes_with_the_pools_pinned(root):
+    scaling = nd.thread_scaling(root)
+    assert set(scaling["mode"]) == set(nd.MODES.values()) and set(scaling["threads"]) == {1, 2}
+    assert scaling["pinned"].all()
+    base = scaling[scaling["baseline"]]
+    assert (base["speedup"] == 1).all() and (base.groupby(nd.SETTING_KEY)["qps"].nunique() == 1).all()
+    pool2 = scaling[(scaling["mode"] == "library pool") & (scaling["threads"] == 2)]
+    assert pool2["pools"].str.contains("library=2").all()
+    caller2 = scaling[(scaling["mode"] == "caller threads") & (scaling["threads"] == 2)]
+    assert caller2["pools"].str.contains("library=1").all()
+
+
+def test_noise_table_flags_are_the_figures_above_the_threshold(root):
+    noise = nd.noise_table(root)
+    assert set(noise["kind"]) == {"build", "query"} and noise["flags_consistent"].all()
+    assert (noise["drift"] >= 0).all()

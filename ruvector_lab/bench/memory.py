@@ -399,7 +399,10 @@ def measure_index_memory(
         package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very ruvector_lab
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, child_env.get("PYTHONPATH")) if p)
         child_env["RAYON_NUM_THREADS"] = str(threads)  # ruvector's Rust pool is sized from it at first use
-        command = [sys.executable, "-X", "faulthandler", "-m", "ruvector_lab.bench.memory", str(work / "spec.json")]
+        # -P: `-m` would otherwise put the working directory first on sys.path, and a ruvector_lab copy there
+        # (a scratch pipeline folder) would shadow the package this parent runs
+        command = [sys.executable, "-P", "-X", "faulthandler", "-m", "ruvector_lab.bench.memory",
+                   str(work / "spec.json")]
         try:
             done = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=timeout_s,
                                   check=False)

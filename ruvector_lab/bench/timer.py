@@ -109,8 +109,9 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._start
 
 
-def reference_seconds(repeats: int = 5, size: int = 200_000) -> float:
-    """Median seconds of a fixed single-threaded workload (sorting ``size`` seeded random floats): taken before
-    and after a measurement, its drift says how much the machine's speed moved meanwhile (the run's noise)."""
+def reference_seconds(repeats: int = 5, size: int = 4_000_000) -> float:
+    """Median seconds of a fixed single-threaded workload (sorting ``size`` seeded random floats, ~50-100 ms: long
+    enough that its own jitter is small): taken before and after a measurement, its drift says how much the
+    machine's speed moved meanwhile (the run's noise)."""
     data = np.random.default_rng(0).random(size)
     return float(np.median(time_repeats(lambda: np.sort(data), repeats=repeats, warmup=1)))
