@@ -100,7 +100,8 @@ class RunSettings:
     def to_dict(self) -> dict[str, Any]:
         """Plain values (the parts that change a measurement go into the fingerprint)."""
         out = dataclasses.asdict(self)
-        for key in ("force", "max_train", "noise_threshold"):
+        # the cap only decides the build count, which the fingerprint holds itself (per dataset)
+        for key in ("force", "max_train", "noise_threshold", "build_repeats", "build_repeats_max_train"):
             out.pop(key)
         out["threads"] = list(self.threads)
         return out
@@ -345,10 +346,10 @@ def _build_index(plan: _Plan, seed: int, settings: RunSettings, progress: Progre
                    "threads": pinned, "serialized_bytes": serialized, "serialize_time_s": ser.seconds}
 
 
-def _measure_setting(index: HnswIndex, plan: _Plan, ef: int, settings: RunSettings, k_big: int,
-                     difficulty: dict[str, np.ndarray], perquery_path: Path) -> dict[str, Any]:
-    """Everything one built index gives for one ef_search: recall (tolerant and strict, per query kept in HDF5),
-    latency, and QPS in both thread-scaling modes."""
+def _measure_recall_and_qps(index: HnswIndex, plan: _Plan, ef: int, settings: RunSettings, k_big: int,
+                            difficulty: dict[str, np.ndarray], perquery_path: Path) -> dict[str, Any]:
+    """What every build gives for one ef_search: recall (tolerant and strict; every query's ids and true
+    distances kept in HDF5) and single-thread batch QPS."""
     ds, k = plan.ds, settings.k
     queries = ds.test[: plan.n_queries]
     gt_d, gt_i = ds.distances[: plan.n_queries], ds.neighbors[: plan.n_queries]
@@ -360,18 +361,31 @@ def _measure_setting(index: HnswIndex, plan: _Plan, ef: int, settings: RunSettin
     perquery.write_query_results(perquery_path, run_ids, run_d, None,
                                  {"dataset": ds.name, "backend": plan.backend, "build": plan.build.key,
                                   "ef_search": ef, "k": k})
-    repeats = settings.repeats if plan.graph == "hnsw" or settings.flat_repeats is None else settings.flat_repeats
-    callers = {str(t): qps_caller_threads(index, queries, k, ef, t, repeats) for t in settings.threads}
-    pooled = {str(t): qps_library_pool(index, queries, k, ef, t, repeats) for t in settings.threads if t > 1}
+    repeats = _timing_repeats(plan, settings)
     return {
         "recall": {"1": mean_recall(gt_d, run_d, 1), str(k): mean_recall(gt_d, run_d, k),
                    str(k_big): mean_recall(gt_d, run_big, k_big)},
         "recall_strict": {str(k): float(perquery.strict_recall(gt_i, run_ids, k).mean())},
         "perquery": perquery.summarize_run(gt_i, gt_d, run_ids, run_d, k, difficulty),
         "perquery_file": perquery_path.name,
-        "latency_ms": latency(index, queries, k, ef, repeats, settings.warmup),
-        "qps": callers, "qps_pool": pooled, "repeats": repeats,
+        "qps": {"1": qps_caller_threads(index, queries, k, ef, 1, repeats)}, "repeats": repeats,
     }
+
+
+def _measure_latency_and_scaling(index: HnswIndex, plan: _Plan, ef: int, settings: RunSettings) -> dict[str, Any]:
+    """What the median build adds for one ef_search: single-query latency and batch QPS at every thread count
+    > 1 in both modes (caller threads; the library's own pool)."""
+    queries = plan.ds.test[: plan.n_queries]
+    k, repeats = settings.k, _timing_repeats(plan, settings)
+    return {
+        "latency_ms": latency(index, queries, k, ef, repeats, settings.warmup),
+        "qps": {str(t): qps_caller_threads(index, queries, k, ef, t, repeats) for t in settings.threads if t > 1},
+        "qps_pool": {str(t): qps_library_pool(index, queries, k, ef, t, repeats) for t in settings.threads if t > 1},
+    }
+
+
+def _timing_repeats(plan: _Plan, settings: RunSettings) -> int:
+    return settings.repeats if plan.graph == "hnsw" or settings.flat_repeats is None else settings.flat_repeats
 
 
 def _median_build(per_build: list[dict[int, dict[str, Any]]], k: int) -> int:
@@ -395,12 +409,12 @@ def _query_record(plan: _Plan, ef: int, fp: str, settings: RunSettings, k_big: i
     runs = [sweep[ef] for sweep in sweeps]
     mid = runs[median]
     record = _base_record(plan.ds, plan.backend, plan.build, results.SCHEMA_QUERY, fp)
-    qps = {t: spread(r["qps"][t]["median"] for r in runs).to_dict() | {
-        "cpu_utilization": float(np.median([r["qps"][t]["cpu_utilization"] or 0 for r in runs])),
-        "pools": mid["qps"][t]["pools"]} for t in mid["qps"]}
-    qps_pool = {t: spread(r["qps_pool"][t]["median"] for r in runs).to_dict() | {
-        "cpu_utilization": float(np.median([r["qps_pool"][t]["cpu_utilization"] or 0 for r in runs])),
-        "pools": mid["qps_pool"][t]["pools"]} for t in mid["qps_pool"]}
+    # 1 thread: the median over builds with min-max; more threads: the median build's own timing passes
+    qps = {t: (spread(r["qps"]["1"]["median"] for r in runs).to_dict() | {
+        "cpu_utilization": float(np.median([r["qps"]["1"]["cpu_utilization"] or 0 for r in runs])),
+        "pools": mid["qps"]["1"]["pools"], "over": "builds"}) if t == "1" else fig | {"over": "timing repeats"}
+        for t, fig in mid["qps"].items()}
+    qps_pool = {t: fig | {"over": "timing repeats"} for t, fig in mid["qps_pool"].items()}
     recall_builds = {key: spread(r["recall"][key] for r in runs).to_dict() for key in mid["recall"]}
     noisy = _flag_noise({f"qps_{t}t": s for t, s in qps.items()} | {f"qps_pool_{t}t": s for t, s in qps_pool.items()}
                         | {"latency_p50": mid["latency_ms"]["spread"]["p50"]}, settings.noise_threshold)
@@ -415,13 +429,15 @@ def _query_record(plan: _Plan, ef: int, fp: str, settings: RunSettings, k_big: i
         perquery=mid["perquery"], perquery_file=f"perquery/{mid['perquery_file']}",
         latency_ms=mid["latency_ms"], qps=qps, qps_pool=qps_pool, repeats=mid["repeats"], warmup=settings.warmup,
         builds=[{"seed": b["seed"], "recall": r["recall"], "recall_strict": r["recall_strict"],
-                 "qps_1t": r["qps"].get("1", {}).get("median"), "p50_ms": r["latency_ms"]["p50"],
+                 "qps_1t": r["qps"]["1"]["median"],
                  "perquery_file": f"perquery/{r['perquery_file']}"} for b, r in zip(builds, runs, strict=True)],
         median_build=median, noisy=noisy, noise_threshold=settings.noise_threshold, reference=reference,
         peak_rss_bytes=env.peak_rss_bytes(),
-        parallelism={"qps": "batch split across N caller threads, every library pool pinned to 1 in each",
-                     "qps_pool": "one caller, the library's own pools (OpenMP, BLAS, hnswlib) at N threads",
-                     "latency_ms": "one caller, single queries, pools pinned to 1"})
+        parallelism={"qps": "batch split across N caller threads, every library pool pinned to 1 in each "
+                            "(1 thread: every build; more: the median build)",
+                     "qps_pool": "one caller, the library's own pools (OpenMP, BLAS, hnswlib) at N threads "
+                                 "(the median build)",
+                     "latency_ms": "one caller, single queries, pools pinned to 1 (the median build)"})
     return record
 
 
@@ -496,24 +512,36 @@ def run_build(
                                            ds.metric)
     builds: list[dict[str, Any]] = []
     sweeps: list[dict[int, dict[str, Any]]] = []
-    for repeat in range(plan.builds):
-        index, figures = _build_index(plan, repeat, settings, progress)
-        try:
+    indexes: list[HnswIndex] = []
+    try:
+        # every build: recall and 1-thread QPS (the figures whose spread over builds the record shows)
+        for repeat in range(plan.builds):
+            index, figures = _build_index(plan, repeat, settings, progress)
+            indexes.append(index)
             sweep = {}
             for step, (ef, _path, _fp) in enumerate(plan.todo):
                 pq_path = plan.directory / "perquery" / f"query-ef{ef}-k{settings.k}-b{repeat}.h5"
-                sweep[ef] = _measure_setting(index, plan, ef, settings, k_big, difficulty, pq_path)
+                sweep[ef] = _measure_recall_and_qps(index, plan, ef, settings, k_big, difficulty, pq_path)
                 if progress:
-                    progress("query", repeat * len(plan.todo) + step + 1, plan.builds * len(plan.todo))
-        finally:
+                    progress("query", repeat * len(plan.todo) + step + 1, (plan.builds + 1) * len(plan.todo))
+            builds.append(figures)
+            sweeps.append(sweep)
+        # the median build: latency and thread scaling, whose cost would not fit the budget on every build
+        median = _median_build(sweeps, settings.k)
+        for step, (ef, _path, _fp) in enumerate(plan.todo):
+            timing = _measure_latency_and_scaling(indexes[median], plan, ef, settings)
+            sweeps[median][ef]["latency_ms"] = timing["latency_ms"]
+            sweeps[median][ef]["qps"].update(timing["qps"])
+            sweeps[median][ef]["qps_pool"] = timing["qps_pool"]
+            if progress:
+                progress("query", plan.builds * len(plan.todo) + step + 1, (plan.builds + 1) * len(plan.todo))
+    finally:
+        for index in indexes:
             index.close()
-        builds.append(figures)
-        sweeps.append(sweep)
     reference_after = reference_seconds()
     reference = {"before_s": reference_before, "after_s": reference_after,
                  "drift": abs(reference_after - reference_before) / reference_before if reference_before else None,
                  "workload": "median of 5 sorts of 4,000,000 seeded floats, one thread"}
-    median = _median_build(sweeps, settings.k)
 
     n = len(ds.train)
     record = _base_record(ds, backend, build, results.SCHEMA_BUILD, plan.build_fp)
