@@ -1,5 +1,7 @@
-"""The report stage: gather every result JSON into results/report.md, results/metrics.json, plot data (CSV, for
-``dvc plots show``) and PNG plots (recall vs QPS per dataset; bytes per vector vs recall)."""
+"""The report stage: gather the result JSON of the parameters' grid into results/report.md, results/metrics.json
+(the headline figures compared between experiments), the long tables as CSV (also the data of ``dvc plots show``)
+and PNG plots (recall vs QPS; bytes per vector vs recall), one file per kind with a panel per dataset, so every
+experiment writes the same files whatever datasets it runs (dvc.yaml declares each one, see :data:`OUTPUTS`)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,14 @@ log = logging.getLogger(__name__)
 RECALL_TARGETS = (0.90, 0.95, 0.99)
 #: the runtime's detection order, for tables
 BACKEND_ORDER = {"faiss": 0, "hnswlib": 1, "ruvector": 2, "wasm": 3, "numpy": 4}
+#: the recall@10 a codec must reach (with its best re-ranking) to be a dataset's headline codec in metrics.json
+CODEC_RECALL = 0.95
+#: every file write_report writes under its output folder, whatever the results: dvc.yaml declares each one as an
+#: output of the report stage (tests/test_dvc_views.py keeps the two in step), so an experiment on fewer datasets
+#: rewrites the same files instead of leaving some of the committed ones deleted
+OUTPUTS = ("report.md", "metrics.json", "plots/recall_qps.csv", "plots/operating_points.csv",
+           "plots/quantization.csv", "plots/builds.csv", "plots/adr.csv", "plots/recall_qps.png",
+           "plots/quant_bytes_recall.png")
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -35,6 +45,66 @@ def load_results(root: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]
         + results.collect(root, "qhnsw/*/runs/*/*/*/query-*.json"),
         "quant": results.collect(root, "quant/*/*.json"),
         "adr": results.collect(root, "adr/*.json"),
+    }
+
+
+def select_results(data: dict[str, list[dict[str, Any]]], params: dict[str, Any] | None,
+                   root: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+    """The records of the parameters' own grid (datasets, backends, builds, ef_search and k, codecs).
+
+    data/results outlives experiments (the build and quantize stages' outputs are ``persist: true``, so DVC keeps
+    them), and runs that an earlier experiment made for a dataset, backend, build, ef_search or codec that
+    ``params`` no longer lists stay on disk; without this selection an experiment's report and metrics would mix
+    them in, and ``dvc exp show`` could not tell two experiments apart. A section or key that ``params`` lacks
+    selects nothing away, so a partial ``params`` (tests, notebooks) reports everything under ``root``.
+    """
+    if not params:
+        return data
+
+    def allowed(section: str, key: str) -> set[Any] | None:
+        values = (params.get(section) or {}).get(key)
+        return set(values) if isinstance(values, list) else None
+
+    def within(value: Any, values: set[Any] | None) -> bool:
+        return values is None or value in values
+
+    datasets, backends = allowed("bench", "datasets"), allowed("bench", "backends")
+    ms, efcs = allowed("build", "m"), allowed("build", "ef_construction")
+    quants, efs = allowed("build", "quantization"), allowed("query", "ef_search")
+    k = (params.get("query") or {}).get("k")
+    qdatasets, codecs = allowed("quantization", "datasets"), allowed("quantization", "codecs")
+    hnsw_specs, hnsw_datasets = allowed("quantization", "hnsw"), allowed("quantization", "hnsw_datasets")
+    build_params = params.get("build") or {}
+    # the quantize stage builds its quantized HNSW indexes with the first build.m and build.ef_construction only
+    first_m, first_efc = (next(iter(v), None) if isinstance(v, list) else None
+                          for v in (build_params.get("m"), build_params.get("ef_construction")))
+    base = Path(root)
+
+    def in_grid(r: dict[str, Any]) -> bool:
+        dataset, build = (r.get("dataset") or {}).get("name"), r.get("build") or {}
+        if not within(r.get("backend"), backends):
+            return False
+        try:
+            quantized = Path(r["_path"]).relative_to(base).parts[0] == "qhnsw"
+        except (KeyError, ValueError):
+            quantized = False
+        if quantized:
+            return (within(dataset, qdatasets) and within(dataset, hnsw_datasets)
+                    and within(build.get("quantization"), hnsw_specs)
+                    and first_m in (None, build.get("m")) and first_efc in (None, build.get("ef_construction")))
+        return (within(dataset, datasets) and within(build.get("m"), ms)
+                and within(build.get("ef_construction"), efcs) and within(build.get("quantization"), quants))
+
+    def query_in_grid(q: dict[str, Any]) -> bool:
+        query = q.get("query") or {}
+        return in_grid(q) and within(query.get("ef_search"), efs) and (k is None or query.get("k") in (None, k))
+
+    return {
+        "builds": [b for b in data["builds"] if in_grid(b)],
+        "queries": [q for q in data["queries"] if query_in_grid(q)],
+        "quant": [q for q in data["quant"] if within((q.get("dataset") or {}).get("name"), qdatasets)
+                  and within(q.get("spec"), codecs)],
+        "adr": list(data["adr"]),  # the adr stage's output is not persistent: DVC clears it before each run
     }
 
 
@@ -230,19 +300,38 @@ def summary_lines(adr: Sequence[dict[str, Any]], ops: Sequence[dict[str, Any]]) 
 
 
 # ------------------------------------------------------------------------------------------------------- plots
-def plot_recall_qps(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """One PNG per dataset: recall@10 against single-thread batch QPS (log), one line per backend and build,
-    with each series' Pareto frontier."""
+def _empty_figure(path: Path, what: str) -> Path:
+    """A small PNG saying there is nothing to plot: the file is declared in dvc.yaml, so it always exists."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
-    for (dataset,), runs in group(rows, "dataset").items():
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(6, 1.5), dpi=100)
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"no {what} in this run's parameters", ha="center", va="center", fontsize=10)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_recall_qps(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path:
+    """One PNG, ``recall_qps.png``, one panel per dataset: recall@10 against single-thread batch QPS (log), one
+    line per backend and build, with each series' Pareto frontier."""
+    path = out_dir / "recall_qps.png"
+    by_dataset = group([r for r in rows if r["qps"]], "dataset")
+    if not by_dataset:
+        return _empty_figure(path, "recall vs QPS results")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(2, len(by_dataset))
+    nrows = (len(by_dataset) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(7 * cols, 4.5 * nrows), dpi=100, squeeze=False)
+    for ax, ((dataset,), runs) in zip(axes.flat, by_dataset.items(), strict=False):
         for (series,), pts in group(runs, "series").items():
-            pts = [p for p in pts if p["qps"]]
             front = pareto_frontier(pts, "recall_at_10", "qps")
             line = ax.plot([p["recall_at_10"] for p in front], [p["qps"] for p in front], marker="o", label=series)
             # min-max over builds as error bars; a hollow ring marks a point over the noise threshold
@@ -256,25 +345,25 @@ def plot_recall_qps(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]
                 if p.get("noisy"):
                     ax.plot(p["recall_at_10"], p["qps"], marker="o", ms=11, mfc="none", color="red", lw=0)
         ax.set_yscale("log")
-        ax.set_xlabel("recall@10")
-        ax.set_ylabel("queries per second (1 thread, batch)")
-        ax.set_title(f"{dataset}: recall vs QPS (up and right is better; bars: min-max over builds; "
-                     "red ring: noisy)", fontsize=9)
+        ax.set_xlabel("recall@10", fontsize=8)
+        ax.set_ylabel("queries per second (1 thread, batch)", fontsize=8)
+        ax.set_title(dataset, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-        path = out_dir / f"recall_qps_{dataset}.png"
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
-    return written
+    for ax in list(axes.flat)[len(by_dataset):]:
+        ax.axis("off")
+    fig.suptitle("recall vs QPS (up and right is better; bars: min-max over builds; red ring: noisy)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
-def plot_quant(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path | None:
-    """One PNG, one panel per dataset: bytes per vector (log) against recall@10 for each codec, one line per
-    re-rank factor."""
+def plot_quant(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path:
+    """One PNG, ``quant_bytes_recall.png``, one panel per dataset: bytes per vector (log) against recall@10 for
+    each codec, one line per re-rank factor."""
     if not rows:
-        return None
+        return _empty_figure(out_dir / "quant_bytes_recall.png", "quantization results")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -442,42 +531,95 @@ def scaling_lines(rows: Sequence[dict[str, Any]], queries: Sequence[dict[str, An
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
-def metrics_summary(data: dict[str, list[dict[str, Any]]], op_table: Sequence[dict[str, Any]],
-                    qrows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The numbers ``dvc metrics show`` lists: ADR latencies and verdicts, operating points, builds, codecs."""
-    out: dict[str, Any] = {"adr": {}, "operating_points": {}, "builds": {}, "quantization": {}}
-    for r in data["adr"]:
+def adr_rows(adr: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per ADR result: backend ('common' for the cases measured once), case, protocol, the judged
+    latency, the ADR's bound, the verdict and the search recall where there is one (``plots/adr.csv``)."""
+    rows = []
+    for r in sorted(adr, key=lambda r: -1 if r.get("backend") == "common" else BACKEND_ORDER.get(r.get("backend"), 9)):
         if r.get("status") != "ok":
             continue
-        cases = r["cases"]
-        out["adr"][r["backend"]] = {
-            case: {"adr_ms": c["protocols"]["adr"]["judged_ms"], "honest_ms": c["protocols"]["honest"]["judged_ms"],
-                   **({"recall_at_10": c["recall_at_10"]} if "recall_at_10" in c else {})}
-            for case, c in cases.items() if c.get("status") == "ok"
-        }
-    for row in op_table:
-        slot = out["operating_points"].setdefault(row["dataset"], {}).setdefault(f"{row['backend']}/{row['build']}",
-                                                                                  {})
-        slot[row["target"]] = {"ef_search": row["ef_search"], "qps": row["qps"]}
-    for b in build_rows(data["builds"]):
-        out["builds"].setdefault(b["dataset"], {})[f"{b['backend']}/{b['build']}"] = {
-            "build_time_s": b["build_s"], "inserts_per_s": b["inserts_per_s"], "builds": b["builds"],
-            "bytes_per_vector": b["bytes_serialized"], "bytes_per_vector_analytic": b["bytes_analytic"],
-            "bytes_per_vector_rss": b["bytes_rss"]}
-    for q in qrows:
-        out["quantization"].setdefault(q["dataset"], {}).setdefault(q["codec"], {})[f"rerank_x{q['rerank']}"] = {
-            "bytes_per_vector": q["bytes_per_vector"], "recall_at_10": q["recall_at_10"]}
+        for case, c in r["cases"].items():
+            if c.get("status") != "ok":
+                continue
+            target = TARGETS.get(case)
+            for protocol, p in c["protocols"].items():
+                rows.append({"backend": r["backend"], "tier": r.get("tier", ""), "case": case, "protocol": protocol,
+                             "judged_ms": p["judged_ms"], "target_ms": target.max_ms if target else None,
+                             "verdict": p["verdict"], "recall_at_10": c.get("recall_at_10")})
+    return rows
+
+
+def adr_verdicts(adr: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per backend, how many ADR targets pass and fail under each protocol (``adr_pass``, ``adr_fail``,
+    ``honest_pass``, ``honest_fail``); the cases measured once (embedding, distance, quantize) count for every
+    backend, as in the report's summary. Cases without a target or not available count in neither."""
+    common = next((r for r in adr if r.get("backend") == "common"), {"cases": {}})
+    out: dict[str, dict[str, int]] = {}
+    for r in sorted(adr, key=lambda r: BACKEND_ORDER.get(r.get("backend"), 9)):
+        if r.get("backend") == "common" or r.get("status") != "ok":
+            continue
+        cases = {**common["cases"], **r["cases"]}
+        counts = {}
+        for protocol in ("adr", "honest"):
+            got = [c["protocols"][protocol]["verdict"] for c in cases.values() if c.get("status") == "ok"]
+            counts[f"{protocol}_pass"], counts[f"{protocol}_fail"] = got.count("pass"), got.count("fail")
+        out[r["backend"]] = counts
+    return out
+
+
+def best_codec(qrows: Sequence[dict[str, Any]], target: float = CODEC_RECALL) -> dict[str, Any] | None:
+    """The headline codec of one dataset's quantization rows: the fewest bytes per vector whose recall@10 reaches
+    ``target`` at any re-rank factor of the sweep (x1 is the codes alone), ties broken by the smaller factor, then
+    the higher recall; None when no codec reaches it. Re-ranking reads the float vectors (from disk, not counted in
+    bytes per vector) for ``factor x k`` candidates per query."""
+    reaching = [q for q in qrows if q["recall_at_10"] is not None and q["recall_at_10"] >= target]
+    return min(reaching, key=lambda q: (q["bytes_per_vector"], q["rerank"], -q["recall_at_10"]), default=None)
+
+
+def _config(row: dict[str, Any]) -> str:
+    """A sweep row's configuration in one metrics cell: backend, build and ef_search ('numpy exact' for a flat
+    scan, which has no ef)."""
+    where = f" ef {row['ef_search']}" if row["graph"] == "hnsw" else ""
+    return f"{row['backend']} {build_label(row['build'], row['graph'])}{where}"
+
+
+def metrics_summary(data: dict[str, list[dict[str, Any]]], rows: Sequence[dict[str, Any]],
+                    qrows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The headline figures ``dvc metrics show`` / ``dvc exp show`` compare between experiments (the long tables
+    are CSV files beside the plots):
+
+    - ``qps.<dataset>.r90|r95|r99``: the best single-thread batch QPS over every backend, build and ef_search whose
+      recall@10 (median build) reaches 0.90 / 0.95 / 0.99, and ``config.<dataset>.r90|...`` the run that made it
+      (backend, build, ef_search); a target nothing reaches is null and 'not reached';
+    - ``codec.<dataset>``: ``bytes_per_vector`` and ``spec`` (codec and re-rank factor) of :func:`best_codec`;
+    - ``verdicts.<backend>``: ADR targets passed and failed under each protocol (:func:`adr_verdicts`).
+    """
+    out: dict[str, Any] = {"qps": {}, "config": {}, "codec": {}, "verdicts": adr_verdicts(data["adr"])}
+    for (dataset,), runs in group(rows, "dataset").items():
+        timed = [r for r in runs if r["qps"] and r["recall_at_10"] is not None]
+        for target in RECALL_TARGETS:
+            best = max((r for r in timed if r["recall_at_10"] >= target), key=lambda r: r["qps"], default=None)
+            key = f"r{round(target * 100)}"  # no '.' in keys: DVC joins nested keys with '.'
+            out["qps"].setdefault(dataset, {})[key] = round(best["qps"], 1) if best else None
+            out["config"].setdefault(dataset, {})[key] = _config(best) if best else "not reached"
+    for (dataset,), runs in group(qrows, "dataset").items():
+        best = best_codec(runs)
+        out["codec"][dataset] = {
+            "bytes_per_vector": best["bytes_per_vector"] if best else None,
+            "spec": (f"{best['codec']}, " + (f"rerank x{best['rerank']}" if best["rerank"] > 1 else "codes only"))
+            if best else f"none reaches recall@10 {CODEC_RECALL:.2f}"}
     return out
 
 
 # ------------------------------------------------------------------------------------------------------- report
 def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                  datasets_dir: str | os.PathLike[str] | None = None, params: dict[str, Any] | None = None) -> Path:
-    """Write report.md, metrics.json, plots/*.csv and plots/*.png under ``out_dir``; return the report's path."""
+    """Write every file of :data:`OUTPUTS` under ``out_dir`` (report.md, metrics.json, plots/*.csv and
+    plots/*.png) from the results of ``params``' grid (:func:`select_results`); return the report's path."""
     out = Path(out_dir)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    data = load_results(root)
+    data = select_results(load_results(root), params, root)
     bench = (params or {}).get("bench", {}) or {}
     threshold = float(bench.get("noise_threshold", 0.2))
     rows = query_rows(data["queries"], threshold)
@@ -494,9 +636,13 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     _write_csv(plots / "builds.csv", brows, ["dataset", "backend", "build", "builds", "build_s", "build_s_min",
                                              "build_s_max", "inserts_per_s", "bytes_serialized", "bytes_analytic",
                                              "bytes_rss", "threads", "cpu"])
-    pngs = plot_recall_qps(rows, plots)
+    _write_csv(plots / "operating_points.csv", ops, ["dataset", "backend", "build", "graph", "target", "ef_search",
+                                                     "recall_at_10", "qps", "qps_2t", "p50_ms"])
+    _write_csv(plots / "adr.csv", adr_rows(data["adr"]), ["backend", "tier", "case", "protocol", "judged_ms",
+                                                          "target_ms", "verdict", "recall_at_10"])
+    png = plot_recall_qps(rows, plots)
     qpng = plot_quant(qrows, plots)
-    metrics = metrics_summary(data, ops, qrows)
+    metrics = metrics_summary(data, rows, qrows)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
     lines = ["# ruvector-lab benchmark report", "",
@@ -557,7 +703,7 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                       op_rows), ""]
 
     lines += ["## Recall vs QPS", ""]
-    lines += [f"![{p.stem}](plots/{p.name})" for p in pngs] + [""]
+    lines += [f"![recall vs QPS, one panel per dataset](plots/{png.name})", ""]
     lines += ["Full sweep (every ef_search). R@10 is the median build's, with min–max over builds; 'strict' counts "
               "ids only (no distance ties); p5 is the 5th percentile of per-query recall@10. QPS 1t is the median over "
               "builds with min–max; 2t splits the batch over 2 caller threads (pools pinned to 1 in each), pool 2t "
@@ -612,8 +758,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                if q.get("status") != "ok"]
     if qabsent:
         lines += ["", "Codecs not available:", "", *[f"- {a}" for a in qabsent]]
-    if qpng:
-        lines += ["", f"![quantization](plots/{qpng.name})"]
+    if qrows:
+        lines += ["", f"![quantization, one panel per dataset](plots/{qpng.name})"]
     lines.append("")
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
