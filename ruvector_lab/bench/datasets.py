@@ -8,8 +8,12 @@
 - ``fashion-mnist-784-euclidean``: Debian ``dataset-fashion-mnist`` (60,000 train + 10,000 test), the same data as
   ann-benchmarks' set of that name.
 - ``hdf5``: any ann-benchmarks HDF5 file given by path.
+- ``npy``, ``fvecs``, ``bvecs``, ``ivecs``: your own vector file (and optionally a query file) in the metric you
+  name; ``text``, ``jsonl``: your own text corpus embedded like WordNet (both in :mod:`ruvector_lab.bench.sources`).
 
 Missing system data raises :class:`~ruvector_lab.errors.DatasetError` saying what to install or which file to pass.
+:func:`source_files` names the files outside the project a dataset is read from, which the data stage links into
+``data/raw/NAME.source/`` so that DVC sees when they change.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, InvalidParameterError
-from ..types import check_positive_int
 from .hdf5 import Dataset, read_hdf5
+from .sources import TEXT_SOURCES, VECTOR_SOURCES, embed_texts, first_rows, text_dataset, vector_dataset
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +91,16 @@ def read_idx_images(path: Path) -> np.ndarray:
     return pixels.reshape(n, rows * cols).astype(np.float32)
 
 
-def _first_rows(rows: np.ndarray, count: int | None, what: str, source: str) -> np.ndarray:
-    """The first ``count`` rows (all when ``count`` is None); more than there are is an error naming both numbers."""
-    if count is None:
-        return rows
-    count = check_positive_int(what, count)
-    if count > len(rows):
-        raise InvalidParameterError(f"{what}={count} asks for more rows than the {len(rows)} that {source} holds")
-    return rows[:count]
+def fashion_mnist_files(directory: Path, name: str = "fashion-mnist-784-euclidean") -> dict[str, Path]:
+    """The train and test image files in ``directory`` (gzipped or not); a missing one says what to install."""
+    files = {}
+    for part, stem in (("train", "train-images-idx3-ubyte"), ("test", "t10k-images-idx3-ubyte")):
+        found = [directory / f"{stem}.gz", directory / stem]
+        hit = next((p for p in found if p.is_file()), None)
+        if hit is None:
+            raise DatasetError(f"{found[0]} is missing. " + _install_hint("dataset-fashion-mnist", name))
+        files[part] = hit
+    return files
 
 
 def fashion_mnist(directory: Path | None = None, n_train: int | None = None, n_queries: int | None = None,
@@ -105,17 +111,11 @@ def fashion_mnist(directory: Path | None = None, n_train: int | None = None, n_q
     :class:`InvalidParameterError`.
     """
     directory = directory or FASHION_DIR
-    files = {}
-    for part, stem in (("train", "train-images-idx3-ubyte"), ("test", "t10k-images-idx3-ubyte")):
-        found = [directory / f"{stem}.gz", directory / stem]
-        hit = next((p for p in found if p.is_file()), None)
-        if hit is None:
-            raise DatasetError(f"{found[0]} is missing. " + _install_hint("dataset-fashion-mnist", name))
-        files[part] = hit
+    files = fashion_mnist_files(directory, name)
     train, test = read_idx_images(files["train"]), read_idx_images(files["test"])
     # a subset is the first rows; asking for more than the files hold is refused, never quietly shortened
-    train = _first_rows(train, n_train, "n_train", f"{name}: {files['train']}")
-    test = _first_rows(test, n_queries, "n_queries", f"{name}: {files['test']}")
+    train = first_rows(train, n_train, "n_train", f"{name}: {files['train']}")
+    test = first_rows(test, n_queries, "n_queries", f"{name}: {files['test']}")
     return Dataset(name, train, test, "euclidean", attrs={"source": "fashion-mnist", "files": str(directory)})
 
 
@@ -202,38 +202,30 @@ def wordnet_minilm(n_base: int | None = 20_000, n_queries: int = 1_000, seed: in
     """WordNet texts embedded with the project's Embedder (cosine). ``n_base`` subsamples the ~200k base texts
     (None: all of them); the attrs record how many there were and how many were kept."""
     texts = read_wordnet(directory)
-    try:
-        from ..embeddings import Embedder
-    except ImportError as exc:
-        raise DatasetError(f"dataset {name!r} needs ruvector_lab.embeddings.Embedder, which does not import here "
-                           f"({exc}); install the embed extra and run `make setup-models`") from None
     base, queries = split_wordnet(texts, n_base, n_queries, seed)
     total = len(dict.fromkeys((*texts.glosses, *texts.examples)))
-    try:
-        embedder = Embedder(precision=precision)
-    except Exception as exc:  # a missing model file is the usual cause; say so
-        raise DatasetError(f"dataset {name!r} could not start the Embedder ({type(exc).__name__}: {exc}); "
-                           "run `make setup-models`") from None
-    with embedder:
-        out = []
-        for start in range(0, len(base), 1024):
-            out.append(embedder.embed_batch(base[start : start + 1024], chunk_size=chunk_size))
-            if progress is not None:
-                progress(len(out[-1]))
-        train = np.concatenate(out) if out else np.empty((0, 384), np.float32)
-        test = embedder.embed_batch(queries, chunk_size=chunk_size)
+    train, test = embed_texts(base, queries, precision=precision, chunk_size=chunk_size, name=name, progress=progress)
     attrs: dict[str, Any] = {"source": "wordnet-3.0", "seed": seed, "precision": precision,
                              "texts_total": total, "texts_kept": len(base), "license": texts.license,
                              "model": "all-MiniLM-L6-v2"}
-    return Dataset(name, train.astype(np.float32), test.astype(np.float32), "cosine", attrs=attrs)
+    return Dataset(name, train, test, "cosine", attrs=attrs)
 
 
 # ------------------------------------------------------------------------------------------------ the registry
+#: every source a params.yaml ``datasets`` entry may name
+SOURCES: tuple[str, ...] = ("adr-random", "clustered", "wordnet", "fashion-mnist", "hdf5", *VECTOR_SOURCES,
+                            *TEXT_SOURCES)
+#: the sources embedded with the Embedder: their makers report progress in base texts embedded
+EMBEDDED_SOURCES: tuple[str, ...] = ("wordnet", *TEXT_SOURCES)
+
+
 def make_dataset(spec: dict[str, Any], progress: Callable[[int], None] | None = None) -> Dataset:
     """Build the dataset a params.yaml entry describes: ``{name, source, ...}`` where ``source`` is one of
-    adr-random, clustered, wordnet, fashion-mnist, hdf5 and the other keys are that maker's arguments."""
+    :data:`SOURCES` and the other keys are that maker's arguments. ``progress`` is called with the number of texts
+    embedded, for the sources in :data:`EMBEDDED_SOURCES`."""
     if not isinstance(spec, dict) or "name" not in spec or "source" not in spec:
-        raise InvalidParameterError(f"a dataset entry needs 'name' and 'source', got {spec!r}")
+        raise InvalidParameterError(f"a dataset entry needs 'name' and 'source' (one of {', '.join(SOURCES)}), "
+                                    f"got {spec!r}")
     args = {k: v for k, v in spec.items() if k not in {"source", "enabled"}}
     source = spec["source"]
     makers: dict[str, Callable[..., Dataset]] = {"adr-random": adr_random, "clustered": clustered,
@@ -243,6 +235,10 @@ def make_dataset(spec: dict[str, Any], progress: Callable[[int], None] | None = 
             return makers[source](**args)
         if source == "wordnet":
             return wordnet_minilm(progress=progress, **args)
+        if source in VECTOR_SOURCES:
+            return vector_dataset(fmt=source, **args)
+        if source in TEXT_SOURCES:
+            return text_dataset(fmt=source, progress=progress, **args)
         if source == "hdf5":
             path = args.get("path")
             if not path:
@@ -255,6 +251,28 @@ def make_dataset(spec: dict[str, Any], progress: Callable[[int], None] | None = 
     except TypeError as exc:
         raise InvalidParameterError(f"dataset {spec['name']!r}: bad arguments for source {source!r}: {exc}") from None
     raise InvalidParameterError(
-        f"dataset {spec['name']!r}: unknown source {source!r}; known: adr-random, clustered, wordnet, "
-        "fashion-mnist, hdf5"
+        f"dataset {spec['name']!r}: unknown source {source!r}; known sources: {', '.join(SOURCES)}"
     )
+
+
+def source_files(spec: dict[str, Any]) -> dict[str, Path]:
+    """The files outside the project that the dataset of ``spec`` is read from, by the name of their link in
+    ``data/raw/NAME.source/`` (see :func:`ruvector_lab.bench.sources.link_sources`): ``base.EXT`` and
+    ``queries.EXT`` for vector files and corpora, the Debian files of WordNet and Fashion-MNIST, none for the
+    synthetic sets (made from params alone) nor for ``hdf5`` (its ``data/raw/NAME.hdf5`` is itself a link to the
+    file). Call it after :func:`make_dataset` has accepted ``spec``."""
+    source = spec.get("source")
+    if source in VECTOR_SOURCES or source in TEXT_SOURCES:
+        files = {}
+        for role in ("path", "queries"):
+            if spec.get(role) is not None:
+                path = Path(spec[role]).expanduser()
+                files[("base" if role == "path" else role) + path.suffix] = path
+        return files
+    if source == "wordnet":
+        directory = Path(spec.get("directory") or WORDNET_DIR)
+        return {f"data.{pos}": directory / f"data.{pos}" for pos in WORDNET_POS}
+    if source == "fashion-mnist":
+        directory = Path(spec.get("directory") or FASHION_DIR)
+        return {path.name: path for path in fashion_mnist_files(directory, str(spec.get("name", ""))).values()}
+    return {}

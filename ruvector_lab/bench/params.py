@@ -42,7 +42,15 @@ def dataset_spec(params: dict[str, Any], name: str) -> dict[str, Any]:
     """The maker arguments of dataset ``name`` with its name filled in."""
     specs = section(params, "datasets")
     if name not in specs:
-        raise InvalidParameterError(f"dataset {name!r} is not in params 'datasets'; known: {', '.join(specs)}")
+        from .datasets import SOURCES  # here only: the readers are not needed to parse params
+
+        raise InvalidParameterError(
+            f"dataset {name!r} is not in params 'datasets'; known: {', '.join(specs) or 'none'}. To add it, put "
+            f"`{name}: {{source: SOURCE, ...}}` under datasets (SOURCE one of {', '.join(SOURCES)}; README, "
+            f"Benchmarks) and list it in bench.datasets. Then run the stages in this order: `ruvector-lab data "
+            f"{name}` -> `ruvector-lab groundtruth {name}` -> `ruvector-lab build {name} BACKEND` / `ruvector-lab "
+            f"quantize {name}` / `ruvector-lab adr` -> `ruvector-lab report`; or all of them with `dvc repro`"
+        )
     return {"name": name, **(specs[name] or {})}
 
 
