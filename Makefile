@@ -1,14 +1,19 @@
 # ruvector-lab: `make repro` (set up, then the DVC pipeline) and `make test` (set up, then every test).
 # Set-up is idempotent: each step leaves a stamp in .venv so a second run does nothing.
+# After set-up: `make shell` (or `source .venv/bin/activate`) for a shell with the venv's tools on the PATH.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp
+# the project's Jupyter kernel (the .venv's Python), named in every notebook's metadata
+KERNEL := $(VENV)/share/jupyter/kernels/ruvector-lab/kernel.json
+# extra options of `make lab`, e.g. make lab LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
 
-.PHONY: setup test repro lint clean setup-npm setup-models setup-data
+.PHONY: setup test repro lint clean shell setup-npm setup-models setup-data setup-browser plots
 
-setup: $(STAMP)/python setup-npm setup-models setup-data
+setup: $(STAMP)/python $(KERNEL) setup-npm setup-models setup-data setup-browser
 
 $(STAMP)/python: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ruvector-lab needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -50,6 +55,25 @@ setup-data:
 	else echo "setup-data: cannot install Debian packages here; install them with: sudo apt-get install -y $(DATA_PKGS)" \
 	  "(or drop wordnet-minilm-384 and fashion-mnist-784-euclidean from params.yaml bench.datasets)"; fi
 
+# Chromium (Debian package chromium) for tests/test_dvc_views.py, which opens the `dvc plots show` page headless with
+# no network: installed where apt-get is usable, else the command is printed and that test skips saying so
+BROWSER_PKGS := chromium
+setup-browser:
+	@if command -v chromium >/dev/null 2>&1; then echo "setup-browser: chromium is installed"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q $(BROWSER_PKGS) < /dev/null \
+	  || echo "setup-browser: apt-get failed; install it with: apt-get install -y $(BROWSER_PKGS)"; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  sudo DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PKGS) < /dev/null \
+	  || echo "setup-browser: apt-get failed; install it with: sudo apt-get install -y $(BROWSER_PKGS)"; \
+	else echo "setup-browser: cannot install Debian packages here; install Chromium with: sudo apt-get install -y $(BROWSER_PKGS)"; fi
+
+# the pipeline's interactive plots, rendered offline (vega from node_modules): dvc_plots/index.html
+plots: setup-npm
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc plots show --html-template pipelines/plots/page.html
+
 lint: $(STAMP)/python
 	$(VENV)/bin/ruff check ruvector_lab tests
 
@@ -64,25 +88,36 @@ repro: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
+# an interactive shell with the venv activated (`exit` leaves it): bash reads ~/.bashrc, then the venv's activate
+# script (the prompt shows "(.venv)"); any other $$SHELL gets the venv through VIRTUAL_ENV and PATH
+shell: $(STAMP)/python
+	@printf '[ -f ~/.bashrc ] && . ~/.bashrc\n. "%s/bin/activate"\n' "$(CURDIR)/$(VENV)" > $(VENV)/shellrc
+	@echo "make shell: $(VENV) is active in this shell; 'exit' leaves it"
+	@case "$${SHELL:-/bin/sh}" in \
+	  */bash) exec "$$SHELL" --rcfile "$(VENV)/shellrc" -i ;; \
+	  *) VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec "$${SHELL:-/bin/sh}" -i ;; \
+	esac
+
 # ---- notebooks (notebooks/): JupyterLab, re-execution, and nbval against the tiny pipeline profile
 .PHONY: notebooks lab test-notebooks
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
-KERNEL    := $(VENV)/share/jupyter/kernels/ruvector-lab/kernel.json
 
-# the project kernel (the .venv's Python), named in every notebook's metadata
+# the project kernel, installed into the venv (part of `make setup`)
 $(KERNEL): $(STAMP)/python
 	$(PY) -m ipykernel install --sys-prefix --name ruvector-lab --display-name "ruvector-lab (.venv)" >/dev/null
 
 # re-execute every notebook in place against the current results ($RUVECTOR_LAB_RESULTS, else data/results),
-# keeping each .ipynb and its py:percent twin in step
+# keeping each .ipynb and its py:percent twin (notebooks/py/, paired by notebooks/jupytext.toml) in step
 notebooks: $(KERNEL)
 	$(VENV)/bin/jupytext --sync $(NOTEBOOKS)
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 $(NOTEBOOKS)
 	$(VENV)/bin/jupytext --sync $(NOTEBOOKS)
 
-# JupyterLab on notebooks/ with the project kernel (jupytext opens the .py twins as notebooks too)
+# JupyterLab on notebooks/ with the project kernel; the py:percent twins live out of the way in notebooks/py/
+# (jupytext keeps them paired when a notebook is saved). Options through LAB_ARGS, e.g.
+# make lab LAB_ARGS="--no-browser --port 8890 --IdentityProvider.token=SECRET"
 lab: $(KERNEL)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 # every notebook cell run by nbval against the tiny params profile's outputs, made by `dvc repro` in a scratch
 # copy (as tests/test_pipeline_smoke.py does), so the checks never depend on a full `make repro` having run;

@@ -532,7 +532,8 @@ def noise_table(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     (every build and query sweep), ``drift`` their relative difference: a machine that sped up or slowed down
     meanwhile (frequency scaling, neighbours) shows here. ``noisy`` lists the figures whose relative spread
     (max - min) / median over builds or repeats exceeded ``noise_threshold`` (build time; QPS per mode and
-    thread count; single-query p50), ``max_rel_spread`` the largest such spread of the record, and
+    thread count; single-query p50; for builds also the reference drift), ``max_rel_spread`` the largest such
+    spread of the record, and
     ``flags_consistent`` whether ``noisy`` names exactly the figures of the record whose spread exceeds the
     threshold (a check of the record, not of the machine).
     """
@@ -547,6 +548,8 @@ def noise_table(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
                 figures["latency_p50"] = rec.get("latency_ms", {}).get("spread", {}).get("p50")
             spreads = {name: spread_of(s)["rel_spread"] for name, s in figures.items()}
             spreads = {name: s for name, s in spreads.items() if s is not None}
+            if kind == "build" and ref.get("drift") is not None:  # the runner flags the reference drift too
+                spreads["reference_drift"] = ref["drift"]
             threshold = rec.get("noise_threshold")
             noisy = rec.get("noisy") or []
             expected = sorted(n for n, s in spreads.items() if threshold is not None and s > threshold)

@@ -7,32 +7,98 @@
     ruvector-lab quantize DATASET               codec sweep (+ quantized HNSW builds) -> data/results/quant
     ruvector-lab adr                            the ADR-006 suite for every backend -> data/results/adr
     ruvector-lab report                         results/report.md, results/metrics.json, results/plots/
+
+Help texts are plain text (typer's rich markup is off): click's own formatter re-wraps paragraphs to the terminal
+and never shows a flag as taking a value, which typer's rich panels do (``--help <bool>``). Progress bars go to
+stderr and are drawn only when stderr is a terminal, so DVC and CI logs stay short.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import logging
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Self
 
 import typer
 
+from . import __version__
+from .backends import BACKENDS
 from .errors import RuvectorLabError
+from .quantization import KINDS as CODEC_KINDS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="ruvector-lab benchmarks and pipeline stages.")
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from .bench.runner import RunSettings
+
 log = logging.getLogger("ruvector_lab.cli")
 
-ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file (YAML)")]
-ResultsOpt = Annotated[Path, typer.Option("--results", help="results root")]
+#: the BACKEND argument's choices: the backend registry's names, in detection order
+Backend = enum.StrEnum("Backend", {name: name for name in BACKENDS})  # type: ignore[misc]
+
+
+def _params_datasets(path: Path = Path("params.yaml")) -> list[str]:
+    """The dataset names of the params file at ``path``, for help texts; [] when it is absent or unreadable.
+
+    Read with PyYAML directly, not through the harness' params module: ``--help`` should not import the harness,
+    and a broken params file must not break the help that explains how to fix it."""
+    try:
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+        return [str(name) for name in (data.get("datasets") or {})]
+    except Exception:  # best effort by design: help without the list beats no help
+        return []
+
+
+def _dataset_help() -> str:
+    """Help for a dataset argument, naming the datasets of ./params.yaml when there is one."""
+    names = _params_datasets()
+    known = f" (in ./params.yaml: {', '.join(names)})" if names else ""
+    return f"a dataset named under datasets in the params file{known}"
+
+
+CODEC_HELP = (f"none, or a codec KIND[-m<M>][-r<R>]: KIND one of {', '.join(CODEC_KINDS)}; -m<M>: product "
+              "quantization subspaces (product only, default d/8); -r<R>: re-score R candidates exactly")
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
+    help="ruvector-lab: benchmarks of vector search and the stages of its DVC pipeline.\n\n"
+         "dvc repro (make repro) runs the stages in order: data, groundtruth, build, quantize, adr, report. Each "
+         "reads its settings from the params file (--params, default ./params.yaml) and writes under data/ (the "
+         "report under results/). Run any stage by hand; finished runs are not repeated. Backends: "
+         f"{', '.join(BACKENDS)} (ruvector-lab backends says which work here). Progress bars go to stderr, and only "
+         "when it is a terminal.",
+)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file (YAML): every sweep and setting")]
+ResultsOpt = Annotated[Path, typer.Option("--results", help="results root (runs/, quant/, qhnsw/, adr/)")]
 DatasetsOpt = Annotated[Path, typer.Option("--datasets-dir", help="folder of ground-truthed HDF5 datasets")]
+DatasetArg = Annotated[str, typer.Argument(metavar="DATASET", help=_dataset_help(), show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="rerun finished runs (same as params bench.force: true)")]
+
+
+def _print_version(value: bool) -> None:
+    """--version: print the version and stop before any command runs (an eager option)."""
+    if value:
+        typer.echo(f"ruvector-lab {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """Options of every command: logging to stderr (the app's help= is what --help shows)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -43,15 +109,132 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def _bar(total: int, desc: str, unit: str = "vec"):
+def _bar(total: int, desc: str, unit: str = "vec", initial: int = 0) -> tqdm:
+    """A progress bar on stderr. ``disable=None`` is tqdm's "draw only on a terminal": under DVC, CI or a pipe
+    nothing is written, so logs stay short."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=2.0, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr, mininterval=2.0,
+                dynamic_ncols=True, disable=None)
+
+
+class _Bars:
+    """What the stages' bars share: ``with`` them, and log records are printed above a drawn bar rather than through
+    it (tqdm's logging redirect of the root handler), and the open bar is finished on the way out."""
+
+    bar: tqdm | None = None
+
+    def __enter__(self) -> Self:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self._logs = contextlib.ExitStack()
+        self._logs.enter_context(logging_redirect_tqdm())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        self._logs.close()
+
+    def close(self) -> None:
+        """Finish the open bar, if any (it stays on screen at whatever count it reached)."""
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+
+
+class _StepBar(_Bars):
+    """A bar over the steps one harness call reports as ``progress(step, done, total)``: ``step`` (what runs
+    next) is shown beside the count, and the bar closes as soon as ``done`` reaches ``total``."""
+
+    def __init__(self, desc: str, unit: str = "step") -> None:
+        self.desc, self.unit = desc, unit
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = _bar(total, self.desc, self.unit, initial=done)
+        self.bar.n = min(done, total)
+        self.bar.set_postfix_str(step, refresh=False)
+        self.bar.refresh()
+        if done >= total:
+            self.close()
+
+
+class _BuildBars(_Bars):
+    """The build stage's bars, honest under build repeats.
+
+    The runner builds a graph configuration several times (flat indexes once) and reports ``("insert", done, n)``
+    after each inserted chunk of every build, and ``("query", i, total)`` after each query step, counted over the
+    whole configuration (every build's ef_search sweep, then what it measures on one build only). Each build gets an
+    insert bar that closes at 100% the moment its inserts are done (not after the sweeps); one bar counts the query
+    steps. When the next build's inserts start, the query bar makes way (cleared, since it is not finished) and comes
+    back at its count after them, so one bar is drawn at a time and a bar left on screen is a finished one.
+    """
+
+    def __init__(self, label: str, builds: int) -> None:
+        self.label, self.builds = label, max(1, builds)
+        self.build = 0  # the build being inserted, 1-based
+        self.step: str | None = None
+        self.last = 0
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if step == "insert":
+            if self.step != "insert" or done <= self.last:  # the first chunk of the next build
+                self.build += 1
+                self._open("insert", total, done, f"insert {self.label} build {self.build}/{self.builds}", "vec")
+        elif self.step != step:
+            self._open(step, total, done, f"{'queries' if step == 'query' else step} {self.label}", "step")
+        self.last = done
+        assert self.bar is not None
+        self.bar.n = min(done, self.bar.total)
+        self.bar.refresh()
+        if self.bar.n >= self.bar.total:
+            self.close()
+
+    def _open(self, step: str, total: int, done: int, desc: str, unit: str) -> None:
+        if self.bar is not None and self.bar.n < self.bar.total:
+            self.bar.leave = False  # making way, not finished: a bar left at 3/9 would read as work abandoned
+        self.close()
+        self.step = step
+        # opened at the first report, so it starts at that count: the rate is measured from there on
+        self.bar = _bar(total, desc, unit, initial=done)
+
+    def close(self) -> None:
+        """Finish the open bar, if any (it stays on screen at whatever count it reached)."""
+        super().close()
+        self.step = None
+
+
+def _build_count(settings: RunSettings, n_train: int, backend: str) -> int:
+    """How many builds the runner makes of one configuration (RunSettings.builds_for), 1 when it cannot say."""
+    from .runtime import Runtime
+
+    try:
+        return settings.builds_for(n_train, Runtime.require(backend).graph)
+    except RuvectorLabError:  # unavailable here: the runner records it and reports no progress
+        return 1
+
+
+def _codec_spec(spec: str) -> str:
+    """--quantization: 'none' or KIND[-m<M>][-r<R>] with a known KIND (the runner would record a typo as a
+    build that is not available, and move on)."""
+    if spec == "none":
+        return spec
+    from .bench.runner import split_spec
+
+    try:
+        kind, m, _ = split_spec(spec)
+    except RuvectorLabError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if kind not in CODEC_KINDS:
+        raise typer.BadParameter(f"unknown codec {kind!r} in {spec!r}; expected one of {', '.join(CODEC_KINDS)}")
+    if m is not None and kind != "product":
+        raise typer.BadParameter(f"{spec!r}: only product takes -m<M>")
+    return spec
 
 
 @app.command()
 def backends() -> None:
-    """List every known backend and whether it works here (else the reason)."""
+    """List every known backend, its tier and whether it works here (else the reason)."""
     from .runtime import Runtime
 
     for name, ok in Runtime.available().items():
@@ -60,25 +243,27 @@ def backends() -> None:
 
 @app.command()
 def data(
-    name: str,
+    name: Annotated[str, typer.Argument(metavar="NAME", help=_dataset_help(), show_default=False)],
     params_file: ParamsOpt = Path("params.yaml"),
     out_dir: Annotated[Path, typer.Option(help="where NAME.hdf5 goes")] = Path("data/raw"),
     hdf5: Annotated[Path | None, typer.Option(help="use this ann-benchmarks HDF5 file instead")] = None,
 ) -> None:
     """Make dataset NAME as params.yaml describes it and write it in the ann-benchmarks HDF5 layout.
 
-    An ann-benchmarks file (source hdf5, or --hdf5) is checked and then linked, not copied, to out_dir/NAME.hdf5:
-    DVC hashes through the link, so a change to the file's contents shows in `dvc status` and is redone by
-    `dvc repro`.
+    An ann-benchmarks file (source hdf5, or --hdf5) is checked and then linked, not copied, to OUT_DIR/NAME.hdf5:
+    DVC hashes through the link, so a change to the file's contents shows in dvc status and is redone by
+    dvc repro. The files other sources are converted from (a vector file or corpus and its queries, the Debian
+    data) are linked into the folder OUT_DIR/NAME.source/ (empty for the synthetic sets), for the same reason.
     """
-    from .bench import datasets, params
+    from .bench import datasets, params, sources
     from .bench import hdf5 as h5
 
     try:
         spec = {"name": name, "source": "hdf5", "path": str(hdf5)} if hdf5 else \
             params.dataset_spec(params.load_params(params_file), name)
         start = time.perf_counter()
-        bar = _bar(int(spec.get("n_base") or 0), f"embed {name}") if spec.get("source") == "wordnet" else None
+        embeds = spec.get("source") in datasets.EMBEDDED_SOURCES
+        bar = _bar(int(spec.get("n_base") or 0), f"embed {name}", "text") if embeds else None
         ds = datasets.make_dataset(spec, progress=bar.update if bar else None)
         if bar:
             bar.close()
@@ -87,6 +272,7 @@ def data(
         else:
             ds.attrs["make_seconds"] = time.perf_counter() - start
             path = h5.write_hdf5(out_dir / f"{name}.hdf5", ds)
+        sources.link_sources(datasets.source_files(spec), out_dir / f"{name}.source")
     except RuvectorLabError as exc:
         _fail(exc)
     typer.echo(f"{path}: {len(ds.train)} x {ds.dimensions} base, {len(ds.test)} queries, {ds.metric}")
@@ -94,7 +280,7 @@ def data(
 
 @app.command()
 def groundtruth(
-    name: str,
+    name: Annotated[str, typer.Argument(metavar="NAME", help=_dataset_help(), show_default=False)],
     params_file: ParamsOpt = Path("params.yaml"),
     raw_dir: Annotated[Path, typer.Option(help="folder of the data stage's HDF5")] = Path("data/raw"),
     out_dir: DatasetsOpt = Path("data/datasets"),
@@ -141,54 +327,56 @@ def _load_dataset(datasets_dir: Path, name: str):
 
 @app.command()
 def build(
-    dataset: str,
-    backend: str,
+    dataset: DatasetArg,
+    backend: Annotated[Backend, typer.Argument(
+        metavar="BACKEND", show_default=False,
+        help=f"index backend, one of {', '.join(BACKENDS)} (ruvector-lab backends says which work here)")],
     m: Annotated[int, typer.Option("--m", help="HNSW links per node")] = 16,
     efc: Annotated[int, typer.Option("--efc", help="ef_construction")] = 100,
-    quantization: Annotated[str, typer.Option(help="none | scalar | int4 | binary | product[-m<M>]")] = "none",
-    force: Annotated[bool, typer.Option(help="rerun finished runs")] = False,
+    quantization: Annotated[str, typer.Option(help=CODEC_HELP, callback=_codec_spec)] = "none",
+    force: ForceOpt = False,
     params_file: ParamsOpt = Path("params.yaml"),
     results_root: ResultsOpt = Path("data/results"),
     datasets_dir: DatasetsOpt = Path("data/datasets"),
 ) -> None:
-    """Build one index of DATASET on BACKEND and run its ef_search sweep (finished runs are skipped)."""
+    """Build one index of DATASET on BACKEND and run its ef_search sweep (finished runs are skipped).
+
+    A graph is built params bench.build_repeats times (seeded insertion orders), each build swept over params
+    query.ef_search; a backend that is not available here is recorded as such, with the reason.
+    """
     from .bench import params, runner
 
+    name = backend.value
     try:
         p = params.load_params(params_file)
         settings = params.run_settings(p, force)
         runner.cap_rayon_pool(settings.build_threads)  # before ruvector's first use: its pool is sized once
         ds = _load_dataset(datasets_dir, dataset)
-        bars: dict[str, object] = {}
-
-        def progress(step: str, done: int, total: int) -> None:
-            bar = bars.get(step)
-            if bar is None:
-                bar = bars[step] = _bar(total, f"{step} {dataset}/{backend}", "vec" if step == "insert" else "ef")
-            bar.n = done  # type: ignore[attr-defined]
-            bar.refresh()  # type: ignore[attr-defined]
-
-        outcome = runner.run_build(ds, backend, runner.BuildParams(m, efc, quantization), params.ef_searches(p),
-                                   settings, results_root, progress)
-        for bar in bars.values():
-            bar.close()  # type: ignore[attr-defined]
+        with _BuildBars(f"{dataset}/{name}", _build_count(settings, len(ds.train), name)) as bars:
+            outcome = runner.run_build(ds, name, runner.BuildParams(m, efc, quantization), params.ef_searches(p),
+                                       settings, results_root, bars)
     except RuvectorLabError as exc:
         _fail(exc)
     state = f"not available ({outcome.unavailable})" if outcome.unavailable else \
         f"{len(outcome.written)} written, {len(outcome.skipped)} already done"
-    typer.echo(f"{dataset}/{backend}/M{m}-efc{efc}-{quantization}: {state}")
+    typer.echo(f"{dataset}/{name}/M{m}-efc{efc}-{quantization}: {state}")
 
 
 @app.command()
 def quantize(
-    dataset: str,
-    force: Annotated[bool, typer.Option(help="rerun finished runs")] = False,
+    dataset: DatasetArg,
+    force: ForceOpt = False,
     params_file: ParamsOpt = Path("params.yaml"),
     results_root: ResultsOpt = Path("data/results"),
     datasets_dir: DatasetsOpt = Path("data/datasets"),
 ) -> None:
-    """Codec sweep on DATASET (bytes/vector vs recall, with re-ranking), then, for the datasets in
-    ``quantization.hnsw_datasets``, quantized HNSW builds per backend (backends without them are recorded absent)."""
+    """Codec sweep on DATASET: bytes per vector against recall, with exact re-ranking.
+
+    Every codec of params quantization.codecs (KIND[-m<M>], the codecs of build --quantization) is trained,
+    encodes the base set and is scanned by brute force. For the datasets in params
+    quantization.hnsw_datasets, quantized HNSW indexes (params quantization.hnsw, KIND[-m<M>][-r<R>]) are then built
+    on every backend of params bench.backends; a backend without them is recorded as not available.
+    """
     from .bench import params, quant, runner
 
     try:
@@ -197,9 +385,11 @@ def quantize(
         ds = _load_dataset(datasets_dir, dataset)
         settings = params.run_settings(p, force)
         runner.cap_rayon_pool(settings.build_threads)
-        written = quant.run_quant_sweep(ds, list(q.get("codecs", [])), results_root,
-                                        factors=[int(f) for f in q.get("rerank", [1, 4, 10])],
-                                        n_queries=int(q.get("n_queries", 1000)), force=settings.force)
+        with _StepBar(f"codecs {dataset}", "step") as codecs:
+            written = quant.run_quant_sweep(ds, list(q.get("codecs", [])), results_root,
+                                            factors=[int(f) for f in q.get("rerank", [1, 4, 10])],
+                                            n_queries=int(q.get("n_queries", 1000)), force=settings.force,
+                                            progress=codecs)
         build = params.section(p, "build")
         (results_root / "qhnsw" / dataset).mkdir(parents=True, exist_ok=True)  # a declared output, even if empty
         hnsw_specs = q.get("hnsw", []) if dataset in q.get("hnsw_datasets", []) else []
@@ -207,8 +397,10 @@ def quantize(
             for backend in params.section(p, "bench").get("backends", []):
                 bp = runner.BuildParams(int(build.get("m", [16])[0]), int(build.get("ef_construction", [100])[0]),
                                         str(spec))
-                outcome = runner.run_build(ds, backend, bp, params.ef_searches(p), settings,
-                                           results_root / "qhnsw" / dataset)
+                builds = _build_count(settings, len(ds.train), backend)
+                with _BuildBars(f"{dataset}/{backend}/{spec}", builds) as bars:
+                    outcome = runner.run_build(ds, backend, bp, params.ef_searches(p), settings,
+                                               results_root / "qhnsw" / dataset, bars)
                 written += outcome.written
     except RuvectorLabError as exc:
         _fail(exc)
@@ -221,7 +413,12 @@ def adr(
     results_root: ResultsOpt = Path("data/results"),
     datasets_dir: DatasetsOpt = Path("data/datasets"),
 ) -> None:
-    """The ADR-006 suite: common cases once, index cases for every backend in params ``bench.backends``."""
+    """The ADR-006 suite, judged against the ADR's targets.
+
+    The common cases (embedding, distance, quantize, pattern match) run once; the index cases (inserts, search
+    k=10 with recall, batch distance, pattern match through an index) run on every backend of params
+    bench.backends, on the dataset of params adr.dataset.
+    """
     from .bench import adr as suite
     from .bench import params, results
 
@@ -233,12 +430,13 @@ def adr(
         out = results_root / "adr"
         if out.exists():
             shutil.rmtree(out)
-        record = suite.run_common(ds, settings)
+        with _StepBar("ADR common cases", "case") as bar:
+            record = suite.run_common(ds, settings, progress=bar)
         results.write_json(out / "common.json", record)
-        from tqdm import tqdm
-
-        for backend in tqdm(params.section(p, "bench").get("backends", []), desc="ADR suite", file=sys.stderr):
-            results.write_json(out / f"{backend}.json", suite.run_backend(ds, backend, settings))
+        for backend in params.section(p, "bench").get("backends", []):
+            with _StepBar(f"ADR {backend}", "case") as bar:
+                record = suite.run_backend(ds, backend, settings, progress=bar)
+            results.write_json(out / f"{backend}.json", record)
     except RuvectorLabError as exc:
         _fail(exc)
     typer.echo(f"ADR suite written to {out}")
@@ -251,7 +449,7 @@ def report(
     datasets_dir: DatasetsOpt = Path("data/datasets"),
     out_dir: Annotated[Path, typer.Option(help="where report.md, metrics.json and plots/ go")] = Path("results"),
 ) -> None:
-    """Write results/report.md, results/metrics.json and results/plots/ from every result JSON."""
+    """Write results/report.md, results/metrics.json and results/plots/ from every result JSON under --results."""
     from .bench import params
     from .bench import report as rep
 

@@ -16,6 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
+#: the py:percent twins live in a subfolder, out of the way in JupyterLab's file browser (notebooks/jupytext.toml)
+PY_DIR = NB_DIR / "py"
+PAIRING = "ipynb,py//py:percent"  # "py/" + "/py:percent": the folder py/, the extension .py
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9]*.ipynb"))
 EXPECTED = ["01-quickstart", "02-adr-targets", "03-hnsw-tuning", "04-quantization", "05-learning"]
 
@@ -34,15 +37,30 @@ from ruvector_lab.runtime import Runtime  # noqa: E402
 def test_the_five_notebooks_exist_each_with_its_py_percent_twin():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
     for path in NOTEBOOKS:
-        assert path.with_suffix(".py").is_file(), f"{path.name} has no paired .py"
+        assert (PY_DIR / f"{path.stem}.py").is_file(), f"{path.name} has no paired notebooks/py/{path.stem}.py"
+    assert not list(NB_DIR.glob("[0-9]*.py")), "a twin beside its notebook: twins live in notebooks/py/"
     config = (NB_DIR / "jupytext.toml").read_text()
-    assert 'formats = "ipynb,py:percent"' in config
+    assert f'formats = "{PAIRING}"' in config
+
+
+@pytest.mark.parametrize("stem", EXPECTED)
+def test_jupytext_pairs_each_notebook_with_its_twin_in_the_subfolder(stem):
+    from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
+    from jupytext.paired_paths import paired_paths
+
+    nb = jupytext.read(NB_DIR / f"{stem}.ipynb")
+    assert nb.metadata["jupytext"]["formats"] == PAIRING
+    assert jupytext.read(PY_DIR / f"{stem}.py").metadata["jupytext"]["formats"] == PAIRING
+    config = load_jupytext_configuration_file(find_jupytext_configuration_file(str(NB_DIR)))
+    assert config.formats == [PAIRING]  # the config pairs every notebook in notebooks/ this way
+    paths = {Path(path) for path, _fmt in paired_paths(str(NB_DIR / f"{stem}.ipynb"), "ipynb", PAIRING)}
+    assert paths == {NB_DIR / f"{stem}.ipynb", PY_DIR / f"{stem}.py"}
 
 
 @pytest.mark.parametrize("stem", EXPECTED)
 def test_ipynb_and_py_hold_the_same_cells(stem):
     ipynb = jupytext.read(NB_DIR / f"{stem}.ipynb")
-    script = jupytext.read(NB_DIR / f"{stem}.py")
+    script = jupytext.read(PY_DIR / f"{stem}.py")
     assert [(c.cell_type, c.source.strip()) for c in ipynb.cells] == \
         [(c.cell_type, c.source.strip()) for c in script.cells], f"{stem}: run `jupytext --sync` (make notebooks)"
     assert ipynb.metadata["kernelspec"]["name"] == "ruvector-lab"
@@ -50,7 +68,7 @@ def test_ipynb_and_py_hold_the_same_cells(stem):
 
 @pytest.mark.parametrize("stem", EXPECTED)
 def test_first_cell_says_the_question_and_where_the_data_comes_from(stem):
-    first = jupytext.read(NB_DIR / f"{stem}.py").cells[0]
+    first = jupytext.read(PY_DIR / f"{stem}.py").cells[0]
     assert first.cell_type == "markdown"
     assert "**Question.**" in first.source and "**Data.**" in first.source
 
@@ -68,7 +86,7 @@ def test_committed_outputs_hold_no_errors_and_no_machine_paths(stem):
 
 @pytest.mark.parametrize("stem", EXPECTED)
 def test_every_plot_has_a_title_and_axis_labels(stem):
-    source = (NB_DIR / f"{stem}.py").read_text()
+    source = (PY_DIR / f"{stem}.py").read_text()
     plots = source.count("plt.subplots(")
     if plots:
         assert source.count("set_title(") + source.count("suptitle(") >= plots

@@ -31,6 +31,13 @@ from .timer import summarize, time_calls
 
 log = logging.getLogger(__name__)
 
+#: ``progress(step, done, total)``: ``step`` names the case starting now, ``done`` of ``total`` cases are finished.
+#: Called only between cases, never inside a timed section.
+Progress = Callable[[str, int, int], None]
+#: the steps of :func:`run_common` and :func:`run_backend` in progress reports
+COMMON_STEPS = ("embed", "distance", "quantize", "pattern_match")
+BACKEND_STEPS = ("hnsw_insert", "hnsw_search_k10", "batch_distance_10k", "pattern_match")
+
 ADR_SENTENCE = "This is a test sentence for embedding."
 _SUBJECTS = ("the engineer", "a small dog", "the index", "my neighbour", "the committee", "a red kite", "the model")
 _VERBS = ("reads", "builds", "searches", "paints", "measures", "forgets", "explains", "carries")
@@ -78,11 +85,24 @@ def _absent(reason: str) -> dict[str, Any]:
     return {"status": "not available", "reason": reason}
 
 
-def run_common(ds: Dataset, settings: AdrSettings) -> dict[str, Any]:
-    """The cases that do not depend on the index backend: embedding, distance, quantize, exact pattern match."""
+def _stepper(progress: Progress | None, steps: Sequence[str]) -> Callable[[int], None]:
+    """``step(i)``: tell ``progress`` that ``i`` of ``steps`` are done and ``steps[i]`` starts (a no-op without)."""
+
+    def step(i: int) -> None:
+        if progress:
+            progress(steps[i] if i < len(steps) else "done", i, len(steps))
+
+    return step
+
+
+def run_common(ds: Dataset, settings: AdrSettings, progress: Progress | None = None) -> dict[str, Any]:
+    """The cases that do not depend on the index backend: embedding, distance, quantize, exact pattern match.
+    ``progress`` hears of the :data:`COMMON_STEPS`."""
     cases: dict[str, Any] = {}
     rng = np.random.default_rng(settings.seed)
+    step = _stepper(progress, COMMON_STEPS)
     with pinned_threads(settings.threads):
+        step(0)
         try:
             from ..embeddings import Embedder
 
@@ -100,9 +120,11 @@ def run_common(ds: Dataset, settings: AdrSettings) -> dict[str, Any]:
                 cases["embed_batch_32"] = _measure("embed_batch_32", embedder.embed_batch, [ADR_SENTENCE] * 32,
                                                    batches, settings.batch_iterations, 2)
                 cases["embed_single"]["info"] = {"precision": settings.embed_precision, "threads": settings.threads}
+        step(1)
         pairs = [(ds.train[i], ds.train[i + 1]) for i in range(min(settings.op_iterations, len(ds.train) - 1))]
         cases["distance"] = _measure("distance", lambda p: ops.distance(p[0], p[1], ds.metric), pairs[0], pairs,
                                      settings.op_iterations)
+        step(2)
         try:
             from ..quantization import QuantizationConfig, quantize
 
@@ -112,6 +134,7 @@ def run_common(ds: Dataset, settings: AdrSettings) -> dict[str, Any]:
             cases["quantize"]["info"] = {"kind": "scalar"}
         except ImportError as exc:
             cases["quantize"] = _absent(f"quantization package unavailable: {exc}")
+        step(3)
         try:
             from ..learning import create_pattern, match_patterns
 
@@ -123,6 +146,7 @@ def run_common(ds: Dataset, settings: AdrSettings) -> dict[str, Any]:
             cases["pattern_match"]["info"] = {"patterns": n, "method": "exact match_patterns over a list"}
         except ImportError as exc:
             cases["pattern_match"] = _absent(f"learning module unavailable: {exc}")
+    step(4)
     del rng
     for case in cases.values():
         case["scope"] = "common"
@@ -130,9 +154,10 @@ def run_common(ds: Dataset, settings: AdrSettings) -> dict[str, Any]:
             "config": asdict(settings), "threads": {"threads": settings.threads}, "environment": env.environment()}
 
 
-def run_backend(ds: Dataset, backend: str, settings: AdrSettings) -> dict[str, Any]:
+def run_backend(ds: Dataset, backend: str, settings: AdrSettings, progress: Progress | None = None) -> dict[str, Any]:
     """The cases that run on an index backend: single inserts, search k=10 (with recall), batch distance on the
-    backend's kernel, and pattern match through a PatternStore on that backend."""
+    backend's kernel, and pattern match through a PatternStore on that backend. ``progress`` hears of the
+    :data:`BACKEND_STEPS` (nothing when the backend is not available)."""
     base = {"schema": results.SCHEMA_ADR, "backend": backend, "config": asdict(settings),
             "environment": env.environment()}
     available = Runtime.available()
@@ -146,7 +171,9 @@ def run_backend(ds: Dataset, backend: str, settings: AdrSettings) -> dict[str, A
     rng = np.random.default_rng(settings.seed)
     config = HnswConfig(dimensions=ds.dimensions, m=settings.m, ef_construction=settings.ef_construction,
                         ef_search=settings.ef_search, metric=ds.metric)
+    step = _stepper(progress, BACKEND_STEPS)
     with pinned_threads(settings.threads):
+        step(0)
         index = HnswIndex(config, backend=backend)
         items = [(str(i), v) for i, v in enumerate(ds.train)]
         samples = time_calls(lambda item: index.insert(item[0], item[1]), items, warmup=0)
@@ -157,6 +184,7 @@ def run_backend(ds: Dataset, backend: str, settings: AdrSettings) -> dict[str, A
                    "judged_ms": judged, "verdict": verdict("hnsw_insert", judged)}
             for name, judged in (("adr", ins.mean_ms), ("honest", ins.p95_ms))},
             "inserts_per_s": len(items) / float(samples.sum()), "vectors": len(items)}
+        step(1)
         one_query = rng.uniform(-1.0, 1.0, ds.dimensions).astype(np.float32)
         queries = ds.test[: settings.search_iterations]
         search = _measure("hnsw_search_k10", lambda q: index.search(q, 10), one_query, list(queries),
@@ -169,6 +197,7 @@ def run_backend(ds: Dataset, backend: str, settings: AdrSettings) -> dict[str, A
         search["info"] = {"config": config.to_dict(), "graph": Runtime.require(backend).graph}
         cases["hnsw_search_k10"] = search
         index.close()
+        step(2)
         previous = Runtime.current()
         Runtime.initialize(backend=backend)  # batch_distance uses the runtime backend's kernel
         try:
@@ -179,6 +208,7 @@ def run_backend(ds: Dataset, backend: str, settings: AdrSettings) -> dict[str, A
             Runtime.reset()
             if previous is not None:
                 Runtime.initialize(backend=previous.backend)
+        step(3)
         try:
             from ..learning import PatternStore, create_pattern
 
@@ -191,6 +221,7 @@ def run_backend(ds: Dataset, backend: str, settings: AdrSettings) -> dict[str, A
             cases["pattern_match"]["info"] = {"patterns": n, "method": "PatternStore (HNSW) k=10"}
         except ImportError as exc:
             cases["pattern_match"] = _absent(f"learning module unavailable: {exc}")
+    step(4)
     for case in cases.values():
         case["scope"] = "backend"
     return {**base, "status": "ok", "tier": tier, "cases": cases, "threads": {"threads": settings.threads}}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,12 @@ from .threads import pinned_threads
 from .timer import summarize, time_calls
 
 log = logging.getLogger(__name__)
+
+#: ``progress(step, done, total)``: ``step`` names what starts now, ``done`` of ``total`` steps are finished.
+#: Called only between timed sections, so a progress bar never lands inside a measurement.
+Progress = Callable[[str, int, int], None]
+#: the steps of one codec in progress reports: train, encode and scan, re-rank
+CODEC_STEPS = 3
 
 
 def _percentiles(samples_s: np.ndarray) -> dict[str, float]:
@@ -43,8 +49,9 @@ def _code_scores(codec: Any, queries: np.ndarray, codes: np.ndarray, decoded: np
 
 
 def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: int = 10, n_queries: int = 1000,
-                query_block: int = 200) -> dict[str, Any]:
-    """Measure one codec on ``ds``; returns the quant@1 record (see :mod:`ruvector_lab.bench.results`)."""
+                query_block: int = 200, progress: Progress | None = None) -> dict[str, Any]:
+    """Measure one codec on ``ds``; returns the quant@1 record (see :mod:`ruvector_lab.bench.results`).
+    ``progress`` hears of its :data:`CODEC_STEPS` steps (train, encode and scan, re-rank)."""
     base = {"schema": results.SCHEMA_QUANT, "dataset": ds.describe(), "spec": spec,
             "environment": env.environment()}
     try:
@@ -57,9 +64,13 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
     if ds.distances is None:
         raise ValueError(f"dataset {ds.name!r} has no ground truth")
     with pinned_threads(1):
+        if progress:
+            progress("train", 0, CODEC_STEPS)
         start = time.perf_counter()
         codec.train(ds.train)
         train_time = time.perf_counter() - start
+        if progress:
+            progress("encode and scan", 1, CODEC_STEPS)
         start = time.perf_counter()
         codes = codec.encode(ds.train)
         encode_time = time.perf_counter() - start
@@ -80,6 +91,8 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
             order = np.argsort(np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
             cands[qs : qs + query_block] = np.take_along_axis(part, order, axis=1)
         scan_time = time.perf_counter() - start
+    if progress:
+        progress("re-rank", 2, CODEC_STEPS)
     rerank = []
     for factor in factors:
         width = min(factor * k, widest)
@@ -107,19 +120,37 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
 
 
 def run_quant_sweep(ds: Dataset, specs: Sequence[str], root: str | Path, factors: Sequence[int] = (1, 4, 10),
-                    n_queries: int = 1000, force: bool = False) -> list[Path]:
-    """Sweep every codec spec on ``ds`` and write quant/<dataset>/<spec>.json; finished ones are skipped."""
+                    n_queries: int = 1000, force: bool = False, progress: Progress | None = None) -> list[Path]:
+    """Sweep every codec spec on ``ds`` and write quant/<dataset>/<spec>.json; finished ones are skipped.
+    ``progress`` hears of every codec's steps, ``CODEC_STEPS * len(specs)`` in all, as ``"<spec>: <step>"``."""
     written = []
-    for spec in specs:
+    total = CODEC_STEPS * len(specs)
+    for i, spec in enumerate(specs):
+        steps = _codec_progress(progress, spec, CODEC_STEPS * i, total)
         path = Path(root) / "quant" / results.check_component(ds.name, "dataset") / \
             f"{results.check_component(spec, 'codec')}.json"
         fp = results.fingerprint({"dataset": ds.describe(), "spec": spec, "factors": list(factors),
                                   "n_queries": n_queries}, results.measured_code_hash(None, quantized=True))
         if not force and results.is_done(path, fp):
+            if steps:
+                steps("already done", CODEC_STEPS, CODEC_STEPS)
             continue
-        record = sweep_codec(ds, spec, factors=factors, n_queries=n_queries)
+        record = sweep_codec(ds, spec, factors=factors, n_queries=n_queries, progress=steps)
         record["fingerprint"] = fp
         results.write_json(path, record)
         written.append(path)
         log.info("quantization %s on %s: %s", spec, ds.name, record.get("status"))
+        if steps:
+            steps(str(record.get("status")), CODEC_STEPS, CODEC_STEPS)
     return written
+
+
+def _codec_progress(progress: Progress | None, spec: str, before: int, total: int) -> Progress | None:
+    """One codec's step reports as the sweep's: offset by the steps of the codecs before it, named by its spec."""
+    if progress is None:
+        return None
+
+    def report(step: str, done: int, _steps: int) -> None:
+        progress(f"{spec}: {step}", before + done, total)
+
+    return report

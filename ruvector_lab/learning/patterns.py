@@ -46,6 +46,15 @@ class PatternMatch:
     pattern: Pattern
     similarity: float
 
+    def __repr__(self) -> str:
+        """id, similarity, metadata and the embedding's shape and first values: a list of matches stays readable
+        (the default would print every number of every embedding)."""
+        emb = self.pattern.embedding
+        head = ", ".join(f"{float(x):.4f}" for x in emb[:4])
+        more = ", ..." if emb.size > 4 else ""
+        return (f"PatternMatch(id={self.pattern.id!r}, similarity={self.similarity:.4f}, "
+                f"metadata={self.pattern.metadata!r}, embedding=<{emb.dtype} {tuple(emb.shape)}: [{head}{more}]>)")
+
 
 def create_pattern(embedding: object, metadata: dict[str, Any] | None = None, id: str | None = None) -> Pattern:  # noqa: A002
     """Make a :class:`Pattern`: the embedding is checked (finite, non-zero) and L2-normalised; metadata must be
