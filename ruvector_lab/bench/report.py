@@ -266,15 +266,20 @@ def adr_tables(adr: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def backend_cases(adr: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each measured backend's ADR record (in detection order) with its cases merged over the cases measured once
+    for all backends (embedding, distance, quantize): the view both the summary and the verdict counts take."""
+    common = next((r for r in adr if r.get("backend") == "common"), {"cases": {}})
+    return [(r, {**common["cases"], **r["cases"]})
+            for r in sorted(adr, key=lambda r: BACKEND_ORDER.get(r.get("backend"), 9))
+            if r.get("backend") != "common" and r.get("status") == "ok"]
+
+
 def summary_lines(adr: Sequence[dict[str, Any]], ops: Sequence[dict[str, Any]]) -> list[str]:
     """Bullet points: ADR verdicts per backend and protocol, the recall the ADR's own search setting reaches, and
     per dataset the fastest build (1 thread) reaching recall@10 0.95."""
     out = []
-    common = next((r for r in adr if r.get("backend") == "common"), {"cases": {}})
-    for r in sorted(adr, key=lambda r: BACKEND_ORDER.get(r.get("backend"), 9)):
-        if r.get("backend") == "common" or r.get("status") != "ok":
-            continue
-        cases = {**common["cases"], **r["cases"]}
+    for r, cases in backend_cases(adr):
         verdicts = {}
         for protocol in ("adr", "honest"):
             got = {k: c["protocols"][protocol]["verdict"] for k, c in cases.items() if c.get("status") == "ok"}
@@ -553,12 +558,8 @@ def adr_verdicts(adr: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per backend, how many ADR targets pass and fail under each protocol (``adr_pass``, ``adr_fail``,
     ``honest_pass``, ``honest_fail``); the cases measured once (embedding, distance, quantize) count for every
     backend, as in the report's summary. Cases without a target or not available count in neither."""
-    common = next((r for r in adr if r.get("backend") == "common"), {"cases": {}})
     out: dict[str, dict[str, int]] = {}
-    for r in sorted(adr, key=lambda r: BACKEND_ORDER.get(r.get("backend"), 9)):
-        if r.get("backend") == "common" or r.get("status") != "ok":
-            continue
-        cases = {**common["cases"], **r["cases"]}
+    for r, cases in backend_cases(adr):
         counts = {}
         for protocol in ("adr", "honest"):
             got = [c["protocols"][protocol]["verdict"] for c in cases.values() if c.get("status") == "ok"]
