@@ -44,31 +44,15 @@ DATA_FILES := /usr/share/wordnet/data.noun /usr/share/datasets/fashion-mnist/tra
 setup-data:
 	@missing=0; for f in $(DATA_FILES); do [ -f $$f ] || missing=1; done; \
 	if [ $$missing = 0 ]; then echo "setup-data: WordNet and Fashion-MNIST are installed"; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -q && apt-get install -y -q $(DATA_PKGS) < /dev/null \
-	  || echo "setup-data: apt-get failed; install them with: apt-get install -y $(DATA_PKGS)"; \
-	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-	  sudo DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DATA_PKGS) < /dev/null \
-	  || echo "setup-data: apt-get failed; install them with: sudo apt-get install -y $(DATA_PKGS)"; \
-	else echo "setup-data: cannot install Debian packages here; install them with: sudo apt-get install -y $(DATA_PKGS)" \
-	  "(or drop wordnet-minilm-384 and fashion-mnist-784-euclidean from params.yaml bench.datasets)"; fi
+	else bash scripts/apt-install.sh setup-data \
+	  "(or drop wordnet-minilm-384 and fashion-mnist-784-euclidean from params.yaml bench.datasets)" $(DATA_PKGS); fi
 
 # Chromium (Debian package chromium) for tests/test_dvc_views.py, which opens the `dvc plots show` page headless with
 # no network: installed where apt-get is usable, else the command is printed and that test skips saying so
 BROWSER_PKGS := chromium
 setup-browser:
 	@if command -v chromium >/dev/null 2>&1; then echo "setup-browser: chromium is installed"; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -q && apt-get install -y -q $(BROWSER_PKGS) < /dev/null \
-	  || echo "setup-browser: apt-get failed; install it with: apt-get install -y $(BROWSER_PKGS)"; \
-	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-	  sudo DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PKGS) < /dev/null \
-	  || echo "setup-browser: apt-get failed; install it with: sudo apt-get install -y $(BROWSER_PKGS)"; \
-	else echo "setup-browser: cannot install Debian packages here; install Chromium with: sudo apt-get install -y $(BROWSER_PKGS)"; fi
+	else bash scripts/apt-install.sh setup-browser "(tests/test_dvc_views.py skips without it)" $(BROWSER_PKGS); fi
 
 # the pipeline's interactive plots, rendered offline (vega from node_modules): dvc_plots/index.html
 plots: setup-npm
