@@ -274,7 +274,7 @@ def test_results_helpers(tmp_path):
 
 def test_params_profiles_load():
     root = Path(__file__).resolve().parents[1]
-    for name in ("params.yaml", "pipelines/params-tiny.yaml"):
+    for name in ("params.yaml", "pipelines/params-tiny.yaml", "pipelines/params-full.yaml"):
         p = params.load_params(root / name)
         for ds in p["bench"]["datasets"]:
             assert params.dataset_spec(p, ds)["source"]
@@ -383,7 +383,7 @@ def test_every_param_the_pipeline_declares_exists_in_both_profiles():
 
     root = Path(__file__).resolve().parents[1]
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    for name in ("params.yaml", "pipelines/params-tiny.yaml"):
+    for name in ("params.yaml", "pipelines/params-tiny.yaml", "pipelines/params-full.yaml"):
         p = params.load_params(root / name)
         for stage in stages.values():
             body = stage.get("do", stage)

@@ -217,7 +217,7 @@ def test_plots_page_renders_offline_in_headless_chromium(tiny_results, tmp_path)
 
 # ------------------------------------------------------------------------ `dvc exp run -S` and the params files' form
 @pytest.mark.slow
-@pytest.mark.parametrize("profile", ["params.yaml", "pipelines/params-tiny.yaml"])
+@pytest.mark.parametrize("profile", ["params.yaml", "pipelines/params-tiny.yaml", "pipelines/params-full.yaml"])
 def test_exp_run_set_param_changes_only_the_values_it_sets(profile, tmp_path):
     """DVC rewrites the whole params file on `dvc exp run -S` (ruamel round trip, every list written anew in block
     style); the committed profiles are in that form, so the rewrite leaves exactly the lines of the set values."""
@@ -249,7 +249,7 @@ def test_exp_run_set_param_changes_only_the_values_it_sets(profile, tmp_path):
     assert _run("git", "diff", "--numstat", "params.yaml", cwd=repo).stdout.split()[:2] == ["2", "2"], diff
 
 
-@pytest.mark.parametrize("profile", ["params.yaml", "pipelines/params-tiny.yaml"])
+@pytest.mark.parametrize("profile", ["params.yaml", "pipelines/params-tiny.yaml", "pipelines/params-full.yaml"])
 def test_params_files_survive_dvcs_rewrite_unchanged(profile, tmp_path):
     """DVC's own `-S` code path (load with ruamel, merge the overrides, dump the whole file) on a profile with an
     override that changes nothing gives back the file byte for byte: every section, comment and blank line."""
