@@ -801,3 +801,25 @@ __all__ = ["ADR_DATASET", "ADR_NATIVE_SPEEDUP", "MODES", "NO_RESULTS", "RECALL_F
            "noise_table", "operating_table", "pareto", "per_query", "perquery_files", "quant_rows", "quant_runs",
            "quant_unavailable", "query_runs", "recall_tail", "report_path", "results_root", "shown", "source",
            "spread_of", "thread_scaling"]
+
+
+def plot_memory(ax: Any, memory: pd.DataFrame, title: str) -> None:
+    """Bytes per stored vector three ways (serialized, analytic layout, RSS growth of a build in a fresh child
+    process), one group of bars per backend of ``memory`` (rows of :func:`memory_table` for one dataset), with the
+    float32 vector's 4 x d as a line; a missing RSS figure is annotated with its status."""
+    m = memory.sort_values("backend").reset_index(drop=True)
+    y = np.arange(len(m))
+    for j, (col, label) in enumerate([("serialized", "serialized"), ("analytic", "analytic (layout)"),
+                                      ("rss_growth", "RSS growth (fresh child process)")]):
+        ax.barh(y + (j - 1) * 0.27, m[col].fillna(0), height=0.27, color=f"C{j}", label=label)
+    for i, r in m.iterrows():  # a missing figure says why in the memory table
+        if pd.isna(r["rss_growth"]):
+            ax.annotate(f"RSS: {r['rss_status']}", (0, i + 0.27), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=7)
+    ax.axvline(float(m["float_bytes"].iloc[0]), ls="--", color="black", lw=1, label="float32 vector (4 x d)")
+    ax.set_yticks(y, m["backend"])
+    ax.set_xlabel("bytes per stored vector")
+    ax.set_ylabel("backend")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+

@@ -330,21 +330,7 @@ else:
     for r in missing.itertuples():
         print(f"{r.backend}: {r.reason[:160]}")
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(memory) + 1.8))
-    m = memory.sort_values("backend").reset_index(drop=True)
-    y = np.arange(len(m))
-    for j, (col, label) in enumerate([("serialized", "serialized"), ("analytic", "analytic (layout)"),
-                                      ("rss_growth", "RSS growth (fresh child process)")]):
-        ax.barh(y + (j - 1) * 0.27, m[col].fillna(0), height=0.27, color=f"C{j}", label=label)
-    for i, r in m.iterrows():  # a figure that is missing says why in the table above
-        if pd.isna(r["rss_growth"]):
-            ax.annotate(f"RSS: {r['rss_status']}", (0, i + 0.27), xytext=(3, 0), textcoords="offset points",
-                        va="center", fontsize=7)
-    ax.axvline(float(m["float_bytes"].iloc[0]), ls="--", color="black", lw=1, label="float32 vector (4 x d)")
-    ax.set_yticks(y, m["backend"])
-    ax.set_xlabel("bytes per stored vector")
-    ax.set_ylabel("backend")
-    ax.set_title(f"{adr_ds}: memory per index, three ways")
-    ax.legend(fontsize=7)
+    nd.plot_memory(ax, memory, f"{adr_ds}: memory per index, three ways")
     plt.show()
 
 # %% [markdown]

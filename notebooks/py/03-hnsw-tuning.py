@@ -505,23 +505,11 @@ else:
     datasets = sorted(memory["dataset"].unique())
     per = int(memory.groupby("dataset").size().max())
     fig, axes = plt.subplots(len(datasets), 2, figsize=(13, (1.6 + 0.6 * per) * len(datasets)), squeeze=False)
-    ways = [("serialized", "serialized"), ("analytic", "analytic (layout)"), ("rss_growth", "RSS growth (child)")]
     for row, ds in enumerate(datasets):
         m = memory[memory["dataset"] == ds].sort_values("backend").reset_index(drop=True)
         y = np.arange(len(m))
-        ax = axes[row][0]
-        for j, (col, label) in enumerate(ways):
-            ax.barh(y + (j - 1) * 0.27, m[col].fillna(0), height=0.27, color=f"C{j}", label=label)
-        for i, r in m.iterrows():
-            if pd.isna(r["rss_growth"]):
-                ax.annotate(f"RSS: {r['rss_status']}", (0, i + 0.27), xytext=(3, 0), textcoords="offset points",
-                            va="center", fontsize=7)
-        ax.axvline(float(m["float_bytes"].iloc[0]), ls="--", color="black", lw=1, label="float32 vector (4 x d)")
-        ax.set_yticks(y, m["backend"])
-        ax.set_xlabel("bytes per stored vector")
-        ax.set_ylabel("backend")
-        ax.set_title(f"{ds} ({int(m['n_train'].iloc[0]):,} x {int(m['dimensions'].iloc[0])}): memory per index")
-        ax.legend(fontsize=7)
+        nd.plot_memory(axes[row][0], m, f"{ds} ({int(m['n_train'].iloc[0]):,} x {int(m['dimensions'].iloc[0])}): "
+                       "memory per index")
         ax = axes[row][1]
         err = [m["build_time_s"] - m["build_time_min"], m["build_time_max"] - m["build_time_s"]]
         ax.barh(y, m["build_time_s"], xerr=err, capsize=3, color="tab:gray")
