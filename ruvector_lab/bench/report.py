@@ -115,6 +115,18 @@ def _spread_of(record: dict[str, Any], *path: str) -> dict[str, Any]:
     return node if isinstance(node, dict) else {}
 
 
+def _effective_ef(q: dict[str, Any]) -> int | None:
+    """The ef a graph search really ran: the record's max(ef_search, k), raised to the re-rank depth R of a
+    quantized build ('scalar-r40'), whose graph search must return R candidates (so ef >= R as well)."""
+    ef = q["query"].get("ef_effective")
+    quantization = (q.get("build") or {}).get("quantization", "none")
+    if ef is None or quantization == "none":
+        return ef
+    from .runner import split_spec
+
+    return max(int(ef), split_spec(quantization)[2])
+
+
 def query_rows(queries: Sequence[dict[str, Any]], noise_threshold: float = 0.2) -> list[dict[str, Any]]:
     """One flat row per finished query run: dataset, backend, build key, ef_search (and the ef that really ran),
     recall (median build, min-max over builds, strict, the per-query tail), QPS in both thread modes, latency,
@@ -131,7 +143,7 @@ def query_rows(queries: Sequence[dict[str, Any]], noise_threshold: float = 0.2) 
         row = {
             "dataset": q["dataset"]["name"], "backend": q["backend"], "build": key, "graph": q.get("graph", "hnsw"),
             "series": f"{q['backend']} {build_label(key, q.get('graph', 'hnsw'))}",
-            "ef_search": q["query"]["ef_search"], "ef_effective": q["query"].get("ef_effective"),
+            "ef_search": q["query"]["ef_search"], "ef_effective": _effective_ef(q),
             "ef_effective_big": q["query"].get("ef_effective_big"), "builds": len(q.get("builds", [])) or 1,
             "recall_at_1": q["recall"].get("1"), "recall_at_10": q["recall"].get("10"),
             "recall_at_100": q["recall"].get("100"),
