@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Self
 import typer
 
 from . import __version__
-from .backends import BACKENDS
+from .backends import names as backend_names
 from .errors import RuvectorLabError
 from .quantization import KINDS as CODEC_KINDS
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ruvector_lab.cli")
 
 #: the BACKEND argument's choices: the backend registry's names, in detection order
-Backend = enum.StrEnum("Backend", {name: name for name in BACKENDS})  # type: ignore[misc]
+Backend = enum.StrEnum("Backend", {name: name for name in backend_names()})  # type: ignore[misc]
 
 
 def _params_datasets(path: Path = Path("params.yaml")) -> list[str]:
@@ -74,8 +74,8 @@ app = typer.Typer(
          "dvc repro (make repro) runs the stages in order: data, groundtruth, build, quantize, adr, report. Each "
          "reads its settings from the params file (--params, default ./params.yaml) and writes under data/ (the "
          "report under results/). Run any stage by hand; finished runs are not repeated. Backends: "
-         f"{', '.join(BACKENDS)} (ruvector-lab backends says which work here). Progress bars go to stderr, and only "
-         "when it is a terminal.",
+         f"{', '.join(backend_names())} (ruvector-lab backends says which work here). Progress bars go to "
+         "stderr, and only when it is a terminal.",
 )
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file (YAML): every sweep and setting")]
@@ -330,7 +330,7 @@ def build(
     dataset: DatasetArg,
     backend: Annotated[Backend, typer.Argument(
         metavar="BACKEND", show_default=False,
-        help=f"index backend, one of {', '.join(BACKENDS)} (ruvector-lab backends says which work here)")],
+        help=f"index backend, one of {', '.join(backend_names())} (ruvector-lab backends says which work here)")],
     m: Annotated[int, typer.Option("--m", help="HNSW links per node")] = 16,
     efc: Annotated[int, typer.Option("--efc", help="ef_construction")] = 100,
     quantization: Annotated[str, typer.Option(help=CODEC_HELP, callback=_codec_spec)] = "none",

@@ -67,8 +67,8 @@ class HnswIndex:
     ) -> None:
         self.config = config
         self._backend_name = backend_cls.name
-        self._tier = backend_cls.tier
-        impl = backend_cls.for_config(config)
+        self._tier = Runtime.tier_of(backend_cls.name)
+        impl = Runtime.serving_class(backend_cls.name, config)
         self._graph = impl.graph
         self._backend = backend if backend is not None else impl(config)
         self._ids = ids  # label -> id, None once deleted or replaced
@@ -303,7 +303,7 @@ class HnswIndex:
         if any(not i for i in live_ids) or len(set(live_ids)) != len(live_ids):
             raise CorruptIndexError("index container holds empty or repeated live ids")
         backend_cls = Runtime.require(backend_name)
-        impl = backend_cls.for_config(config)
+        impl = Runtime.serving_class(backend_name, config)
         try:
             backend = impl.from_bytes(config, payload.tobytes(), live)
         except RuvectorLabError:

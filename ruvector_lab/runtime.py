@@ -1,6 +1,7 @@
 """The runtime of ADR-006: detect the backends, keep the first that really works.
 
-Detection order: native (faiss, hnswlib, ruvector), then wasm, then numpy, which always works. A probe builds
+Detection order (the registry's ``detection_rank``, :mod:`ruvector_lab.backends`): native (faiss, hnswlib,
+ruvector, usearch), then wasm, then numpy, which always works. A probe builds
 a tiny index with every metric and searches it, so a library that imports but misbehaves is not chosen.
 ``RUVECTOR_LAB_BACKEND=<name>`` or ``Runtime.initialize(backend=<name>)`` forces one backend.
 """
@@ -12,7 +13,7 @@ import os
 import threading
 from typing import ClassVar
 
-from .backends import BACKENDS, TIERS, IndexBackend, backend_class
+from .backends import IndexBackend, backend_class, class_for, detection_order, names, spec
 from .errors import BackendUnavailableError
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,13 @@ class Runtime:
 
     @property
     def backend(self) -> str:
-        """Name of the chosen backend: 'faiss', 'hnswlib', 'ruvector', 'wasm' or 'numpy'."""
+        """Name of the chosen backend (one of :func:`ruvector_lab.backends.names`)."""
         return self._backend_cls.name
 
     @property
     def tier(self) -> str:
         """ADR-006 tier of the chosen backend: 'native', 'wasm' or 'fallback'."""
-        return self._backend_cls.tier
+        return spec(self._backend_cls.name).tier
 
     @property
     def backend_class(self) -> type[IndexBackend]:
@@ -84,25 +85,25 @@ class Runtime:
             chosen = cls.require(wanted) if wanted is not None else cls._detect()
             cls._instance = Runtime(chosen)
             how = "forced" if wanted is not None else "detected"
-            log.info("ruvector-lab: using backend %s (tier %s, %s)", chosen.name, chosen.tier, how)
+            log.info("ruvector-lab: using backend %s (tier %s, %s)", chosen.name, spec(chosen.name).tier, how)
             return cls._instance
 
     @staticmethod
     def _detect() -> type[IndexBackend]:
-        for name in BACKENDS:
+        for name in detection_order():
             result = _probe(name)
             if not isinstance(result, str):
                 return result
             log.debug("backend %s unavailable: %s", name, result)
         raise BackendUnavailableError("no backend works, not even numpy: " + "; ".join(
-            f"{n}: {_probe(n)}" for n in BACKENDS))
+            f"{n}: {_probe(n)}" for n in detection_order()))
 
     @staticmethod
     def require(name: str) -> type[IndexBackend]:
         """The class of backend ``name`` if it works here, else :class:`BackendUnavailableError` saying why."""
-        if not isinstance(name, str) or name not in BACKENDS:
+        if not isinstance(name, str) or name not in names():
             raise BackendUnavailableError(
-                f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}; "
+                f"unknown backend {name!r}; known backends: {', '.join(names())}; "
                 f"available here: {', '.join(Runtime.available_names()) or 'none'}"
             )
         result = _probe(name)
@@ -114,21 +115,27 @@ class Runtime:
         return result
 
     @staticmethod
+    def serving_class(name: str, config: object) -> type[IndexBackend]:
+        """The class of backend ``name`` that serves ``config`` (float or quantized), once the backend is known
+        to work here; an unavailable backend or a quantization it does not serve raises
+        :class:`BackendUnavailableError` saying why (a metric or shape its codes refuse raises what they raise)."""
+        Runtime.require(name)
+        return class_for(name, config)  # type: ignore[arg-type]
+
+    @staticmethod
     def available() -> dict[str, bool | str]:
-        """Every known backend, in detection order: ``True`` if it works here, else the reason it does not."""
-        return {name: (True if not isinstance(r := _probe(name), str) else r) for name in BACKENDS}
+        """Every known backend, in the registry's order: ``True`` if it works here, else the reason it does not."""
+        return {name: (True if not isinstance(r := _probe(name), str) else r) for name in names()}
 
     @staticmethod
     def available_names() -> list[str]:
-        """Names of the backends that work here, in detection order."""
+        """Names of the backends that work here, in the registry's order."""
         return [name for name, ok in Runtime.available().items() if ok is True]
 
     @staticmethod
     def tier_of(name: str) -> str:
         """The ADR-006 tier of a backend name ('native', 'wasm', 'fallback')."""
-        if name not in TIERS:
-            raise BackendUnavailableError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")
-        return TIERS[name]
+        return spec(name).tier
 
     @classmethod
     def current(cls) -> Runtime | None:

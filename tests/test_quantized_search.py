@@ -234,7 +234,7 @@ def test_faiss_refuses_what_its_codes_cannot_serve():
 
 @pytest.mark.skipif(AVAILABLE.get("ruvector") is not True, reason=str(AVAILABLE.get("ruvector")))
 def test_ruvector_serves_rabitq_only():
-    with pytest.raises(BackendUnavailableError, match="only a rabitq"):
+    with pytest.raises(BackendUnavailableError, match=r"serves: rabitq\); backends that do: faiss"):
         rl.HnswIndex(config(64, "scalar"), backend="ruvector")
     with pytest.raises(QuantizationError, match="dot_product"):
         rl.HnswIndex(config(64, "rabitq", metric="dot_product"), backend="ruvector")

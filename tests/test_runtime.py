@@ -11,12 +11,12 @@ import pytest
 from helpers import available_backends
 
 import ruvector_lab as rl
-from ruvector_lab.backends import BACKENDS
+from ruvector_lab.backends import detection_order, names, spec
 
 
 def test_available_lists_every_backend_with_true_or_a_reason():
     available = rl.Runtime.available()
-    assert list(available) == list(BACKENDS)
+    assert list(available) == names()
     assert available["numpy"] is True
     for name, state in available.items():
         assert state is True or (isinstance(state, str) and name in state), (name, state)
@@ -24,10 +24,12 @@ def test_available_lists_every_backend_with_true_or_a_reason():
 
 def test_detection_keeps_the_first_working_backend_in_adr_order():
     rt = rl.Runtime.initialize()
-    first = next(name for name, ok in rl.Runtime.available().items() if ok is True)
+    available = rl.Runtime.available()
+    first = next(name for name in detection_order() if available[name] is True)
     assert rt.backend == first
-    assert rt.tier == {"faiss": "native", "hnswlib": "native", "ruvector": "native", "wasm": "wasm",
-                       "numpy": "fallback"}[first]
+    assert rt.tier == spec(first).tier
+    tiers = [spec(name).tier for name in detection_order()]
+    assert tiers == sorted(tiers, key=["native", "wasm", "fallback"].index), "ADR-006: native, then wasm, then fallback"
     assert rl.Runtime.initialize() is rt, "the runtime is a singleton"
 
 

@@ -311,12 +311,13 @@ def test_cosine_is_scale_free_even_for_tiny_and_huge_norms():
 
 
 def test_quantized_configs_get_the_wasm_tier_flat_code_scan():
+    from ruvector_lab.backends import class_for
     from ruvector_lab.backends.quantized_flat import WasmQuantizedFlatBackend
 
     plain = rl.HnswConfig(dimensions=16)
-    assert wasm_backend.WasmBackend.for_config(plain) is wasm_backend.WasmBackend
+    assert class_for("wasm", plain) is wasm_backend.WasmBackend
     scalar = rl.HnswConfig(dimensions=16, quantization=rl.QuantizationConfig(kind="scalar"), rerank=10)
-    assert wasm_backend.WasmBackend.for_config(scalar) is WasmQuantizedFlatBackend
+    assert class_for("wasm", scalar) is WasmQuantizedFlatBackend
     x = np.random.default_rng(2).standard_normal((200, 16)).astype(np.float32)
     index = rl.HnswIndex(scalar, backend="wasm")
     index.insert_batch([f"q{i}" for i in range(200)], x)
@@ -325,6 +326,4 @@ def test_quantized_configs_get_the_wasm_tier_flat_code_scan():
     assert index.search(x[17], k=1)[0].id == "q17"
     index.close()
     with pytest.raises(BackendUnavailableError, match="rabitq"):
-        wasm_backend.WasmBackend.for_config(
-            rl.HnswConfig(dimensions=16, quantization=rl.QuantizationConfig(kind="rabitq"))
-        )
+        class_for("wasm", rl.HnswConfig(dimensions=16, quantization=rl.QuantizationConfig(kind="rabitq")))

@@ -128,7 +128,7 @@ def test_npm_layout_under_wasm_dir_is_verified_and_used(tmp_path, monkeypatch, f
 
 def test_wasm_backend_is_registered_and_probes():
     cls = backend_class("wasm")
-    assert (cls.name, cls.tier, cls.graph) == ("wasm", "wasm", "flat")
+    assert (cls.name, rl.Runtime.tier_of(cls.name), cls.graph) == ("wasm", "wasm", "flat")
     cls.probe()
     assert rl.Runtime.available()["wasm"] is True
     assert rl.Runtime.initialize(backend="wasm").tier == "wasm"

@@ -9,16 +9,33 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from .. import container
-from ..errors import BackendError, BackendUnavailableError, CorruptIndexError
+from ..errors import BackendError, CorruptIndexError
 from ..types import METRICS, HnswConfig
 
 #: ``kernel(queries (m, d), vectors (n, d), metric) -> (m, n) float32`` distances, same convention as the index.
 DistanceKernel = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
+
+
+@dataclass(frozen=True)
+class MemoryLayout:
+    """Bytes per stored vector of a backend's structures, by part, plus what does not grow with n.
+
+    ``vectors``: the stored rows (float32 or codes, plus float copies kept for re-ranking); ``graph``: links and
+    per-node graph bookkeeping (0 for flat scans); ``ids``: the backend's own label maps; ``other``: live flags,
+    cached norms, locks, slot records; ``fixed``: bytes whatever the size (trained codebooks, lock tables).
+    """
+
+    vectors: float
+    graph: float = 0.0
+    ids: float = 0.0
+    other: float = 0.0
+    fixed: int = 0
 
 
 class IndexBackend(ABC):
@@ -31,7 +48,6 @@ class IndexBackend(ABC):
     """
 
     name: ClassVar[str]
-    tier: ClassVar[str]  # 'native' | 'wasm' | 'fallback'
     graph: ClassVar[str]  # 'hnsw' | 'flat'
     #: a faster distance kernel this backend brings to the vector ops, or None to use NumPy's
     distance_kernel: ClassVar[DistanceKernel | None] = None
@@ -40,17 +56,13 @@ class IndexBackend(ABC):
         self.config = config
 
     @classmethod
-    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
-        """The class that serves ``config`` on this backend: ``cls`` itself for plain float vectors.
+    def check_config(cls, config: HnswConfig) -> None:
+        """Raise if this class cannot serve ``config`` (a metric or shape its codes do not support).
 
-        Backends that offer quantized variants override this; the default refuses any quantization.
+        The registry (:func:`ruvector_lab.backends.class_for`) has already matched the quantization kind; this
+        hook adds the class's own limits. The default accepts everything.
         """
-        quantization = getattr(config, "quantization", None)
-        if quantization is not None:
-            raise BackendUnavailableError(
-                f"backend {cls.name!r} has no quantized index for {getattr(quantization, 'kind', quantization)!r}"
-            )
-        return cls
+        return None
 
     @abstractmethod
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
@@ -81,6 +93,18 @@ class IndexBackend(ABC):
     @abstractmethod
     def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> IndexBackend:
         """Rebuild a backend from :meth:`to_bytes` output; ``live_labels`` are the labels the facade holds."""
+
+    def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object] | None:
+        """The library's own single-query call with the parameters the facade would use (one query row in,
+        whatever the library returns out), for the facade-overhead benchmark; None when the backend has no
+        library underneath (the NumPy fallback) or the call would not be the same work."""
+        return None
+
+    @classmethod
+    def memory_layout(cls, config: HnswConfig) -> MemoryLayout | None:
+        """Expected bytes of this backend's own structures under ``config``, from its library's data layout
+        (the facade's id maps excluded), or None when the layout is not known."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold only Python memory
         """Release native resources early; the object is not used afterwards."""

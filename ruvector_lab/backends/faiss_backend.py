@@ -8,13 +8,15 @@ returns squared L2; the score is its square root). faiss HNSW cannot drop nodes,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import faiss
 import numpy as np
 
 from ..errors import BackendError, CorruptIndexError
 from ..types import HnswConfig
-from .base import IndexBackend
+from .base import IndexBackend, MemoryLayout
+from .faiss_common import LIVE_FLAG_BYTES, LiveBitmap, graph_bytes_per_node
 
 
 def _distance_kernel(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -35,46 +37,17 @@ def _distance_kernel(queries: np.ndarray, vectors: np.ndarray, metric: str) -> n
     return (1.0 - out / (qn * vn)).astype(np.float32, copy=False)
 
 
-def live_selector(live: np.ndarray) -> tuple[np.ndarray, faiss.IDSelector]:
-    """A faiss selector that passes the labels whose entry in ``live`` is true, with the bitmap it reads
-    (keep both alive together: the selector holds a raw pointer into the bitmap)."""
-    bitmap = np.packbits(live, bitorder="little")  # faiss reads bit i of byte i//8, least significant bit first
-    return bitmap, faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bitmap))
-
-
-class LiveBitmap:
-    """Deletes for faiss indexes, which cannot drop graph nodes: a live bitmap every search passes as its selector.
-
-    The class using it keeps ``_live`` (bool per label), ``_n_dead``, ``_selector`` and ``_bitmap``.
-    """
-
-    _live: np.ndarray
-    _n_dead: int
-
-    def _live_view(self) -> np.ndarray:
-        """The live flags of the labels the index holds."""
-        return self._live
-
-    def remove(self, labels: np.ndarray) -> None:
-        """Mark labels dead in the bitmap; the graph keeps the nodes as routing points."""
-        self._live[labels] = False
-        self._n_dead += len(labels)
-        self._refresh_selector()
-
-    def _refresh_selector(self) -> None:
-        """Rebuild the live bitmap after a mutation (never during a search: concurrent searches share it)."""
-        if not self._n_dead:
-            self._selector = self._bitmap = None
-            return
-        self._bitmap, self._selector = live_selector(self._live_view())
-
-
 class FaissBackend(LiveBitmap, IndexBackend):
     """faiss IndexHNSWFlat with a live-label bitmap for deletes."""
 
     name = "faiss"
-    tier = "native"
     graph = "hnsw"
+
+    @classmethod
+    def memory_layout(cls, config: HnswConfig) -> MemoryLayout:
+        """float32 rows, faiss' HNSW links and the live bitmap's flag."""
+        return MemoryLayout(vectors=4.0 * config.dimensions, graph=graph_bytes_per_node(config.m),
+                            other=LIVE_FLAG_BYTES)
     distance_kernel = staticmethod(_distance_kernel)
 
     def __init__(self, config: HnswConfig, index: faiss.Index | None = None) -> None:
@@ -101,16 +74,6 @@ class FaissBackend(LiveBitmap, IndexBackend):
         if self.config.metric == "cosine":
             return np.ascontiguousarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), dtype=np.float32)
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    @classmethod
-    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
-        """``cls`` for float vectors; ``HnswConfig(quantization=...)`` goes to
-        faiss' quantized HNSW indexes (:mod:`.faiss_quantized`)."""
-        if config.quantization is None:
-            return cls
-        from .faiss_quantized import FaissQuantizedBackend
-
-        return FaissQuantizedBackend.for_config(config)
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """Append to the graph; faiss numbers rows 0..ntotal-1, which are exactly the facade's labels."""
@@ -179,6 +142,14 @@ class FaissBackend(LiveBitmap, IndexBackend):
         if metric == "cosine":
             return [1.0 - d for d in raw], found
         return [-d for d in raw], found
+
+    def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:
+        """faiss' ``search`` with the facade's parameters (efSearch = max(ef, k), the live selector), the
+        query normalised first under cosine as the facade does."""
+        lib, params = self._index, self._params(max(ef_search, k))
+        if self.config.metric == "cosine":
+            return lambda q: lib.search((q / np.linalg.norm(q)).reshape(1, -1), k, params=params)
+        return lambda q: lib.search(q.reshape(1, -1), k, params=params)
 
     def to_bytes(self) -> bytes:
         """faiss' own serialization of the graph and vectors (dead nodes included: they route searches)."""

@@ -33,27 +33,27 @@ import faiss
 import numpy as np
 
 from .. import container
-from ..errors import BackendError, BackendUnavailableError, CorruptIndexError, QuantizationError
+from ..errors import BackendError, CorruptIndexError, QuantizationError
 from ..quantization.base import make_codec
 from ..quantization.product import KSUB
 from ..quantization.rerank import Rows, memory_stats, prepare, rerank
 from ..types import HnswConfig
-from .base import IndexBackend
-from .faiss_backend import LiveBitmap
+from .base import IndexBackend, MemoryLayout
+from .faiss_common import LIVE_FLAG_BYTES, LiveBitmap, graph_bytes_per_node
+from .layout import empty_stats
 
 logger = logging.getLogger(__name__)
 
 PAYLOAD_KIND = "faiss-quantized-backend"
-FAISS_KINDS = ("scalar", "int4", "product", "binary", "rabitq")
 #: kinds whose codes hold no magnitude, so inner products cannot be estimated
 _NO_DOT = ("binary", "rabitq")
 
 
 def check_serves(config: HnswConfig) -> None:
     """Raise unless faiss has an index for ``config.quantization`` under ``config.metric``."""
-    kind = config.quantization.kind  # type: ignore[union-attr]
-    if kind not in FAISS_KINDS:
-        raise BackendUnavailableError(f"faiss has no quantized index for {kind!r}")
+    if config.quantization is None:
+        raise BackendError("FaissQuantizedBackend needs HnswConfig(quantization=...)")
+    kind = config.quantization.kind
     if kind in _NO_DOT and config.metric == "dot_product":
         raise QuantizationError(f"{kind} codes cannot serve the 'dot_product' metric; they serve cosine"
                                 + (" and euclidean" if kind == "rabitq" else ""))
@@ -91,8 +91,22 @@ class FaissQuantizedBackend(LiveBitmap, IndexBackend):
     """A faiss HNSW graph over codes, deletes held in a live bitmap, optional exact rerank."""
 
     name = "faiss"
-    tier = "native"
     graph = "hnsw"
+
+    @classmethod
+    def memory_layout(cls, config: HnswConfig) -> MemoryLayout:
+        """Codes (plus float rows kept for rerank) as an empty index reports them, the same graph as
+        IndexHNSWFlat, the live flag; fixed: the trained state, and for PQ the symmetric distance table the graph
+        build uses (``M * 256 * 256`` floats), for SQ the per-dimension min and range."""
+        extra = empty_stats(cls, config)
+        fixed = int(extra.get("fixed_bytes", 0))
+        kind = config.quantization.kind  # type: ignore[union-attr]
+        if kind == "product":
+            fixed += config.quantization.m * KSUB * KSUB * 4  # type: ignore[union-attr]
+        elif kind in ("scalar", "int4"):
+            fixed += 2 * config.dimensions * 4  # 0 until trained, so empty_stats does not count it
+        return MemoryLayout(vectors=float(extra["code_bytes_per_vector"] + extra["float_bytes_per_vector"]),
+                            graph=graph_bytes_per_node(config.m), other=LIVE_FLAG_BYTES, fixed=fixed)
 
     def __init__(self, config: HnswConfig, index: Any = None) -> None:
         super().__init__(config)
@@ -112,12 +126,9 @@ class FaissQuantizedBackend(LiveBitmap, IndexBackend):
         self._bitmap: np.ndarray | None = None
 
     @classmethod
-    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
-        """Itself, once the kind and metric are known to be served."""
-        if config.quantization is None:
-            raise BackendUnavailableError(f"{cls.__name__} serves quantized configs only")
+    def check_config(cls, config: HnswConfig) -> None:
+        """Refuse a metric or shape faiss' index for this kind does not serve."""
         check_serves(config)
-        return cls
 
     @property
     def index(self) -> Any:

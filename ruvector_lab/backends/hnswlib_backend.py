@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Callable
 
 import hnswlib
 import numpy as np
@@ -18,18 +19,40 @@ from .._rwlock import ReadWriteLock
 from ..errors import CorruptIndexError
 from ..pools import pinned_pool_size
 from ..types import HnswConfig
-from .base import IndexBackend
+from .base import IndexBackend, MemoryLayout
+from .layout import MALLOC_OVERHEAD, PY_INT, SET_PER_ITEM, expected_upper_levels
 
 _SPACES = {"cosine": "cosine", "euclidean": "l2", "dot_product": "ip"}
 _INITIAL_CAPACITY = 1024
+# hnswlib/hnswalg.h (HierarchicalNSW): std::mutex = 40 bytes (glibc x86-64), MAX_LABEL_OPERATION_LOCKS = 65536;
+# label_lookup_ (std::unordered_map<labeltype, tableint>) costs a 24-byte node (next, key, value) in a 32-byte
+# malloc chunk plus about one 8-byte bucket pointer per element (max_load_factor 1)
+_MUTEX = 40
+_LABEL_LOCKS = 65536
+_LABEL_LOOKUP = 32 + 8
 
 
 class HnswlibBackend(IndexBackend):
     """hnswlib.Index with mark_deleted and growth by resize."""
 
     name = "hnswlib"
-    tier = "native"
     graph = "hnsw"
+
+    @classmethod
+    def memory_layout(cls, config: HnswConfig) -> MemoryLayout:
+        """hnswlib's level-0 block, upper-level link lists, label map and locks (hnswalg.h)."""
+        m = config.m
+        # size_links_level0_ = maxM0_ * sizeof(tableint) + sizeof(linklistsizeint), maxM0_ = 2M, inside
+        # data_level0_memory_ (size_data_per_element_ = size_links_level0_ + data_size_ + labeltype); a node above
+        # level 0 has one malloc'd block of size_links_per_element_ (= M*4 + 4) per upper level; linkLists_ holds
+        # an 8-byte pointer and element_levels_ a 4-byte int per element.
+        level0 = 2 * m * 4 + 4
+        upper_lists = (m * 4 + 4) * expected_upper_levels(m) + MALLOC_OVERHEAD / m  # P(level > 0) = 1/M
+        # the label stored in each element, label_lookup_, and this backend's Python ``_live`` set of ints
+        ids = 8 + _LABEL_LOOKUP + SET_PER_ITEM + PY_INT
+        # link_list_locks_ (one std::mutex per element) and the visited-list pool (one unsigned short per element)
+        return MemoryLayout(vectors=4.0 * config.dimensions, graph=level0 + upper_lists + 8 + 4, ids=ids,
+                            other=_MUTEX + 2, fixed=_LABEL_LOCKS * _MUTEX)
 
     def __init__(self, config: HnswConfig, index: hnswlib.Index | None = None) -> None:
         super().__init__(config)
@@ -87,13 +110,17 @@ class HnswlibBackend(IndexBackend):
                     except RuntimeError:
                         labels, distances = self._search_per_query(queries, k)
                     break
-            with self._ef_lock.write:
-                if ef != self._ef:
-                    self._ef_generation += 1  # odd while changing: lock-free readers step aside
-                    self._index.set_ef(ef)
-                    self._ef = ef
-                    self._ef_generation += 1
+            self._use_ef(ef)
         return self._convert(distances).astype(np.float32, copy=False), labels.astype(np.int64, copy=False)
+
+    def _use_ef(self, ef: int) -> None:
+        """Set the index's ef alone (set_ef changes state every query reads)."""
+        with self._ef_lock.write:
+            if ef != self._ef:
+                self._ef_generation += 1  # odd while changing: lock-free readers step aside
+                self._index.set_ef(ef)
+                self._ef = ef
+                self._ef_generation += 1
 
     def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
         """One query straight to knn_query, converted in Python (k values) rather than by NumPy calls.
@@ -149,6 +176,13 @@ class HnswlibBackend(IndexBackend):
         if space == "cosine":
             return 1.0 - (vectors @ query) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
         return 1.0 - vectors @ query
+
+    def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:
+        """hnswlib's ``knn_query`` on one thread, the index set to the facade's ef first (through the same
+        locked path a search at a new ef takes)."""
+        self._use_ef(max(ef_search, k))
+        lib = self._index
+        return lambda q: lib.knn_query(q, k=k, num_threads=1)
 
     def to_bytes(self) -> bytes:
         """hnswlib's own file format, through a temporary file (it only writes to paths)."""

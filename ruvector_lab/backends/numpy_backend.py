@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import HnswConfig
-from .base import IndexBackend, dump_rows, load_rows
+from .base import IndexBackend, MemoryLayout, dump_rows, load_rows
+from .layout import ROW_MAP_PER_VECTOR
 
 _PAYLOAD = "numpy-backend"
 _QUERY_BLOCK = 256  # queries per matrix product: bounds the (block x n) score matrix
@@ -15,8 +16,12 @@ class NumpyBackend(IndexBackend):
     """Exact (flat) search over a growable float32 matrix with a live mask."""
 
     name = "numpy"
-    tier = "fallback"
     graph = "flat"
+
+    @classmethod
+    def memory_layout(cls, config: HnswConfig) -> MemoryLayout:
+        """rows (float32), ``_sq_norms`` (float32), ``_labels`` (int64), ``_live`` (bool), ``_row_of`` dict."""
+        return MemoryLayout(vectors=4.0 * config.dimensions, ids=8.0 + ROW_MAP_PER_VECTOR, other=4.0 + 1.0)
 
     def __init__(self, config: HnswConfig) -> None:
         super().__init__(config)
@@ -37,16 +42,6 @@ class NumpyBackend(IndexBackend):
             new = np.full((capacity, *old.shape[1:]), fill, dtype=old.dtype)
             new[: self._count] = old[: self._count]
             setattr(self, attr, new)
-
-    @classmethod
-    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
-        """``cls`` for float vectors; ``HnswConfig(quantization=...)`` goes to
-        the flat code scan of :mod:`.quantized_flat`."""
-        if config.quantization is None:
-            return cls
-        from .quantized_flat import QuantizedFlatBackend
-
-        return QuantizedFlatBackend.for_config(config)
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """Append rows; under cosine the stored rows are unit length so a search is one matrix product."""

@@ -18,38 +18,32 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import container
-from ..errors import BackendError, BackendUnavailableError, CorruptIndexError
+from ..errors import BackendError, CorruptIndexError
 from ..quantization.base import Codec, make_codec
 from ..quantization.rerank import Rows, memory_stats, prepare, rerank
 from ..types import HnswConfig
-from .base import IndexBackend
+from .base import IndexBackend, MemoryLayout
+from .layout import ROW_MAP_PER_VECTOR, empty_stats
 
 logger = logging.getLogger(__name__)
 
 PAYLOAD_KIND = "quantized-flat-backend"
 _QUERY_BLOCK = 64  # queries scored together: bounds the (block x n) score matrix
-#: RuVector's codecs; RaBitQ indexes are faiss' and ruvector's (the library's RabitqCodec stays a standalone
-#: codec: adding "rabitq" here would serve it on these tiers too)
-FLAT_KINDS = ("scalar", "int4", "binary", "product")
-
-
-def flat_class_for(config: HnswConfig, cls: type[QuantizedFlatBackend]) -> type[QuantizedFlatBackend]:
-    """``cls`` if its flat scan serves ``config.quantization``, else :class:`BackendUnavailableError` saying why."""
-    kind = config.quantization.kind if config.quantization is not None else None
-    if kind not in FLAT_KINDS:
-        raise BackendUnavailableError(
-            f"backend {cls.name!r} has no {kind!r} index (its flat scan serves {', '.join(FLAT_KINDS)}); "
-            "use backend='faiss' or 'ruvector' for rabitq"
-        )
-    return cls
 
 
 class QuantizedFlatBackend(IndexBackend):
     """Flat scan over codes of one :class:`~ruvector_lab.quantization.Codec`, float rows kept only for rerank."""
 
     name = "numpy"
-    tier = "fallback"
     graph = "flat"
+
+    @classmethod
+    def memory_layout(cls, config: HnswConfig) -> MemoryLayout:
+        """Codes (plus float rows kept for rerank), labels (int64), live flags (bool), the ``_row_of`` dict;
+        fixed: the codec's codebooks."""
+        extra = empty_stats(cls, config)
+        return MemoryLayout(vectors=float(extra["code_bytes_per_vector"] + extra["float_bytes_per_vector"]),
+                            ids=8.0 + ROW_MAP_PER_VECTOR, other=1.0, fixed=int(extra.get("fixed_bytes", 0)))
     #: which code runs the scan (reported in stats)
     scan: ClassVar[str] = "numpy"
 
@@ -66,9 +60,10 @@ class QuantizedFlatBackend(IndexBackend):
         self._n_live = 0
 
     @classmethod
-    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
-        """Itself for the kinds it scans; refuses the others (and plain float configs)."""
-        return flat_class_for(config, cls)
+    def check_config(cls, config: HnswConfig) -> None:
+        """Refuse a plain float config or a codec that cannot serve the metric (the codec's own checks)."""
+        if config.quantization is None:
+            raise BackendError(f"{cls.__name__} needs HnswConfig(quantization=...)")
 
     @property
     def codec(self) -> Codec:
@@ -185,4 +180,3 @@ class WasmQuantizedFlatBackend(QuantizedFlatBackend):
     """
 
     name = "wasm"
-    tier = "wasm"

@@ -7,23 +7,48 @@ own beyond ``export_items``: serialization stores the live vectors and deseriali
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import ruvector
 
 from ..errors import BackendError
 from ..types import HnswConfig
-from .base import IndexBackend, dump_rows, load_rows
+from .base import IndexBackend, MemoryLayout, dump_rows, load_rows
+from .layout import MALLOC_OVERHEAD, expected_upper_levels
 
 _PAYLOAD = "ruvector-backend"
 _METRICS = {"cosine": "cosine", "euclidean": "euclidean", "dot_product": "dot_product"}
+_FLOAT_COPIES = 3
 
 
 class RuvectorBackend(IndexBackend):
     """ruvector.HnswIndex with per-query ef_search."""
 
     name = "ruvector"
-    tier = "native"
     graph = "hnsw"
+
+    @classmethod
+    def memory_layout(cls, config: HnswConfig) -> MemoryLayout:
+        """An estimate from RuVector's sources (crates/ruvector-core/src/index/hnsw.rs over the vendored
+        patches/hnsw_rs/src/hnsw.rs); the Python binding's own source is not published, so this is not exact."""
+        m = config.m
+        # three float copies of each vector (ruvector-core's VectorDB storage map, HnswIndex.vectors and hnsw_rs's
+        # Point data: three Vec<f32>, 16 bytes of malloc chunk each); measured RSS grows by 12 bytes per dimension
+        # and vector, which agrees
+        vectors = _FLOAT_COPIES * (4.0 * config.dimensions + MALLOC_OVERHEAD)
+        # hnsw_rs: every link is an Arc<PointWithOrder> (an 8-byte pointer in a Vec, plus a 32-byte ArcInner in a
+        # 48-byte malloc chunk), counted here at the caps of 2M links on level 0 and M per upper level: hnsw_rs's
+        # neighbour-selection heuristic usually keeps fewer, so this over-states (20k x 64 random vectors, M=16:
+        # measured growth ~0.4x of the total). Per node: an Arc<Point> (~80), an Arc<RwLock<Vec<..>>> (~64) and
+        # its table of 16 per-layer Vec headers (16 * 24 -> ~400), the level-0 list's chunk (~16) and a
+        # points_by_layer slot (8).
+        graph = (2 * m + m * expected_upper_levels(m)) * (8 + 48) + 80 + 64 + 400 + 16 + 8
+        # the id String (24-byte header + a >= 32-byte heap chunk) in the VectorDB's storage map, HnswIndex.vectors,
+        # id_to_idx and idx_to_id (DashMaps: hashbrown tables at <= 7/8 load, growing x2: ~1.5 slots per item of
+        # 48, 48, 32 and 32 bytes, one control byte each)
+        ids = 4 * (24 + 32) + 1.5 * (48 + 48 + 32 + 32 + 4)
+        return MemoryLayout(vectors=vectors, graph=graph, ids=ids)
 
     def __init__(self, config: HnswConfig) -> None:
         super().__init__(config)
@@ -41,16 +66,6 @@ class RuvectorBackend(IndexBackend):
     def index(self) -> ruvector.HnswIndex:
         """The underlying ruvector index (for direct comparisons in benchmarks)."""
         return self._index
-
-    @classmethod
-    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
-        """``cls`` for float vectors; ``HnswConfig(quantization=...)`` goes to
-        ruvector's RabitqIndex (:mod:`.ruvector_rabitq`)."""
-        if config.quantization is None:
-            return cls
-        from .ruvector_rabitq import RuvectorRabitqBackend
-
-        return RuvectorRabitqBackend.for_config(config)
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """insert_batch under the labels' decimal strings (the Rust side releases the GIL)."""
@@ -88,6 +103,11 @@ class RuvectorBackend(IndexBackend):
         fetch = min(k + self._dead, self._stored) if self._dead else k
         hits = self._index.search(query, fetch, ef_search=max(ef_search, fetch))[:k]
         return [score for _l, score, _m in hits], [int(label) for label, _s, _m in hits]
+
+    def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:
+        """ruvector's ``search`` with the facade's ef (no deletes to over-fetch for in a fresh index)."""
+        lib, ef = self._index, max(ef_search, k)
+        return lambda q: lib.search(q, k, ef_search=ef)
 
     def to_bytes(self) -> bytes:
         """The live labels and vectors as ruvector exports them."""

@@ -21,10 +21,11 @@ import numpy as np
 import ruvector
 
 from .. import container
-from ..errors import BackendError, BackendUnavailableError, CorruptIndexError, QuantizationError
+from ..errors import BackendError, CorruptIndexError, QuantizationError
 from ..quantization.rerank import memory_stats, prepare
 from ..types import HnswConfig
-from .base import IndexBackend
+from .base import IndexBackend, MemoryLayout
+from .layout import empty_stats
 
 PAYLOAD_KIND = "ruvector-rabitq-backend"
 #: RabitqIndex ids are u32
@@ -35,9 +36,7 @@ def check_serves(config: HnswConfig) -> None:
     """Raise unless ``config`` asks for RaBitQ under euclidean or cosine."""
     kind = config.quantization.kind if config.quantization is not None else None
     if kind != "rabitq":
-        raise BackendUnavailableError(
-            f"backend 'ruvector' has only a rabitq quantized index, not {kind!r}; use backend='faiss' or 'numpy'"
-        )
+        raise BackendError(f"RuvectorRabitqBackend serves rabitq quantization only, not {kind!r}")
     if config.metric == "dot_product":
         raise QuantizationError(
             "ruvector's RabitqIndex scores L2 only: it serves euclidean and cosine, not dot_product"
@@ -48,8 +47,15 @@ class RuvectorRabitqBackend(IndexBackend):
     """ruvector.RabitqIndex with tombstones for deletes."""
 
     name = "ruvector"
-    tier = "native"
     graph = "flat"
+
+    @classmethod
+    def memory_layout(cls, config: HnswConfig) -> MemoryLayout:
+        """Sign bits plus the float rows it always keeps; the u64 ids passed in and (an estimate) per-vector
+        correction factors."""
+        extra = empty_stats(cls, config)
+        return MemoryLayout(vectors=float(extra["code_bytes_per_vector"] + extra["float_bytes_per_vector"]),
+                            ids=8.0, other=8.0, fixed=int(extra.get("fixed_bytes", 0)))
 
     def __init__(self, config: HnswConfig, index: Any = None) -> None:
         super().__init__(config)
@@ -59,10 +65,9 @@ class RuvectorRabitqBackend(IndexBackend):
         self._count = len(index) if index is not None else 0
 
     @classmethod
-    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
-        """Itself for rabitq under euclidean or cosine; refuses the rest."""
+    def check_config(cls, config: HnswConfig) -> None:
+        """Refuse dot_product: ruvector's RabitqIndex scores L2 only."""
         check_serves(config)
-        return cls
 
     @property
     def index(self) -> Any:

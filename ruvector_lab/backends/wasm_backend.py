@@ -41,7 +41,7 @@ from ..wasm.rvf import (
     check_magnitude,
     unit_rows,
 )
-from .base import IndexBackend
+from .base import IndexBackend, MemoryLayout
 
 #: the module takes k as an i32
 MAX_K = (1 << 31) - 1
@@ -51,8 +51,13 @@ class WasmBackend(IndexBackend):
     """Exact search in rvf-wasm's in-memory store; all three metrics (euclidean, dot_product, cosine)."""
 
     name = "wasm"
-    tier = "wasm"
     graph = "flat"
+
+    @classmethod
+    def memory_layout(cls, config: HnswConfig) -> MemoryLayout:
+        """rvf-wasm's store, in the module's linear memory: the vector plus SLOT_OVERHEAD bytes of slot record
+        (u64 id, flags) and allocator overhead per slot. The module instance's own memory is not counted."""
+        return MemoryLayout(vectors=4.0 * config.dimensions, other=float(SLOT_OVERHEAD))
     distance_kernel = staticmethod(batch_distances)
     #: deleted slots tolerated before a compaction (a compaction also needs more deleted than live slots)
     compact_min_deleted: ClassVar[int] = 256
@@ -73,16 +78,6 @@ class WasmBackend(IndexBackend):
         self._live = 0
         self._slots = 0
         self._compactions = 0
-
-    @classmethod
-    def for_config(cls, config: HnswConfig) -> type[IndexBackend]:
-        """``cls`` for float vectors; for ``HnswConfig(quantization=...)`` the wasm tier's flat code scan
-        (:class:`~ruvector_lab.backends.quantized_flat.WasmQuantizedFlatBackend`), or a refusal naming why."""
-        if getattr(config, "quantization", None) is None:
-            return cls
-        from .quantized_flat import WasmQuantizedFlatBackend, flat_class_for
-
-        return flat_class_for(config, WasmQuantizedFlatBackend)
 
     # ------------------------------------------------------------ checks
     def _check_open(self) -> None:

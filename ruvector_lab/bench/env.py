@@ -9,9 +9,18 @@ import sys
 from importlib import metadata
 from typing import Any
 
+#: distributions every measurement depends on whatever the backend; the backends' own come from their records
+_COMMON_LIBRARIES = ("ruvector-lab", "numpy", "onnxruntime", "h5py", "threadpoolctl", "dvc")
+
+
+def _libraries() -> tuple[str, ...]:
+    from ..backends import distributions
+
+    return tuple(dict.fromkeys(_COMMON_LIBRARIES + distributions()))
+
+
 #: distributions whose versions every result records (absent ones are recorded as None)
-LIBRARIES = ("ruvector-lab", "numpy", "faiss-cpu", "hnswlib", "ruvector", "wasmtime", "onnxruntime", "h5py",
-             "threadpoolctl", "dvc")
+LIBRARIES = _libraries()
 
 
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:

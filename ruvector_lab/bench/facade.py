@@ -46,33 +46,6 @@ class FacadeResult:
     meets_facade_target: bool | None
 
 
-def _direct_search(index: rl.HnswIndex, k: int) -> Callable[[np.ndarray], object] | None:
-    """The library call the facade makes, with the same parameters, or None for the NumPy fallback."""
-    raw = index.raw_backend
-    ef = max(index.config.ef_search, k)
-    cosine = index.config.metric == "cosine"
-    if index.backend == "faiss":
-        import faiss
-
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = ef
-        lib = raw.index
-
-        def faiss_search(q: np.ndarray) -> object:
-            x = (q / np.linalg.norm(q) if cosine else q).reshape(1, -1)
-            return lib.search(x, k, params=params)
-
-        return faiss_search
-    if index.backend == "hnswlib":
-        lib = raw.index
-        lib.set_ef(ef)
-        return lambda q: lib.knn_query(q, k=k, num_threads=1)
-    if index.backend == "ruvector":
-        lib = raw.index
-        return lambda q: lib.search(q, k, ef_search=ef)
-    return None
-
-
 def measure(backend: str, base: np.ndarray, queries: np.ndarray, truth: list[set[str]], k: int = 10,
             rounds: int = 3) -> FacadeResult:
     """Build an ADR-configured index on ``backend`` and time facade vs direct search over ``queries``."""
@@ -83,7 +56,7 @@ def measure(backend: str, base: np.ndarray, queries: np.ndarray, truth: list[set
     build_s = time.perf_counter() - start
     hits = sum(len({r.id for r in index.search(q, k)} & t) for q, t in zip(queries, truth, strict=True))
     funcs: dict[str, Callable[[object], object]] = {"facade": lambda q: index.search(q, k)}
-    direct = _direct_search(index, k)
+    direct = index.raw_backend.direct_search(k, index.config.ef_search)
     if direct is not None:
         funcs["direct"] = direct  # type: ignore[assignment]
     samples = interleaved(funcs, list(queries), rounds=rounds)

@@ -57,7 +57,15 @@ from typing import Any
 import numpy as np
 
 from .. import errors
-from ..errors import BackendError, DimensionMismatchError, InvalidParameterError, InvalidVectorError
+from ..backends.base import MemoryLayout
+from ..backends.layout import FACADE_IDS_PER_VECTOR
+from ..errors import (
+    BackendError,
+    BackendUnavailableError,
+    DimensionMismatchError,
+    InvalidParameterError,
+    InvalidVectorError,
+)
 from ..runtime import Runtime
 from ..types import HnswConfig, check_positive_int
 from . import env
@@ -135,98 +143,6 @@ class IndexMemory:
 
 
 # --------------------------------------------------------------------------------------------------- analytic
-# CPython object sizes (64-bit): pymalloc hands out blocks in multiples of 16 bytes.
-def _block(size: int) -> int:
-    return -(-size // 16) * 16
-
-
-#: an int object above the small-int cache (28 bytes for one 30-bit digit)
-_PY_INT = _block(sys.getsizeof(1 << 20))
-#: a compact ASCII str of up to 14 characters: every ``str(i)`` id below 10**14
-_PY_STR = _block(sys.getsizeof("12345678901234"))
-#: a list slot: one pointer, with list over-allocation of about 1/8
-_PY_LIST_SLOT = 8 * 1.125
-# dict: an entries array of 2/3 of the hash table, a table of index slots (4 bytes from 2**16 slots), and a
-# table that grows to next_pow2(3 * used) when full (CPython Objects/dictobject.c GROWTH_RATE): on average
-# about 1.5 entries and 2.25 index slots per item. Entries are 16 bytes in all-str-key dicts (3.11+), else 24.
-_DICT_PER_ITEM_STR = 1.5 * (16 if sys.version_info >= (3, 11) else 24) + 2.25 * 4
-_DICT_PER_ITEM = 1.5 * 24 + 2.25 * 4
-#: set: 16-byte (key, hash) slots, at most 3/5 full, growing x4 (x2 beyond 50k items): about 3 slots per item
-_SET_PER_ITEM = 3 * 16
-
-#: the facade (ruvector_lab/index.py): ``_ids`` list slot -> the id str, ``_labels`` str -> int dict, whose
-#: int values come from ``labels.tolist()`` (new int objects); the str objects are shared by both maps
-FACADE_IDS_PER_VECTOR = _PY_LIST_SLOT + _PY_STR + _DICT_PER_ITEM_STR + _PY_INT
-#: a backend's ``dict[int, int]`` label -> row map (numpy, quantized flat): entry plus two int objects
-_ROW_MAP_PER_VECTOR = _DICT_PER_ITEM + 2 * _PY_INT
-
-# hnswlib (hnswlib/hnswalg.h, HierarchicalNSW): sizeof(tableint) = 4, sizeof(linklistsizeint) = 4,
-# sizeof(labeltype) = 8, std::mutex = 40 bytes (glibc x86-64), MAX_LABEL_OPERATION_LOCKS = 65536
-_HNSWLIB_MUTEX = 40
-_HNSWLIB_LABEL_LOCKS = 65536
-#: std::unordered_map<labeltype, tableint> label_lookup_: a 24-byte node (next, key, value) in a 32-byte malloc
-#: chunk, plus about one 8-byte bucket pointer per element (max_load_factor 1)
-_HNSWLIB_LABEL_LOOKUP = 32 + 8
-#: glibc malloc's per-chunk cost rounded: what one separately malloc'd upper-level link list adds
-_MALLOC_OVERHEAD = 16
-
-
-def _expected_upper_levels(m: int) -> float:
-    """Expected number of levels above 0 per node with the usual ``mult = 1/ln(M)`` level distribution.
-
-    A node's level is ``floor(-ln(U) * mult)``, so ``P(level >= l) = M**-l``, and the expected level is
-    ``sum_{l >= 1} M**-l = 1/(M-1)`` (hnswlib ``getRandomLevel``, faiss ``HNSW::set_default_probas``, hnsw_rs
-    ``LayerGenerator`` all use this law).
-    """
-    return 1.0 / (m - 1)
-
-
-def _hnsw_graph(backend: str, m: int) -> tuple[float, float, float]:
-    """(graph, ids, other) bytes per node of a float HNSW backend's own structures, excluding the vectors."""
-    upper = _expected_upper_levels(m)
-    if backend == "faiss":
-        # faiss/impl/HNSW.h: one flat ``neighbors`` vector<storage_idx_t = int32>; a node of top level L has
-        # cum_nneighbor_per_level[L+1] slots = 2M on level 0 plus M per upper level; ``offsets`` vector<size_t>
-        # (8 bytes) and ``levels`` vector<int> (4 bytes) per node. faiss labels are row numbers: no id map.
-        graph = 4 * (2 * m + m * upper) + 8 + 4
-        return graph, 0.0, 0.0
-    if backend == "hnswlib":
-        # hnswalg.h: size_links_level0_ = maxM0_ * sizeof(tableint) + sizeof(linklistsizeint), maxM0_ = 2M,
-        # inside data_level0_memory_ (size_data_per_element_ = size_links_level0_ + data_size_ + labeltype);
-        # a node above level 0 has one malloc'd block of size_links_per_element_ (= M*4 + 4) per upper level;
-        # linkLists_ holds an 8-byte pointer and element_levels_ a 4-byte int per element.
-        level0 = 2 * m * 4 + 4
-        upper_lists = (m * 4 + 4) * upper + _MALLOC_OVERHEAD / m  # P(level > 0) = 1/M
-        graph = level0 + upper_lists + 8 + 4
-        # the label stored in each element, label_lookup_, and the backend's Python ``_live`` set of ints
-        ids = 8 + _HNSWLIB_LABEL_LOOKUP + _SET_PER_ITEM + _PY_INT
-        # link_list_locks_ (one std::mutex per element) and the visited-list pool (one unsigned short per element)
-        other = _HNSWLIB_MUTEX + 2
-        return graph, ids, other
-    if backend == "ruvector":
-        # An estimate from RuVector's sources (crates/ruvector-core/src/index/hnsw.rs over the vendored
-        # patches/hnsw_rs/src/hnsw.rs); the Python binding's own source is not published, so this is not exact.
-        # hnsw_rs: every link is an Arc<PointWithOrder> (an 8-byte pointer in a Vec, plus a 32-byte ArcInner in a
-        # 48-byte malloc chunk), counted here at the caps of 2M links on level 0 and M per upper level: hnsw_rs's
-        # neighbour-selection heuristic usually keeps fewer, so this over-states (20k x 64 random vectors, M=16:
-        # measured growth ~0.4x of the total). Per node: an Arc<Point> (~80), an Arc<RwLock<Vec<..>>> (~64) and
-        # its table of 16 per-layer Vec headers (16 * 24 -> ~400), the level-0 list's chunk (~16) and a
-        # points_by_layer slot (8).
-        graph = (2 * m + m * upper) * (8 + 48) + 80 + 64 + 400 + 16 + 8
-        # the id String (24-byte header + a >= 32-byte heap chunk) in the VectorDB's storage map, HnswIndex.vectors,
-        # id_to_idx and idx_to_id (DashMaps: hashbrown tables at <= 7/8 load, growing x2: ~1.5 slots per item of
-        # 48, 48, 32 and 32 bytes, one control byte each)
-        ids = 4 * (24 + 32) + 1.5 * (48 + 48 + 32 + 32 + 4)
-        return graph, ids, 0.0
-    raise InvalidParameterError(f"no HNSW layout is known for backend {backend!r}")
-
-
-#: float copies of each vector ruvector's HnswIndex keeps (ruvector-core's VectorDB storage map, HnswIndex.vectors
-#: and hnsw_rs's Point data: three Vec<f32>, 16 bytes of malloc chunk each); measured RSS grows by 12 bytes per
-#: dimension and vector, which agrees
-_RUVECTOR_FLOAT_COPIES = 3
-
-
 def _checked_config(config: object, dimensions: int | None) -> HnswConfig:
     if not isinstance(config, HnswConfig):
         raise InvalidParameterError(f"config must be an HnswConfig, got {type(config).__name__}")
@@ -235,23 +151,23 @@ def _checked_config(config: object, dimensions: int | None) -> HnswConfig:
     return config
 
 
-def _quantized_extra(impl: type, config: HnswConfig) -> dict[str, Any]:
-    """The backend's own memory figures (``memory_stats``) from an empty instance: code and float bytes."""
-    backend = impl(config)
-    try:
-        return dict(backend.stats_extra())
-    finally:
-        backend.close()
+def _layout(backend: str, config: HnswConfig) -> MemoryLayout:
+    layout = Runtime.serving_class(backend, config).memory_layout(config)
+    if layout is None:
+        raise BackendUnavailableError(f"backend {backend!r} states no memory layout for this config")
+    return layout
 
 
 def analytic_bytes_per_vector(backend: str, config: HnswConfig, dimensions: int | None = None) -> dict[str, float]:
     """Expected memory per stored vector of ``backend`` under ``config``, from its data structure's layout.
 
-    Keys: ``vectors`` (float32 rows, ``4*d``; or, with ``config.quantization``, the backend's code bytes plus
-    ``4*d`` when it keeps the float vectors for rerank, as its ``stats().extra`` reports them), ``graph`` (HNSW
-    links and per-node graph bookkeeping; 0 for flat backends), ``ids`` (label maps: the facade's id list and
-    id -> label dict, and the backend's own), ``other`` (per-vector bookkeeping: live flags, cached norms, locks,
-    the wasm store's slot record) and ``total`` (their sum). ``dimensions`` overrides ``config.dimensions``.
+    Each backend states its own layout (:meth:`~ruvector_lab.backends.base.IndexBackend.memory_layout`, with the
+    source of each formula); this adds the facade's id maps. Keys: ``vectors`` (float32 rows, ``4*d``; or, with
+    ``config.quantization``, the backend's code bytes plus ``4*d`` when it keeps the float vectors for rerank),
+    ``graph`` (HNSW links and per-node graph bookkeeping; 0 for flat backends), ``ids`` (label maps: the
+    facade's id list and id -> label dict, and the backend's own), ``other`` (per-vector bookkeeping: live
+    flags, cached norms, locks, the wasm store's slot record) and ``total`` (their sum). ``dimensions``
+    overrides ``config.dimensions``.
 
     Costs that do not grow with n are in :func:`analytic_fixed_bytes`, not here. Containers are assumed sized to
     exactly n. The ruvector HNSW figures are an estimate from RuVector's Rust sources (its Python binding's exact
@@ -260,66 +176,18 @@ def analytic_bytes_per_vector(backend: str, config: HnswConfig, dimensions: int 
     quantization the backend does not serve raises what ``HnswIndex`` would.
     """
     cfg = _checked_config(config, dimensions)
-    impl = Runtime.require(backend).for_config(cfg)
-    d = cfg.dimensions
-    floats = 4.0 * d  # float32
-    graph = ids = other = 0.0
-    if cfg.quantization is not None:
-        extra = _quantized_extra(impl, cfg)
-        vectors = float(extra["code_bytes_per_vector"] + extra["float_bytes_per_vector"])
-        if backend == "faiss":
-            # faiss IndexHNSW* over the codes: the same graph layout as IndexHNSWFlat; LiveBitmap: 1 bool per row
-            graph, _, _ = _hnsw_graph("faiss", cfg.m)
-            other = 1.0
-        elif backend == "ruvector":
-            # ruvector.RabitqIndex: u64 ids passed in, plus (an estimate) per-vector correction factors
-            ids, other = 8.0, 8.0
-        else:
-            # quantized_flat.py: labels Rows (int64), live Rows (bool), ``_row_of`` dict
-            ids, other = 8.0 + _ROW_MAP_PER_VECTOR, 1.0
-    elif impl.graph == "flat":
-        vectors = floats
-        if backend == "wasm":
-            # rvf-wasm's store: the vector plus SLOT_OVERHEAD bytes of slot record (u64 id, flags) and
-            # allocator overhead per slot (ruvector_lab/wasm/rvf.py), in the module's linear memory
-            from ..wasm.rvf import SLOT_OVERHEAD
-
-            other = float(SLOT_OVERHEAD)
-        else:
-            # numpy_backend.py: rows, _sq_norms (float32), _labels (int64), _live (bool), _row_of dict
-            ids, other = 8.0 + _ROW_MAP_PER_VECTOR, 4.0 + 1.0
-    else:
-        graph, ids, other = _hnsw_graph(backend, cfg.m)
-        vectors = floats * (_RUVECTOR_FLOAT_COPIES if backend == "ruvector" else 1)
-        if backend == "ruvector":
-            vectors += 16 * _RUVECTOR_FLOAT_COPIES  # malloc chunk of each Vec<f32>
-        if backend == "faiss":
-            other = 1.0  # LiveBitmap: one bool per label
-    ids += FACADE_IDS_PER_VECTOR
-    parts = {"vectors": vectors, "graph": graph, "ids": ids, "other": other}
+    layout = _layout(backend, cfg)
+    parts = {"vectors": layout.vectors, "graph": layout.graph, "ids": layout.ids + FACADE_IDS_PER_VECTOR,
+             "other": layout.other}
     return {k: round(v, 2) for k, v in parts.items()} | {"total": round(sum(parts.values()), 2)}
 
 
 def analytic_fixed_bytes(backend: str, config: HnswConfig, dimensions: int | None = None) -> int:
-    """Memory an index of ``backend`` takes whatever its size (not in :func:`analytic_bytes_per_vector`).
-
-    hnswlib: ``label_op_locks_``, 65536 ``std::mutex`` (hnswalg.h ``MAX_LABEL_OPERATION_LOCKS``). Quantized
-    indexes: their trained state as the backend reports it (``stats().extra['fixed_bytes']``: PQ codebooks,
-    the SQ ranges, RaBitQ's centre) and, for faiss PQ, the symmetric distance table the graph build uses
-    (``M * 256 * 256`` floats). The wasm module instance's own linear memory is not counted.
-    """
-    cfg = _checked_config(config, dimensions)
-    impl = Runtime.require(backend).for_config(cfg)
-    fixed = 0
-    if cfg.quantization is not None:
-        fixed += int(_quantized_extra(impl, cfg).get("fixed_bytes", 0))
-        if backend == "faiss" and cfg.quantization.kind == "product":
-            fixed += cfg.quantization.m * 256 * 256 * 4
-        elif backend == "faiss" and cfg.quantization.kind in ("scalar", "int4"):
-            fixed += 2 * cfg.dimensions * 4  # trained per-dimension min and range (0 until trained)
-    elif backend == "hnswlib":
-        fixed += _HNSWLIB_LABEL_LOCKS * _HNSWLIB_MUTEX
-    return fixed
+    """Memory an index of ``backend`` takes whatever its size (not in :func:`analytic_bytes_per_vector`), as the
+    backend's layout states it: e.g. hnswlib's table of 65536 label-operation mutexes, quantized indexes' trained
+    state (PQ codebooks, SQ ranges, RaBitQ's centre) and faiss PQ's symmetric distance table. The wasm module
+    instance's own linear memory is not counted."""
+    return int(_layout(backend, _checked_config(config, dimensions)).fixed)
 
 
 # ------------------------------------------------------------------------------------------------ measurement
@@ -383,7 +251,7 @@ def measure_index_memory(
     threads = check_positive_int("threads", threads)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
         raise InvalidParameterError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-    Runtime.require(backend).for_config(config)  # the library's own refusal, before a child is spawned
+    Runtime.serving_class(backend, config)  # the library's own refusal, before a child is spawned
     matrix = _check_train(train, config)
     analytic = analytic_bytes_per_vector(backend, config)
     fixed = analytic_fixed_bytes(backend, config)

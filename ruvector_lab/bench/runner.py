@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import IndexBackend, spec
+from ..backends import names as backend_names
 from ..errors import InvalidParameterError
 from ..index import HnswIndex
 from ..runtime import Runtime
@@ -255,6 +257,7 @@ class _Plan:
     backend: str
     build: BuildParams
     config: HnswConfig
+    tier: str
     graph: str
     directory: Path
     build_fp: str
@@ -266,7 +269,7 @@ class _Plan:
 
 def _base_record(ds: Dataset, backend: str, build: BuildParams, schema: str, fp: str) -> dict[str, Any]:
     return {"schema": schema, "status": "ok", "fingerprint": fp, "dataset": ds.describe(), "backend": backend,
-            "tier": Runtime.tier_of(backend), "build": dataclasses.asdict(build), "environment": env.environment()}
+            "tier": spec(backend).tier, "build": dataclasses.asdict(build), "environment": env.environment()}
 
 
 def unavailable_record(ds: Dataset, backend: str, build: BuildParams, reason: str) -> dict[str, Any]:
@@ -276,32 +279,46 @@ def unavailable_record(ds: Dataset, backend: str, build: BuildParams, reason: st
     return record
 
 
-def _unavailable_reason(ds: Dataset, backend: str, build: BuildParams,
-                        settings: RunSettings) -> tuple[str | None, str, HnswConfig | None]:
-    """(reason, status, config): why this build cannot run here ('not available': a missing capability;
-    'skipped': the params' time budget), else (None, 'ok', its config)."""
-    available = Runtime.available()
-    if backend not in available:  # a typo, not an absent capability
-        raise InvalidParameterError(f"unknown backend {backend!r}; known: {', '.join(available)}")
-    ok = available[backend]
-    if ok is not True:
-        return str(ok), "not available", None
+@dataclass(frozen=True)
+class _Resolved:
+    """A build this machine can run: its config and the backend class that serves it (resolved once)."""
+
+    config: HnswConfig
+    impl: type[IndexBackend]
+
+
+def _resolve(ds: Dataset, backend: str, build: BuildParams, settings: RunSettings) -> _Resolved | tuple[str, str]:
+    """The config and serving class of this build, or (status, reason) when it cannot run here: 'not available'
+    (a missing capability) or 'skipped' (the params' time budget)."""
+    if backend not in backend_names():  # a typo, not an absent capability
+        raise InvalidParameterError(f"unknown backend {backend!r}; known: {', '.join(backend_names())}")
     try:
         config = make_config(ds, build)
-        Runtime.require(backend).for_config(config)
+        impl = Runtime.serving_class(backend, config)
     except Exception as exc:  # absent capability: recorded, never faked
-        return f"{type(exc).__name__}: {exc}", "not available", None
+        return "not available", f"{type(exc).__name__}: {exc}"
     cap = settings.max_train.get(backend)
     if cap is not None and len(ds.train) > cap:
-        return (f"skipped: {len(ds.train)} base vectors exceed bench.max_train.{backend} = {cap} "
-                "(the time budget of the default pipeline); raise it to measure"), "skipped", None
-    return None, "ok", config
+        return "skipped", (f"skipped: {len(ds.train)} base vectors exceed bench.max_train.{backend} = {cap} "
+                           "(the time budget of the default pipeline); raise it to measure")
+    return _Resolved(config, impl)
 
 
-def _plan(ds: Dataset, backend: str, build: BuildParams, config: HnswConfig, ef_searches: Sequence[int],
+def _record_unavailable(ds: Dataset, backend: str, build: BuildParams, status: str, reason: str,
+                        root: str | Path) -> Outcome:
+    """Write the build.json of a build that cannot run here (status and reason, no numbers)."""
+    build_path = results.run_dir(root, ds.name, backend, build.key) / "build.json"
+    record = unavailable_record(ds, backend, build, reason)
+    record["status"] = status
+    results.write_json(build_path, record)
+    log.info("%s/%s/%s %s: %s", ds.name, backend, build.key, status, reason)
+    return Outcome(written=[build_path], unavailable=reason)
+
+
+def _plan(ds: Dataset, backend: str, build: BuildParams, resolved: _Resolved, ef_searches: Sequence[int],
           settings: RunSettings, root: str | Path) -> _Plan:
     """Fingerprints of the build and of each query setting, and which settings are not finished yet."""
-    graph = Runtime.require(backend).graph
+    graph = resolved.impl.graph
     efs = list(ef_searches) if graph == "hnsw" else list(ef_searches)[:1]
     n_queries = min(settings.n_queries, len(ds.test))
     if settings.n_queries > len(ds.test):
@@ -321,7 +338,8 @@ def _plan(ds: Dataset, backend: str, build: BuildParams, config: HnswConfig, ef_
         fp = results.fingerprint({**base_params, "ef_search": ef}, code)
         if settings.force or not build_done or not results.is_done(path, fp):
             todo.append((ef, path, fp))
-    return _Plan(ds, backend, build, config, graph, directory, build_fp, efs, todo, n_queries, builds)
+    return _Plan(ds, backend, build, resolved.config, spec(backend).tier, graph, directory, build_fp, efs, todo,
+                 n_queries, builds)
 
 
 # ------------------------------------------------------------------------------------------------- the steps
@@ -475,6 +493,76 @@ def _memory_figures(plan: _Plan, settings: RunSettings, builds: list[dict[str, A
     return out
 
 
+def _sweep_builds(plan: _Plan, settings: RunSettings, progress: Progress | None
+                  ) -> tuple[list[dict[str, Any]], list[dict[int, dict[str, Any]]], int]:
+    """Build the configuration ``plan.builds`` times; on every build, recall and 1-thread QPS at each unfinished
+    ef_search (the figures whose spread over builds the records show); on the median build, latency and thread
+    scaling, whose cost would not fit the budget on every build. Returns (build figures, sweeps, median)."""
+    ds, k = plan.ds, settings.k
+    k_big = _k_big(ds)
+    difficulty = perquery.query_difficulty(ds.test[: plan.n_queries], ds.train, ds.distances[: plan.n_queries],
+                                           ds.metric)
+    total = (plan.builds + 1) * len(plan.todo)
+    builds: list[dict[str, Any]] = []
+    sweeps: list[dict[int, dict[str, Any]]] = []
+    indexes: list[HnswIndex] = []
+    try:
+        for repeat in range(plan.builds):
+            index, figures = _build_index(plan, repeat, settings, progress)
+            indexes.append(index)
+            sweep: dict[int, dict[str, Any]] = {}
+            recall_big: dict[int, float] = {}
+            for step, (ef, _path, _fp) in enumerate(plan.todo):
+                pq_path = plan.directory / "perquery" / f"query-ef{ef}-k{k}-b{repeat}.h5"
+                sweep[ef] = _measure_recall_and_qps(index, plan, ef, settings, k_big, difficulty, pq_path,
+                                                    recall_big)
+                if progress:
+                    progress("query", repeat * len(plan.todo) + step + 1, total)
+            builds.append(figures)
+            sweeps.append(sweep)
+        median = _median_build(sweeps, k)
+        for step, (ef, _path, _fp) in enumerate(plan.todo):
+            timing = _measure_latency_and_scaling(indexes[median], plan, ef, settings)
+            sweeps[median][ef]["latency_ms"] = timing["latency_ms"]
+            sweeps[median][ef]["qps"].update(timing["qps"])
+            sweeps[median][ef]["qps_pool"] = timing["qps_pool"]
+            if progress:
+                progress("query", plan.builds * len(plan.todo) + step + 1, total)
+    finally:
+        for index in indexes:
+            index.close()
+    return builds, sweeps, median
+
+
+def _k_big(ds: Dataset) -> int:
+    """The k of the deep recall figure: 100, or fewer when the ground truth or the base set is smaller."""
+    return min(100, ds.distances.shape[1], len(ds.train))  # type: ignore[union-attr]
+
+
+def _reference(before_s: float) -> dict[str, Any]:
+    """The fixed workload timed again after the measurement, with its drift from before: the run's noise."""
+    after_s = reference_seconds()
+    return {"before_s": before_s, "after_s": after_s,
+            "drift": abs(after_s - before_s) / before_s if before_s else None,
+            "workload": "median of 5 sorts of 4,000,000 seeded floats, one thread"}
+
+
+def _build_record(plan: _Plan, settings: RunSettings, builds: list[dict[str, Any]], median: int,
+                  reference: dict[str, Any]) -> dict[str, Any]:
+    """build.json: every build's figures, the spread of build time, memory three ways, noise flags."""
+    n = len(plan.ds.train)
+    record = _base_record(plan.ds, plan.backend, plan.build, results.SCHEMA_BUILD, plan.build_fp)
+    times = spread(b["build_time_s"] for b in builds)
+    record.update(graph=plan.graph, config=plan.config.to_dict(), builds=builds, median_build=median,
+                  build_time_s=times.to_dict(), inserts_per_s=n / times.median if times.median else None,
+                  threads=builds[0]["threads"], serialized_bytes=builds[0]["serialized_bytes"],
+                  bytes_per_vector=_memory_figures(plan, settings, builds), reference=reference,
+                  noisy=_flag_noise({"build_time_s": times.to_dict(), "reference_drift": {
+                      "rel_spread": reference["drift"]}}, settings.noise_threshold),
+                  noise_threshold=settings.noise_threshold, peak_rss_bytes=env.peak_rss_bytes())
+    return record
+
+
 def run_build(
     ds: Dataset,
     backend: str,
@@ -487,7 +575,9 @@ def run_build(
     """Build one index configuration ``builds`` times and run the query sweep on each build, writing build.json,
     one query JSON per ef_search and the per-query HDF5 files.
 
-    An unavailable backend or quantization is recorded as such (no numbers). Exact (flat) backends ignore
+    Steps: resolve the backend class that serves the config (once); plan (fingerprints, unfinished settings);
+    time the reference workload; sweep every build; time the reference again; write the records. An
+    unavailable backend or quantization is recorded as such (no numbers). Exact (flat) backends ignore
     ef_search, so they run only the first value, and build once. ``progress(step, done, total)`` reports inserts
     and queries.
     """
@@ -495,75 +585,23 @@ def run_build(
         raise InvalidParameterError(f"dataset {ds.name!r} has no ground truth; run the groundtruth stage first")
     if not ef_searches:
         raise InvalidParameterError("ef_searches is empty")
-    outcome = Outcome()
-    reason, status, config = _unavailable_reason(ds, backend, build, settings)
-    if reason is not None or config is None:
-        build_path = results.run_dir(root, ds.name, backend, build.key) / "build.json"
-        record = unavailable_record(ds, backend, build, reason or "unavailable")
-        record["status"] = status
-        outcome.unavailable = reason
-        results.write_json(build_path, record)
-        outcome.written.append(build_path)
-        log.info("%s/%s/%s %s: %s", ds.name, backend, build.key, status, reason)
-        return outcome
-    plan = _plan(ds, backend, build, config, ef_searches, settings, root)
+    resolved = _resolve(ds, backend, build, settings)
+    if not isinstance(resolved, _Resolved):
+        return _record_unavailable(ds, backend, build, *resolved, root)
+    plan = _plan(ds, backend, build, resolved, ef_searches, settings, root)
     if not plan.todo:
-        outcome.skipped = [results.query_file(plan.directory, ef, settings.k) for ef in plan.efs]
-        return outcome
+        return Outcome(skipped=[results.query_file(plan.directory, ef, settings.k) for ef in plan.efs])
 
     reference_before = reference_seconds()
-    k_big = min(100, ds.distances.shape[1], len(ds.train))
-    difficulty = perquery.query_difficulty(ds.test[: plan.n_queries], ds.train, ds.distances[: plan.n_queries],
-                                           ds.metric)
-    builds: list[dict[str, Any]] = []
-    sweeps: list[dict[int, dict[str, Any]]] = []
-    indexes: list[HnswIndex] = []
-    try:
-        # every build: recall and 1-thread QPS (the figures whose spread over builds the record shows)
-        for repeat in range(plan.builds):
-            index, figures = _build_index(plan, repeat, settings, progress)
-            indexes.append(index)
-            sweep: dict[int, dict[str, Any]] = {}
-            recall_big: dict[int, float] = {}
-            for step, (ef, _path, _fp) in enumerate(plan.todo):
-                pq_path = plan.directory / "perquery" / f"query-ef{ef}-k{settings.k}-b{repeat}.h5"
-                sweep[ef] = _measure_recall_and_qps(index, plan, ef, settings, k_big, difficulty, pq_path,
-                                                    recall_big)
-                if progress:
-                    progress("query", repeat * len(plan.todo) + step + 1, (plan.builds + 1) * len(plan.todo))
-            builds.append(figures)
-            sweeps.append(sweep)
-        # the median build: latency and thread scaling, whose cost would not fit the budget on every build
-        median = _median_build(sweeps, settings.k)
-        for step, (ef, _path, _fp) in enumerate(plan.todo):
-            timing = _measure_latency_and_scaling(indexes[median], plan, ef, settings)
-            sweeps[median][ef]["latency_ms"] = timing["latency_ms"]
-            sweeps[median][ef]["qps"].update(timing["qps"])
-            sweeps[median][ef]["qps_pool"] = timing["qps_pool"]
-            if progress:
-                progress("query", plan.builds * len(plan.todo) + step + 1, (plan.builds + 1) * len(plan.todo))
-    finally:
-        for index in indexes:
-            index.close()
-    reference_after = reference_seconds()
-    reference = {"before_s": reference_before, "after_s": reference_after,
-                 "drift": abs(reference_after - reference_before) / reference_before if reference_before else None,
-                 "workload": "median of 5 sorts of 4,000,000 seeded floats, one thread"}
+    builds, sweeps, median = _sweep_builds(plan, settings, progress)
+    reference = _reference(reference_before)
 
-    n = len(ds.train)
-    record = _base_record(ds, backend, build, results.SCHEMA_BUILD, plan.build_fp)
-    times = spread(b["build_time_s"] for b in builds)
-    record.update(graph=plan.graph, config=config.to_dict(), builds=builds, median_build=median,
-                  build_time_s=times.to_dict(), inserts_per_s=n / times.median if times.median else None,
-                  threads=builds[0]["threads"], serialized_bytes=builds[0]["serialized_bytes"],
-                  bytes_per_vector=_memory_figures(plan, settings, builds), reference=reference,
-                  noisy=_flag_noise({"build_time_s": times.to_dict(), "reference_drift": {
-                      "rel_spread": reference["drift"]}}, settings.noise_threshold),
-                  noise_threshold=settings.noise_threshold, peak_rss_bytes=env.peak_rss_bytes())
-    results.write_json(plan.directory / "build.json", record)
+    outcome = Outcome()
+    results.write_json(plan.directory / "build.json", _build_record(plan, settings, builds, median, reference))
     outcome.written.append(plan.directory / "build.json")
     for ef, path, fp in plan.todo:
-        results.write_json(path, _query_record(plan, ef, fp, settings, k_big, sweeps, builds, median, reference))
+        results.write_json(path, _query_record(plan, ef, fp, settings, _k_big(ds), sweeps, builds, median,
+                                               reference))
         outcome.written.append(path)
     return outcome
 

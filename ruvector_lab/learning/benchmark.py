@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..backends import BACKENDS
+from ..backends import names as backend_names
 from ..types import check_positive_int
 from .experiment import HelpFormatter
 from .lora import LoRAConfig, LoRATrainer, apply
@@ -109,8 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dimensions", type=int, metavar="D", default=384, help="embedding dimension")
     parser.add_argument("--runs", type=int, metavar="N", default=200,
                         help="timed calls per operation (fewer for the slower exact matches, more for apply)")
-    parser.add_argument("--backend", default=None, choices=list(BACKENDS), metavar="NAME",
-                        help=f"index backend of the PatternStore, one of {', '.join(BACKENDS)} (default: the "
+    parser.add_argument("--backend", default=None, choices=backend_names(), metavar="NAME",
+                        help=f"index backend of the PatternStore, one of {', '.join(backend_names())} (default: the "
                              "runtime's choice)")
     parser.add_argument("--json", metavar="PATH", help="also write the timings as JSON to PATH")
     return parser
