@@ -1,9 +1,12 @@
-"""What the notebooks read: the pipeline's result JSON turned into tables, in one place.
+"""What the notebooks read: the pipeline's results as pandas tables, for display and matplotlib.
 
-The notebooks never open a result file themselves; they call the functions here, so a change of the result schema
-(documented in :mod:`ruvector_lab.bench.results`) is one edit in this module. Every reader returns an empty table
-when the pipeline has not produced that part yet, and :func:`source` says in words what was found, so a notebook can
-say "no pipeline results yet: run make repro" and carry on with what it can check live.
+The notebooks never open a result file themselves; they call the functions here, and these read through the
+project's one results reader, :mod:`ruvector_lab.bench.tables` (polars frames, every record validated against its
+schema in :mod:`ruvector_lab.bench.schemas`; the report reads the same frames). This module only picks, renames and
+converts columns to pandas; the figures derived from results (effective ef, Pareto frontiers, operating points,
+noise flags) come from ``tables``. Every reader returns an empty table when the pipeline has not produced that part
+yet, and :func:`source` says in words what was found, so a notebook can say "no pipeline results yet: run make
+repro" and carry on with what it can check live.
 
 Where results are read from: ``$RUVECTOR_LAB_RESULTS`` if set (``make test-notebooks`` points it at the tiny
 profile's outputs), else ``data/results`` under the repository (the full pipeline's outputs, ``make repro``).
@@ -14,23 +17,21 @@ configuration), :func:`recall_tail` (the per-query recall distribution), :func:`
 and RC quintile), :func:`memory_table` (bytes per vector three ways, build time), :func:`thread_scaling` (both
 thread modes), :func:`noise_table` (reference drift, noisy flags), and from the per-query HDF5 files
 :func:`perquery_files` (each file, with its mean recall recomputed) and :func:`per_query` (one setting's queries).
-A figure the runner stores as a Spread (median, min, max over builds or repeats) is read by :func:`spread_of`, so
-files written before build@2 (a bare number) still read.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
-from ruvector_lab.bench.metrics import operating_points, pareto_frontier
+from ruvector_lab.bench import tables
 from ruvector_lab.bench.targets import TARGETS
 
 #: the environment variable naming the results root (the folder holding runs/, quant/, adr/)
@@ -48,15 +49,17 @@ WASM_BACKEND = "wasm"
 NATIVE_TIER = "native"
 #: the ADR's claim: native bindings are 2-5x faster than WASM
 ADR_NATIVE_SPEEDUP = (2.0, 5.0)
-#: where the pipeline writes index builds and their query sweeps (plain graphs; quantized graphs under qhnsw/)
-BUILD_GLOBS = ("runs/*/*/*/build.json", "qhnsw/*/runs/*/*/*/build.json")
-QUERY_GLOBS = ("runs/*/*/*/query-*.json", "qhnsw/*/runs/*/*/*/query-*.json")
-ADR_GLOB = "adr/*.json"
-QUANT_GLOB = "quant/*/*.json"
 #: the recall floors the operating points are chosen for
-RECALL_FLOORS = (0.90, 0.95, 0.99)
+RECALL_FLOORS = tables.RECALL_TARGETS
 #: the ADR's own benchmark data (10,000 x 384 uniform in [-1, 1]): the ADR suite's dataset unless params name another
 ADR_DATASET = "adr-random-10k-384"
+#: one build configuration, and one query setting of it
+BUILD_KEY = list(tables.BUILD_KEY)
+SETTING_KEY = list(tables.SETTING_KEY)
+#: the names the runner gives its two thread-scaling modes (query@2 ``qps`` and ``qps_pool``), as shown here
+MODES = tables.MODES
+#: where ground truth comes from (see :func:`ruvector_lab.bench.tables.ground_truth`)
+Datasets = tables.Datasets
 
 
 # ------------------------------------------------------------------------------------------------ locating files
@@ -76,28 +79,22 @@ def shown(path: str | os.PathLike[str]) -> str:
         return "<outside the repo>/" + "/".join(p.parts[-2:])
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):  # missing, or cut short by an interrupted run: counts as not there
-        return None
-    return record if isinstance(record, dict) else None
+def _root(root: str | os.PathLike[str] | None) -> Path:
+    return Path(root) if root is not None else results_root()
 
 
-def _paths(root: Path, patterns: str | Sequence[str]) -> list[Path]:
-    patterns = (patterns,) if isinstance(patterns, str) else patterns
-    return sorted({p for pattern in patterns for p in root.glob(pattern)})
+def _pandas(frame: pl.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """``frame`` (its ``columns``, in that order; one it lacks is all missing) as a pandas frame, built the way
+    pandas builds one from rows: nulls become NaN in numbers and None elsewhere. (polars' own ``to_pandas`` needs
+    pyarrow, which the notebooks do not.)"""
+    cols = list(columns) if columns is not None else frame.columns
+    data = {c: frame[c].to_list() if c in frame.columns else [None] * len(frame) for c in cols}
+    return pd.DataFrame(data, columns=cols)
 
 
-def _records(root: Path, patterns: str | Sequence[str]) -> list[dict[str, Any]]:
-    out = []
-    for path in _paths(root, patterns):
-        record = _read(path)
-        if record is not None:
-            record["_path"] = path
-            out.append(record)
-    return out
+def _joined(frame: pl.DataFrame, column: str = "noisy") -> pl.DataFrame:
+    """A list-of-names column as one string, ``'a, b'``."""
+    return frame.with_columns(pl.col(column).list.join(", ").fill_null("")) if column in frame.columns else frame
 
 
 @dataclass(frozen=True)
@@ -125,9 +122,9 @@ class Source:
 
 def source(root: str | os.PathLike[str] | None = None) -> Source:
     """Count what the pipeline has written under ``root`` (default :func:`results_root`)."""
-    r = Path(root) if root is not None else results_root()
-    return Source(r, len(_paths(r, ADR_GLOB)), len(_paths(r, BUILD_GLOBS)), len(_paths(r, QUERY_GLOBS)),
-                  len(_paths(r, QUANT_GLOB)))
+    r = _root(root)
+    count = {kind: len(tables.result_paths(r, kind)) for kind in tables.KINDS}
+    return Source(r, count["adr"], count["build"], count["query"], count["quant"])
 
 
 def report_path() -> Path | None:
@@ -136,13 +133,22 @@ def report_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _root(root: str | os.PathLike[str] | None) -> Path:
-    return Path(root) if root is not None else results_root()
+def datasets_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder of the pipeline's datasets (``data/datasets``, beside ``data/results``)."""
+    return tables.datasets_root(_root(root))
 
 
 # ------------------------------------------------------------------------------------------------ ADR-006 suite
 ADR_COLUMNS = ["backend", "tier", "case", "target_ms", "protocol", "iterations", "p50_ms", "p95_ms", "p99_ms",
                "mean_ms", "judged_ms", "verdict", "recall_at_10", "info"]
+
+
+def _info(text: str | None) -> str:
+    """A case's details (JSON text) in one line, ``key=value, ...``, without the index config."""
+    import json
+
+    info = json.loads(text) if text else {}
+    return ", ".join(f"{k}={v}" for k, v in info.items() if k != "config")
 
 
 def adr_cases(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
@@ -153,29 +159,21 @@ def adr_cases(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     p95); ``recall_at_10`` is filled for the search case. Cases or backends not available here are rows with
     verdict 'not available' and the reason in ``info``.
     """
+    t = tables.load(_root(root), ("adr",))
     rows = []
-    for rec in _records(_root(root), ADR_GLOB):
-        backend = rec.get("backend", rec["_path"].stem)
-        tier = rec.get("tier", "" if backend != "common" else "any")
-        if rec.get("status") != "ok":
+    for r in t.files.to_dicts():  # every ADR file, in order: a backend not available is one row
+        backend = r["backend"]
+        tier = r["tier"] if r["tier"] is not None else ("" if backend != "common" else "any")
+        if r["status"] != "ok":
             rows.append({"backend": backend, "tier": tier, "case": "(all)", "verdict": "not available",
-                         "info": rec.get("reason", "")})
+                         "info": r["reason"] or ""})
             continue
-        for case, body in rec.get("cases", {}).items():
-            target = TARGETS[case].max_ms if case in TARGETS else None
-            if body.get("status") != "ok":
-                rows.append({"backend": backend, "tier": tier, "case": case, "target_ms": target,
-                             "verdict": "not available", "info": body.get("reason", "")})
+        for c in t.adr.filter(pl.col("path") == r["path"]).to_dicts():
+            if c["status"] != "ok":
+                rows.append({"backend": backend, "tier": tier, "case": c["case"], "target_ms": c["target_ms"],
+                             "verdict": "not available", "info": c["reason"] or ""})
                 continue
-            info = body.get("info", {})
-            for protocol, p in body.get("protocols", {}).items():
-                lat = p.get("latency_ms", {})
-                rows.append({"backend": backend, "tier": tier, "case": case, "target_ms": target,
-                             "protocol": protocol, "iterations": p.get("iterations"), "p50_ms": lat.get("p50"),
-                             "p95_ms": lat.get("p95"), "p99_ms": lat.get("p99"), "mean_ms": lat.get("mean"),
-                             "judged_ms": p.get("judged_ms"), "verdict": p.get("verdict"),
-                             "recall_at_10": body.get("recall_at_10"),
-                             "info": ", ".join(f"{k}={v}" for k, v in info.items() if k != "config")})
+            rows.append({k: c[k] for k in ADR_COLUMNS if k in c} | {"tier": tier, "info": _info(c["info"])})
     return pd.DataFrame(rows, columns=ADR_COLUMNS)
 
 
@@ -224,56 +222,10 @@ def native_wasm_ratios(cases: pd.DataFrame, protocol: str = "honest") -> pd.Data
 
 
 # ---------------------------------------------------------------------------------------- index builds and queries
-#: one build configuration, and one query setting of it
-BUILD_KEY = ["dataset", "backend", "m", "ef_construction", "quantization"]
-SETTING_KEY = [*BUILD_KEY, "ef_search"]
-#: the names the runner gives its two thread-scaling modes (query@2 ``qps`` and ``qps_pool``), as shown here
-MODES = {"qps": "caller threads", "qps_pool": "library pool"}
-
-
 def spread_of(value: Any) -> dict[str, Any]:
-    """A Spread of the result files ({median, min, max, rel_spread, values}: a figure over builds or repeats) as
-    ``{median, min, max, rel_spread, n}``. A bare number (files written before build@2/query@2) is a spread of
-    one value; anything else gives Nones and n = 0."""
-    if isinstance(value, dict) and value.get("median") is not None:
-        med = float(value["median"])
-        values = value.get("values") or [med]
-        return {"median": med, "min": float(value.get("min", med)), "max": float(value.get("max", med)),
-                "rel_spread": value.get("rel_spread"), "n": len(values)}
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return {"median": float(value), "min": float(value), "max": float(value), "rel_spread": 0.0, "n": 1}
-    return {"median": None, "min": None, "max": None, "rel_spread": None, "n": 0}
-
-
-def _identity(rec: dict[str, Any]) -> dict[str, Any]:
-    """The columns naming a record's build configuration (and its query setting, for a query record)."""
-    ds, build, query = rec.get("dataset", {}), rec.get("build", {}), rec.get("query", {})
-    out = {"dataset": ds.get("name", rec["_path"].parts[-4]), "backend": rec.get("backend"), "tier": rec.get("tier"),
-           "graph": rec.get("graph"), "m": build.get("m"), "ef_construction": build.get("ef_construction"),
-           "quantization": build.get("quantization", "none")}
-    if query:
-        out["ef_search"] = query.get("ef_search")
-    return out
-
-
-def _ok(root: str | os.PathLike[str] | None, patterns: Sequence[str]) -> list[dict[str, Any]]:
-    return [rec for rec in _records(_root(root), patterns) if rec.get("status") == "ok"]
-
-
-def _pools(report: Any) -> str:
-    """A pinned-pools report ({faiss_omp, openmp, blas, library_pools, ruvector_rayon}) in one short line."""
-    if not isinstance(report, dict):
-        return ""
-    names = {"faiss_omp": "faiss", "openmp": "openmp", "blas": "blas", "library_pools": "library",
-             "ruvector_rayon": "rayon"}
-    parts = []
-    for key, label in names.items():
-        value = report.get(key)
-        if isinstance(value, list):
-            value = "/".join(str(v) for v in sorted(set(value))) if value else None
-        if value is not None:
-            parts.append(f"{label}={value}")
-    return " ".join(parts)
+    """A Spread of the result files ({median, min, max, rel_spread, values}) as ``{median, min, max, rel_spread,
+    n}`` (:func:`ruvector_lab.bench.tables.spread_of`)."""
+    return tables.spread_of(value)
 
 
 QUERY_COLUMNS = ["dataset", "metric", "n_train", "dimensions", "backend", "tier", "graph", "m", "ef_construction",
@@ -285,7 +237,7 @@ QUERY_COLUMNS = ["dataset", "metric", "n_train", "dimensions", "backend", "tier"
 
 
 def query_runs(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Every finished query setting as one row.
+    """Every finished query setting as one row (:attr:`ruvector_lab.bench.tables.Tables.queries`).
 
     Recall comes from the **median build** (the build whose mean recall over the sweep is the median; the operating
     points use it): ``recall_at_1``, ``recall_at_10`` (mean recall@k, distance ties tolerated; the column keeps its
@@ -296,41 +248,13 @@ def query_runs(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     percentiles (ms; one caller, pools pinned to 1). Batch QPS per thread count, median over builds with min and
     max: ``qps_<t>`` (the batch split across t caller threads, every library pool pinned to 1 in each) and
     ``qps_pool_<t>`` (one caller, the library's own pools at t threads), ``cpu_<t>``/``cpu_pool_<t>`` the CPU
-    time over wall time that ran. ``ef_effective`` is the ef a graph search really ran (max(ef_search, k));
-    ``noisy`` lists figures whose spread exceeded the noise threshold, ``drift`` the reference workload's drift.
+    time over wall time that ran. ``ef_effective`` is the ef a graph search really ran (max(ef_search, k), and at
+    least the re-rank depth of a quantized build: :func:`ruvector_lab.bench.tables.effective_ef`); ``noisy`` lists
+    figures whose spread exceeded the noise threshold, ``drift`` the reference workload's drift.
     """
-    rows = []
-    for rec in _ok(root, QUERY_GLOBS):
-        ds, query = rec["dataset"], rec["query"]
-        k = str(query["k"])
-        recall, lat = rec.get("recall", {}), rec.get("latency_ms", {})
-        builds = rec.get("builds") or []
-        median = rec.get("median_build")
-        over = spread_of(rec.get("recall_builds", {}).get(k, recall.get(k)))
-        tail = (rec.get("perquery") or {}).get("recall_tolerant") or {}
-        row = _identity(rec) | {
-            "metric": ds.get("metric"), "n_train": ds.get("n_train"), "dimensions": ds.get("dimensions"),
-            "ef_effective": query.get("ef_effective"), "k": query["k"], "n_queries": query.get("n_queries"),
-            "n_builds": len(builds) or 1, "recall_at_1": recall.get("1"), "recall_at_10": recall.get(k),
-            "recall_at_100": recall.get("100"), "recall_at_10_median": over["median"],
-            "recall_at_10_min": over["min"], "recall_at_10_max": over["max"],
-            "recall_at_10_median_build": (builds[median].get("recall", {}).get(k)
-                                          if isinstance(median, int) and 0 <= median < len(builds) else None),
-            "recall_strict_at_10": (rec.get("recall_strict") or {}).get(k), "recall_min": tail.get("min"),
-            "recall_p1": tail.get("p1"), "recall_p5": tail.get("p5"), "recall_p50": tail.get("p50"),
-            "share_below_0.5": tail.get("share_below_0.5"), "p50_ms": lat.get("p50"), "p95_ms": lat.get("p95"),
-            "p99_ms": lat.get("p99"), "noisy": ", ".join(rec.get("noisy") or []),
-            "drift": (rec.get("reference") or {}).get("drift")}
-        for field_name, prefix in (("qps", "qps_"), ("qps_pool", "qps_pool_")):
-            cpu = "cpu_" if field_name == "qps" else "cpu_pool_"
-            for threads, s in (rec.get(field_name) or {}).items():
-                sp = spread_of(s)
-                row |= {f"{prefix}{threads}": sp["median"], f"{prefix}{threads}_min": sp["min"],
-                        f"{prefix}{threads}_max": sp["max"],
-                        f"{cpu}{threads}": s.get("cpu_utilization") if isinstance(s, dict) else None}
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    return frame.reindex(columns=list(dict.fromkeys([*QUERY_COLUMNS, *frame.columns])))
+    frame = _joined(tables.queries(_root(root)))
+    per_thread = [c for c in frame.columns if c.startswith(("qps_", "cpu_")) and not c.endswith("_rel_spread")]
+    return _pandas(frame, list(dict.fromkeys([*QUERY_COLUMNS, *per_thread])))
 
 
 BUILD_COLUMNS = ["dataset", "backend", "tier", "graph", "m", "ef_construction", "quantization", "status", "n_builds",
@@ -343,22 +267,9 @@ def build_runs(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     build time over its ``n_builds`` builds (median, min, max; seconds), inserts/s at the median time, serialized
     bytes per vector (``bytes_per_vector``; the other two memory figures are in :func:`memory_table`), and the
     benchmark process's peak RSS."""
-    rows = []
-    for rec in _records(_root(root), BUILD_GLOBS):
-        ident = _identity(rec) if rec.get("dataset") else {"dataset": rec["_path"].parts[-4]}
-        build = rec.get("build", {})
-        times = spread_of(rec.get("build_time_s"))
-        bpv = rec.get("bytes_per_vector")
-        rows.append(ident | {"backend": rec.get("backend"), "tier": rec.get("tier"), "graph": rec.get("graph"),
-                             "m": build.get("m"), "ef_construction": build.get("ef_construction"),
-                             "quantization": build.get("quantization"), "status": rec.get("status"),
-                             "n_builds": len(rec.get("builds") or []) or (1 if times["n"] else 0),
-                             "build_time_s": times["median"], "build_time_min": times["min"],
-                             "build_time_max": times["max"], "inserts_per_s": rec.get("inserts_per_s"),
-                             "bytes_per_vector": bpv.get("serialized") if isinstance(bpv, dict) else bpv,
-                             "serialized_bytes": rec.get("serialized_bytes"),
-                             "peak_rss_bytes": rec.get("peak_rss_bytes"), "reason": rec.get("reason", "")})
-    return pd.DataFrame(rows, columns=BUILD_COLUMNS)
+    frame = tables.builds(_root(root)).with_columns(pl.col("bytes_serialized").alias("bytes_per_vector"),
+                                                    pl.col("reason").fill_null(""))
+    return _pandas(frame, BUILD_COLUMNS)
 
 
 def build_spread(runs: pd.DataFrame, threads: int | str = 1) -> pd.DataFrame:
@@ -395,13 +306,9 @@ DIFFICULTY_COLUMNS = [*SETTING_KEY, "graph", "measure", "direction", "bin", "har
                       "recall_at_10"]
 
 
-def _hardness(bin_index: int, n_bins: int, direction: str) -> int:
-    """1 for the easiest bin .. n_bins for the hardest, whichever end of the measure is the hard one."""
-    return n_bins - bin_index if direction == "lower is harder" else bin_index + 1
-
-
 def difficulty_bins(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Recall@10 per difficulty quintile, one row per (query setting, measure, bin), from the median build.
+    """Recall@10 per difficulty quintile, one row per (query setting, measure, bin), from the median build
+    (:attr:`ruvector_lab.bench.tables.Tables.difficulty`).
 
     Measures (``ruvector_lab.bench.perquery``): ``lid``, local intrinsic dimensionality from the ground-truth
     distances (higher is harder), and ``rc``, relative contrast (mean distance to the data over the distance to
@@ -409,20 +316,7 @@ def difficulty_bins(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     equal count; ``bin`` is in ascending value, ``hardness`` runs from 1 (easiest) to the bin count (hardest) for
     either measure. ``n_nan_excluded`` queries had no finite value (LID is NaN for dot_product) and are in no bin.
     """
-    rows = []
-    for rec in _ok(root, QUERY_GLOBS):
-        pq = rec.get("perquery") or {}
-        ident = _identity(rec)
-        k = str(rec["query"]["k"])
-        for measure, table in (pq.get("difficulty") or {}).items():
-            bins = table.get("bins") or []
-            direction = table.get("direction", "unknown")
-            for b in bins:
-                rows.append(ident | {"measure": measure, "direction": direction,
-                                     "hardness": _hardness(b["bin"], len(bins), direction),
-                                     "n_queries_total": pq.get("n_queries"),
-                                     "recall_at_10": rec.get("recall", {}).get(k)} | b)
-    return pd.DataFrame(rows, columns=DIFFICULTY_COLUMNS)
+    return _pandas(tables.load(_root(root), ("query",)).difficulty, DIFFICULTY_COLUMNS)
 
 
 MEMORY_COLUMNS = [*BUILD_KEY, "graph", "n_train", "dimensions", "float_bytes", "serialized", "analytic",
@@ -446,33 +340,19 @@ def memory_table(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     ``rss_over_analytic`` is about 1 when the layout explains the memory (1-1.5 with containers grown by
     doubling). Build time: median, min and max over the builds, seconds.
     """
-    rows = []
-    for rec in _ok(root, BUILD_GLOBS):
-        ds = rec.get("dataset", {})
-        bpv = rec.get("bytes_per_vector")
-        bpv = bpv if isinstance(bpv, dict) else {"serialized": bpv}
-        analytic = bpv.get("analytic") if isinstance(bpv.get("analytic"), dict) else {}
-        child = bpv.get("child") if isinstance(bpv.get("child"), dict) else {}
-        measured_analytic = "total" in analytic
-        rss = bpv.get("rss_growth")
-        times = spread_of(rec.get("build_time_s"))
-        reasons = [f"analytic: {analytic.get('reason', '')}" if analytic and not measured_analytic else "",
-                   f"rss: {child.get('reason', '')}" if rss is None and child.get("reason") else ""]
-        dims = ds.get("dimensions")
-        rows.append(_identity(rec) | {
-            "n_train": ds.get("n_train"), "dimensions": dims,
-            "float_bytes": float_bytes_per_vector(dims) if dims else None, "serialized": bpv.get("serialized"),
-            "analytic": analytic.get("total"), "rss_growth": rss,
-            "rss_over_analytic": rss / analytic["total"] if rss and analytic.get("total") else None,
-            "analytic_vectors": analytic.get("vectors"), "analytic_graph": analytic.get("graph"),
-            "analytic_ids": analytic.get("ids"), "analytic_other": analytic.get("other"),
-            "analytic_status": "ok" if measured_analytic else analytic.get("status", "not recorded"),
-            "rss_status": "measured" if rss is not None else child.get("status", "not recorded"),
-            "n_builds": len(rec.get("builds") or []) or times["n"], "build_time_s": times["median"],
-            "build_time_min": times["min"], "build_time_max": times["max"], "build_rel_spread": times["rel_spread"],
-            "inserts_per_s": rec.get("inserts_per_s"), "child_peak_rss_bytes": child.get("peak_rss_bytes"),
-            "reason": "; ".join(r for r in reasons if r)})
-    return pd.DataFrame(rows, columns=MEMORY_COLUMNS)
+    b = tables.builds(_root(root)).filter(pl.col("status") == "ok")
+    analytic_note = pl.when(pl.col("analytic_status") != "ok").then(
+        pl.concat_str(pl.lit("analytic: "), pl.col("analytic_reason").fill_null("")))
+    rss_note = pl.when(pl.col("bytes_rss").is_null() & pl.col("rss_reason").is_not_null()).then(
+        pl.concat_str(pl.lit("rss: "), pl.col("rss_reason")))
+    frame = b.with_columns(
+        pl.col("bytes_serialized").alias("serialized"), pl.col("bytes_analytic").alias("analytic"),
+        pl.col("bytes_rss").alias("rss_growth"),
+        pl.when((pl.col("bytes_rss").fill_null(0) != 0) & (pl.col("bytes_analytic").fill_null(0) != 0))
+        .then(pl.col("bytes_rss") / pl.col("bytes_analytic")).alias("rss_over_analytic"),
+        pl.col("build_time_rel_spread").alias("build_rel_spread"),
+        pl.concat_list(analytic_note, rss_note).list.drop_nulls().list.join("; ").alias("reason"))
+    return _pandas(frame, MEMORY_COLUMNS)
 
 
 SCALING_COLUMNS = [*SETTING_KEY, "graph", "mode", "threads", "qps", "qps_min", "qps_max", "rel_spread",
@@ -480,7 +360,8 @@ SCALING_COLUMNS = [*SETTING_KEY, "graph", "mode", "threads", "qps", "qps_min", "
 
 
 def thread_scaling(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Batch QPS against thread count, in both of the runner's modes, one row per (query setting, mode, threads).
+    """Batch QPS against thread count, in both of the runner's modes, one row per (query setting, mode, threads)
+    (:attr:`ruvector_lab.bench.tables.Tables.scaling`).
 
     * ``caller threads``: the query batch split across t caller threads, and inside each of them every library
       pool (faiss' OpenMP, BLAS, hnswlib's num_threads) pinned to 1: t threads really run;
@@ -494,31 +375,7 @@ def thread_scaling(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     count the mode means (1 for caller threads, t for the library pool; ruvector's rayon pool is process-wide,
     sized once, and not judged).
     """
-    from ruvector_lab.bench.threads import all_pinned_to
-
-    rows = []
-    for rec in _ok(root, QUERY_GLOBS):
-        ident = _identity(rec)
-        single = rec.get("qps", {}).get("1")
-        base = spread_of(single)["median"]
-        for field_name, mode in MODES.items():
-            figures = dict(rec.get(field_name) or {})
-            if field_name == "qps_pool" and single is not None and figures:
-                figures = {"1": single} | figures
-            for threads, s in figures.items():
-                sp = spread_of(s)
-                t = int(threads)
-                speedup = sp["median"] / base if base and sp["median"] is not None else None
-                rows.append(ident | {"mode": mode, "threads": t, "qps": sp["median"], "qps_min": sp["min"],
-                                     "qps_max": sp["max"], "rel_spread": sp["rel_spread"],
-                                     "cpu_utilization": s.get("cpu_utilization") if isinstance(s, dict) else None,
-                                     "speedup": speedup, "efficiency": speedup / t if speedup is not None else None,
-                                     "pools": _pools(s.get("pools") if isinstance(s, dict) else None),
-                                     "pinned": (all_pinned_to(s["pools"], 1 if mode == MODES["qps"] else t)
-                                                if isinstance(s, dict) and isinstance(s.get("pools"), dict)
-                                                else None),
-                                     "baseline": t == 1})
-    return pd.DataFrame(rows, columns=SCALING_COLUMNS)
+    return _pandas(tables.load(_root(root), ("query",)).scaling, SCALING_COLUMNS)
 
 
 NOISE_COLUMNS = [*SETTING_KEY, "kind", "reference_before_s", "reference_after_s", "drift", "noise_threshold",
@@ -533,81 +390,27 @@ def noise_table(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     meanwhile (frequency scaling, neighbours) shows here. ``noisy`` lists the figures whose relative spread
     (max - min) / median over builds or repeats exceeded ``noise_threshold`` (build time; QPS per mode and
     thread count; single-query p50; for builds also the reference drift), ``max_rel_spread`` the largest such
-    spread of the record, and
-    ``flags_consistent`` whether ``noisy`` names exactly the figures of the record whose spread exceeds the
-    threshold (a check of the record, not of the machine).
+    spread of the record, and ``flags_consistent`` whether ``noisy`` names exactly the figures of the record
+    whose spread exceeds the threshold (:func:`ruvector_lab.bench.tables.flag_noise`; a check of the record, not
+    of the machine).
     """
-    rows = []
-    for kind, patterns in (("build", BUILD_GLOBS), ("query", QUERY_GLOBS)):
-        for rec in _ok(root, patterns):
-            ref = rec.get("reference") or {}
-            if kind == "build":
-                figures = {"build_time_s": rec.get("build_time_s")}
-            else:  # the runner's names: qps_<t>t, qps_pool_<t>t, latency_p50
-                figures = {f"{f}_{t}t": s for f in MODES for t, s in (rec.get(f) or {}).items()}
-                figures["latency_p50"] = rec.get("latency_ms", {}).get("spread", {}).get("p50")
-            spreads = {name: spread_of(s)["rel_spread"] for name, s in figures.items()}
-            spreads = {name: s for name, s in spreads.items() if s is not None}
-            if kind == "build" and ref.get("drift") is not None:  # the runner flags the reference drift too
-                spreads["reference_drift"] = ref["drift"]
-            threshold = rec.get("noise_threshold")
-            noisy = rec.get("noisy") or []
-            expected = sorted(n for n, s in spreads.items() if threshold is not None and s > threshold)
-            rows.append(_identity(rec) | {"kind": kind, "reference_before_s": ref.get("before_s"),
-                                          "reference_after_s": ref.get("after_s"), "drift": ref.get("drift"),
-                                          "noise_threshold": threshold,
-                                          "max_rel_spread": max(spreads.values()) if spreads else None,
-                                          "n_noisy": len(noisy), "noisy": ", ".join(noisy),
-                                          "flags_consistent": sorted(noisy) == expected})
-    return pd.DataFrame(rows, columns=NOISE_COLUMNS)
+    t = tables.load(_root(root), ("build", "query"))
+    parts = []
+    for kind, frame in (("build", t.builds.filter(pl.col("status") == "ok")), ("query", t.queries)):
+        spreads = list(dict.fromkeys(tables.noise_figures(frame).values()))
+        expected = tables.flag_noise(frame).list.sort()
+        if "ef_search" not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, pl.Int64).alias("ef_search"))
+        frame = frame.with_columns(
+            pl.lit(kind).alias("kind"), pl.max_horizontal(spreads).alias("max_rel_spread"),
+            pl.col("noisy").list.len().cast(pl.Int64).alias("n_noisy"),
+            (pl.col("noisy").list.sort() == expected).alias("flags_consistent"),
+            pl.col("noisy").list.join(", ").alias("noisy"))
+        parts.append(frame.select(NOISE_COLUMNS))
+    return _pandas(pl.concat(parts, how="vertical_relaxed"), NOISE_COLUMNS)
 
 
 # --------------------------------------------------------------------------------------------- per-query results
-#: where the pipeline keeps its datasets (ann-benchmarks HDF5 with ground truth), relative to the results root
-DATASETS_DIR = Path("..") / "datasets"
-Datasets = str | os.PathLike[str] | Mapping[str, Any] | None
-_TRUTH_CACHE: dict[tuple[str, int], dict[str, Any]] = {}
-
-
-def datasets_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The folder of the pipeline's datasets (``data/datasets``, beside ``data/results``)."""
-    return (_root(root) / DATASETS_DIR).resolve()
-
-
-def _truth(name: str, n: int, root: str | os.PathLike[str] | None, datasets: Datasets) -> dict[str, Any]:
-    """Ground truth (ids, distances), queries and the seeded 1,000-row train sample of relative contrast for the
-    first ``n`` queries of dataset ``name``: from ``datasets`` (a mapping name -> Dataset, or a folder of
-    ``<name>.hdf5``), else from :func:`datasets_root`. Raises FileNotFoundError when it is not there."""
-    if isinstance(datasets, Mapping):
-        if name not in datasets:
-            raise FileNotFoundError(f"dataset {name!r} is not among the {len(datasets)} given")
-        ds = datasets[name]
-        rows = np.sort(np.random.default_rng(0).choice(len(ds.train), size=min(1000, len(ds.train)), replace=False))
-        return {"neighbors": np.asarray(ds.neighbors[:n]), "distances": np.asarray(ds.distances[:n]),
-                "test": np.asarray(ds.test[:n]), "sample": np.asarray(ds.train)[rows], "metric": ds.metric}
-    import h5py
-
-    from ruvector_lab.bench.hdf5 import FROM_ANN
-
-    folder = Path(datasets) if datasets is not None else datasets_root(root)
-    path = folder / f"{name}.hdf5"
-    if not path.is_file():
-        raise FileNotFoundError(f"no dataset file {shown(path)}")
-    key = (str(path.resolve()), int(n))
-    if key not in _TRUTH_CACHE:
-        with h5py.File(path, "r") as f:
-            metric = f.attrs.get("distance")
-            metric = FROM_ANN[metric.decode() if isinstance(metric, bytes) else metric]
-            n_train = f["train"].shape[0]
-            # the runner's RC sample (perquery.relative_contrast: seed 0, 1,000 rows), read without the whole set
-            rows = np.sort(np.random.default_rng(0).choice(n_train, size=min(1000, n_train), replace=False))
-            _TRUTH_CACHE[key] = {"neighbors": np.asarray(f["neighbors"][:n], dtype=np.int64),
-                                 "distances": np.asarray(f["distances"][:n], dtype=np.float32),
-                                 "test": np.asarray(f["test"][:n], dtype=np.float32),
-                                 "sample": np.asarray(f["train"][rows], dtype=np.float32), "metric": metric}
-    return _TRUTH_CACHE[key]
-
-
 PERQUERY_FILE_COLUMNS = [*SETTING_KEY, "graph", "k", "build", "seed", "median_build", "file", "exists", "n_queries",
                          "recall_record", "recall_strict_record", "recall_file", "recall_strict_file",
                          "ground_truth"]
@@ -616,49 +419,13 @@ PERQUERY_FILE_COLUMNS = [*SETTING_KEY, "graph", "k", "build", "seed", "median_bu
 def perquery_files(root: str | os.PathLike[str] | None = None, datasets: Datasets = None) -> pd.DataFrame:
     """Every per-query result file the query records name (one per query setting and build), whether it exists,
     and the mean recall@k recomputed from it (tolerant: ties count; strict: ids only) against the dataset's ground
-    truth, beside the recall the record holds for that build. ``ground_truth`` says why a recomputation is
-    missing (no dataset file). ``file`` is relative to the build's folder."""
-    from ruvector_lab.bench.metrics import recall_at_k
-    from ruvector_lab.bench.perquery import read_query_results, strict_recall
-
-    rows = []
-    for rec in _ok(root, QUERY_GLOBS):
-        folder, k = rec["_path"].parent, int(rec["query"]["k"])
-        builds = rec.get("builds") or [{"perquery_file": rec.get("perquery_file"), "recall": rec.get("recall", {}),
-                                        "recall_strict": rec.get("recall_strict", {}), "seed": None}]
-        median = rec.get("median_build", 0)
-        for i, b in enumerate(builds):
-            name = b.get("perquery_file")
-            if not name:
-                continue
-            row = _identity(rec) | {"k": k, "build": i, "seed": b.get("seed"), "median_build": i == median,
-                                    "file": name, "exists": (folder / name).is_file(),
-                                    "recall_record": b.get("recall", {}).get(str(k)),
-                                    "recall_strict_record": (b.get("recall_strict") or {}).get(str(k))}
-            if row["exists"]:
-                run = read_query_results(folder / name)
-                row["n_queries"] = run.n_queries
-                try:
-                    truth = _truth(row["dataset"], run.n_queries, root, datasets)
-                except FileNotFoundError as exc:
-                    row["ground_truth"] = str(exc)
-                else:
-                    row["ground_truth"] = "found"
-                    row["recall_file"] = float(recall_at_k(truth["distances"], run.distances, k).mean())
-                    row["recall_strict_file"] = float(strict_recall(truth["neighbors"], run.ids, k).mean())
-            rows.append(row)
-    return pd.DataFrame(rows, columns=PERQUERY_FILE_COLUMNS)
-
-
-def _quintiles(values: np.ndarray, n_bins: int = 5) -> np.ndarray:
-    """The bin (0-based, ascending value) of each query as ``perquery.recall_by_difficulty`` forms them; -1 for a
-    query without a finite value."""
-    out = np.full(len(values), -1)
-    idx = np.flatnonzero(np.isfinite(values))
-    order = idx[np.argsort(values[idx], kind="stable")]
-    for b, chunk in enumerate(np.array_split(order, min(n_bins, len(order))) if len(order) else []):
-        out[chunk] = b
-    return out
+    truth, beside the recall the record holds for that build (:func:`ruvector_lab.bench.tables.perquery_check`).
+    ``ground_truth`` says why a recomputation is missing (no dataset file). ``file`` is relative to the build's
+    folder."""
+    frame = tables.perquery_check(_root(root), datasets).drop("build", "file").rename(
+        {"build_index": "build", "perquery_file": "file", "recall_at_10": "recall_record",
+         "recall_strict_at_10": "recall_strict_record"})
+    return _pandas(frame, PERQUERY_FILE_COLUMNS)
 
 
 def per_query(root: str | os.PathLike[str] | None = None, *, dataset: str, backend: str, ef_search: int,
@@ -668,42 +435,14 @@ def per_query(root: str | os.PathLike[str] | None = None, *, dataset: str, backe
     record's builds; None: the median build): recall@k (tolerant) and strict recall, how many results came back,
     and the query's difficulty, LID (higher is harder) and RC (lower is harder), recomputed from the dataset as
     the runner computes them, with ``lid_hardness`` / ``rc_hardness``: the query's quintile, 1 easiest .. 5
-    hardest. Raises LookupError when the setting is not (uniquely) in the results, FileNotFoundError when the
-    per-query file or the dataset is missing."""
-    from ruvector_lab.bench import perquery
-    from ruvector_lab.bench.metrics import recall_at_k
-
-    found = [rec for rec in _ok(root, QUERY_GLOBS)
-             if rec["dataset"]["name"] == dataset and rec["backend"] == backend
-             and rec["query"]["ef_search"] == ef_search and rec["build"].get("quantization", "none") == quantization
-             and (m is None or rec["build"]["m"] == m)
-             and (ef_construction is None or rec["build"]["ef_construction"] == ef_construction)]
-    if len(found) != 1:
-        raise LookupError(f"{len(found)} query records match {dataset}/{backend} ef_search={ef_search} m={m} "
-                          f"ef_construction={ef_construction} quantization={quantization}; name one")
-    rec = found[0]
-    builds = rec.get("builds") or []
-    index = rec.get("median_build", 0) if build is None else build
-    name = builds[index]["perquery_file"] if builds else rec["perquery_file"]
-    path = rec["_path"].parent / name
-    if not path.is_file():
-        raise FileNotFoundError(f"no per-query file {shown(path)}")
-    run = perquery.read_query_results(path)
-    k = int(rec["query"]["k"])
-    truth = _truth(dataset, run.n_queries, root, datasets)
-    lid = perquery.lid_mle(truth["distances"], metric=truth["metric"])
-    rc = perquery.relative_contrast(truth["test"], truth["sample"], truth["distances"], truth["metric"], k=10,
-                                    sample=len(truth["sample"]), seed=0)
-    frame = pd.DataFrame({"query": np.arange(run.n_queries),
-                          "recall": recall_at_k(truth["distances"], run.distances, k),
-                          "recall_strict": perquery.strict_recall(truth["neighbors"], run.ids, k),
-                          "returned": (run.ids[:, :k] >= 0).sum(axis=1), "lid": lid, "rc": rc})
-    for measure, values in (("lid", lid), ("rc", rc)):
-        bins = _quintiles(values)
-        n_bins = int(bins.max()) + 1 if (bins >= 0).any() else 0
-        direction = perquery.DIFFICULTY_DIRECTION[measure]
-        frame[f"{measure}_hardness"] = [(_hardness(int(b), n_bins, direction) if b >= 0 else None) for b in bins]
-    frame.attrs = {"build": index, "file": name, "k": k}
+    hardest (:func:`ruvector_lab.bench.tables.per_query`). Raises LookupError when the setting is not (uniquely)
+    in the results, FileNotFoundError when the per-query file or the dataset is missing."""
+    t = tables.load(_root(root), ("query",))
+    where = {"dataset": dataset, "backend": backend, "ef_search": ef_search, "m": m,
+             "ef_construction": ef_construction, "quantization": quantization, "build": build}
+    found = tables.find_per_query(t, **where)
+    frame = _pandas(tables.per_query(t, **where, datasets=datasets))
+    frame.attrs = {"build": found.build, "file": found.file, "k": found.k}
     return frame
 
 
@@ -711,34 +450,44 @@ def operating_table(runs: pd.DataFrame,
                     by: Sequence[str] = ("dataset", "backend", "m", "ef_construction", "quantization"),
                     floors: Iterable[float] = RECALL_FLOORS, speed: str = "qps_1") -> pd.DataFrame:
     """For each build configuration and recall floor, the cheapest ef_search whose recall@10 (median build)
-    reaches the floor (None: not reached), with that setting's recall, p50 latency and QPS, and, where the runs
-    carry them, recall@10 over builds (``recall_at_10_min``: does the worst build reach it too?), the median
-    build's own entry, strict recall and the 5th-percentile query's recall."""
+    reaches the floor (None: not reached; :func:`ruvector_lab.bench.tables.operating_points`), with that
+    setting's recall, p50 latency and QPS, and, where the runs carry them, recall@10 over builds
+    (``recall_at_10_min``: does the worst build reach it too?), the median build's own entry, strict recall and
+    the 5th-percentile query's recall. Groups in sorted order."""
     extra = [c for c in ("n_builds", "recall_at_10_min", "recall_at_10_max", "recall_at_10_median_build",
                          "recall_strict_at_10", "recall_p5") if c in runs.columns]
     cols = [*by, "floor", "ef_search", "recall_at_10", "p50_ms", speed, *extra]
     if runs.empty:
         return pd.DataFrame(columns=cols)
-    rows = []
-    for key, group in runs.dropna(subset=["recall_at_10"]).groupby(list(by), sort=True):
-        points = operating_points(group.to_dict("records"), tuple(floors), "recall_at_10", "ef_search", speed)
-        for floor, best in points.items():
-            row = dict(zip(by, key, strict=True)) | {"floor": float(floor)}
-            if best is not None:
-                row |= {c: best[c] for c in ("ef_search", "recall_at_10", "p50_ms", speed, *extra)}
-            rows.append(row)
-    return pd.DataFrame(rows, columns=cols)
+    frame = _polars(runs[list(dict.fromkeys([*by, "ef_search", "recall_at_10", "p50_ms", speed, *extra]))])
+    points = tables.operating_points(frame.sort(list(by), maintain_order=True), by=tuple(by), targets=floors,
+                                     speed=speed)
+    return _pandas(points.rename({"target": "floor"}), cols)
 
 
 def pareto(runs: pd.DataFrame, by: Sequence[str] = ("dataset", "backend"), x: str = "recall_at_10",
            y: str = "qps_1") -> pd.DataFrame:
-    """The recall-vs-QPS Pareto frontier of each group (higher is better on both), sorted by recall."""
+    """The recall-vs-QPS Pareto frontier of each group (higher is better on both), sorted by group, then recall
+    (:func:`ruvector_lab.bench.tables.pareto`)."""
     if runs.empty:
         return runs.copy()
-    parts = []
-    for _, group in runs.dropna(subset=[x, y]).groupby(list(by), sort=True):
-        parts.append(pd.DataFrame(pareto_frontier(group.to_dict("records"), x=x, y=y)))
-    return pd.concat(parts, ignore_index=True) if parts else runs.iloc[0:0].copy()
+    return _pandas(tables.pareto(_polars(runs), by=tuple(by), x=x, y=y), list(runs.columns))
+
+
+def _polars(frame: pd.DataFrame) -> pl.DataFrame:
+    """A pandas frame of :func:`query_runs` (or a selection of it) back as polars (NaN in a float column is a
+    missing value; whole-number float columns that pandas widened from ints with gaps stay float)."""
+    data = {}
+    for col in frame.columns:
+        values = frame[col].tolist()
+        if pd.api.types.is_float_dtype(frame[col]):
+            data[col] = pl.Series(col, [None if v != v else v for v in values], dtype=pl.Float64)
+        elif pd.api.types.is_integer_dtype(frame[col]):
+            data[col] = pl.Series(col, values, dtype=pl.Int64)
+        else:
+            data[col] = pl.Series(col, [None if isinstance(v, float) and v != v else v for v in values],
+                                  strict=False)
+    return pl.DataFrame(data)
 
 
 def adr_dataset(root: str | os.PathLike[str] | None = None) -> str:
@@ -763,31 +512,21 @@ QUANT_COLUMNS = ["dataset", "codec", "kind", "bytes_per_vector", "compression", 
 
 def quant_rows(records: Iterable[dict[str, Any]], source_label: str) -> pd.DataFrame:
     """quant@1 records (from files or computed live) as one row per (codec, re-rank factor); factor 1 is no
-    re-ranking. ``source`` labels where the numbers come from."""
-    rows = []
-    for rec in records:
-        if rec.get("status") != "ok":
-            continue
-        for rr in rec.get("rerank", []):
-            rows.append({"dataset": rec["dataset"]["name"], "codec": rec.get("spec", rec["codec"]["kind"]),
-                         "kind": rec["codec"]["kind"], "bytes_per_vector": rec["bytes_per_vector"],
-                         "compression": rec.get("compression"), "reconstruction_mse": rec.get("reconstruction_mse"),
-                         "factor": rr["factor"], "candidates": rr.get("candidates"),
-                         "recall_at_1": rr.get("recall_at_1"), "recall_at_10": rr.get("recall_at_10"),
-                         "qps": rr.get("qps"), "source": source_label})
-    return pd.DataFrame(rows, columns=QUANT_COLUMNS)
+    re-ranking (:func:`ruvector_lab.bench.tables.codec_frame`). ``source`` labels where the numbers come from."""
+    frame = tables.codec_frame(records).with_columns(pl.lit(source_label).alias("source"))
+    return _pandas(frame, QUANT_COLUMNS)
 
 
 def quant_runs(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """The pipeline's codec sweeps (quant/<dataset>/<codec>.json) as :func:`quant_rows`."""
-    return quant_rows(_records(_root(root), QUANT_GLOB), "pipeline")
+    frame = tables.codecs(_root(root)).with_columns(pl.lit("pipeline").alias("source"))
+    return _pandas(frame, QUANT_COLUMNS)
 
 
 def quant_unavailable(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """The codecs the pipeline recorded as not available, with the reason."""
-    rows = [{"dataset": r["_path"].parent.name, "codec": r.get("spec", r["_path"].stem), "reason": r.get("reason")}
-            for r in _records(_root(root), QUANT_GLOB) if r.get("status") != "ok"]
-    return pd.DataFrame(rows, columns=["dataset", "codec", "reason"])
+    frame = tables.absent(tables.load(_root(root), ("quant",))).rename({"spec": "codec"})
+    return _pandas(frame, ["dataset", "codec", "reason"])
 
 
 def float_bytes_per_vector(dimensions: int) -> int:
@@ -798,9 +537,9 @@ def float_bytes_per_vector(dimensions: int) -> int:
 __all__ = ["ADR_DATASET", "ADR_NATIVE_SPEEDUP", "MODES", "NO_RESULTS", "RECALL_FLOORS", "RESULTS_ENV", "Source",
            "adr_cases", "adr_dataset", "adr_scorecard", "adr_verdicts", "build_runs", "build_spread",
            "datasets_root", "difficulty_bins", "float_bytes_per_vector", "memory_table", "native_wasm_ratios",
-           "noise_table", "operating_table", "pareto", "per_query", "perquery_files", "quant_rows", "quant_runs",
-           "quant_unavailable", "query_runs", "recall_tail", "report_path", "results_root", "shown", "source",
-           "spread_of", "thread_scaling"]
+           "noise_table", "operating_table", "pareto", "per_query", "perquery_files", "plot_memory", "quant_rows",
+           "quant_runs", "quant_unavailable", "query_runs", "recall_tail", "report_path", "results_root", "shown",
+           "source", "spread_of", "thread_scaling"]
 
 
 def plot_memory(ax: Any, memory: pd.DataFrame, title: str) -> None:
@@ -822,4 +561,3 @@ def plot_memory(ax: Any, memory: pd.DataFrame, title: str) -> None:
     ax.set_ylabel("backend")
     ax.set_title(title)
     ax.legend(fontsize=7)
-

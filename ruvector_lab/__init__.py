@@ -4,14 +4,16 @@
 >>> rt = rl.Runtime.initialize()           # native (faiss, hnswlib, ruvector), then wasm, then numpy
 >>> idx = rl.HnswIndex(rl.HnswConfig(dimensions=384))
 
-Heavy or optional parts (embeddings, quantization, learning) are imported on first use.
+Every name but the exceptions is imported on first use: optional parts (embeddings, quantization, learning) so a
+missing dependency only disables its part, and the index and runtime so that code importing one subpackage (the
+embeddings, the benchmark's dataset readers) runs, and depends on, only what it uses.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     BackendError,
@@ -25,14 +27,19 @@ from .errors import (
     InvalidParameterError,
     InvalidVectorError,
     PoolError,
+    ResultSchemaError,
     RuvectorLabError,
     UnknownIdError,
 )
-from .index import HnswIndex
-from .ops import batch_distance, distance, normalize
-from .pool import ArrayPool, PoolStats
-from .runtime import Runtime
-from .types import METRICS, HnswConfig, IndexStats, SearchResult
+
+if TYPE_CHECKING:
+    from .embeddings import Embedder, ModelCache
+    from .index import HnswIndex
+    from .ops import batch_distance, distance, normalize
+    from .pool import ArrayPool, PoolStats
+    from .quantization import QuantizationConfig, dequantize, quantize
+    from .runtime import Runtime
+    from .types import METRICS, HnswConfig, IndexStats, SearchResult
 
 __version__ = "0.1.0"
 
@@ -40,6 +47,17 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> module that defines it; imported lazily so a missing optional dependency only disables its part
 _LAZY: dict[str, str] = {
+    "HnswIndex": ".index",
+    "batch_distance": ".ops",
+    "distance": ".ops",
+    "normalize": ".ops",
+    "ArrayPool": ".pool",
+    "PoolStats": ".pool",
+    "Runtime": ".runtime",
+    "METRICS": ".types",
+    "HnswConfig": ".types",
+    "IndexStats": ".types",
+    "SearchResult": ".types",
     "Embedder": ".embeddings",
     "ModelCache": ".embeddings",
     "QuantizationConfig": ".quantization",
@@ -49,12 +67,17 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import the optional parts (embeddings, quantization, learning, ...) on first use."""
+    """Import the public names and the optional parts (embeddings, quantization, learning, ...) on first use."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     if name in {"learning", "embeddings", "quantization", "bench", "wasm"}:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'ruvector_lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names with the lazy ones (tab completion in Jupyter lists them before first use)."""
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [  # noqa: RUF022 - grouped: eager names, then the lazy ones
@@ -75,6 +98,7 @@ __all__ = [  # noqa: RUF022 - grouped: eager names, then the lazy ones
     "InvalidVectorError",
     "PoolError",
     "PoolStats",
+    "ResultSchemaError",
     "Runtime",
     "RuvectorLabError",
     "SearchResult",

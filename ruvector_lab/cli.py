@@ -219,7 +219,7 @@ def _codec_spec(spec: str) -> str:
     build that is not available, and move on)."""
     if spec == "none":
         return spec
-    from .bench.runner import split_spec
+    from .bench.results import split_spec
 
     try:
         kind, m, _ = split_spec(spec)
@@ -349,7 +349,7 @@ def build(
     name = backend.value
     try:
         p = params.load_params(params_file)
-        settings = params.run_settings(p, force)
+        settings = runner.run_settings(p, force)
         runner.cap_rayon_pool(settings.build_threads)  # before ruvector's first use: its pool is sized once
         ds = _load_dataset(datasets_dir, dataset)
         with _BuildBars(f"{dataset}/{name}", _build_count(settings, len(ds.train), name)) as bars:
@@ -383,7 +383,7 @@ def quantize(
         p = params.load_params(params_file)
         q = params.section(p, "quantization")
         ds = _load_dataset(datasets_dir, dataset)
-        settings = params.run_settings(p, force)
+        settings = runner.run_settings(p, force)
         runner.cap_rayon_pool(settings.build_threads)
         with _StepBar(f"codecs {dataset}", "step") as codecs:
             written = quant.run_quant_sweep(ds, list(q.get("codecs", [])), results_root,
@@ -424,7 +424,7 @@ def adr(
 
     try:
         p = params.load_params(params_file)
-        settings = params.adr_settings(p)
+        settings = suite.adr_settings(p)
         name = params.section(p, "adr").get("dataset", "adr-random-10k-384")
         ds = _load_dataset(datasets_dir, name)
         out = results_root / "adr"

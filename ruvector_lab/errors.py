@@ -95,3 +95,15 @@ class EmbedderClosedError(RuvectorLabError):
 class DatasetError(RuvectorLabError):
     """A benchmark dataset cannot be made or read: a missing package or file (the message says what to install or
     which HDF5 file to pass), or an HDF5 file that lacks the ann-benchmarks layout."""
+
+
+class ResultSchemaError(RuvectorLabError, ValueError):
+    """A result file holds an unknown or missing schema tag, or a record that does not match its schema
+    (:mod:`ruvector_lab.bench.schemas`); the message names the file and the tag."""
+
+    def __init__(self, message: str, path: str | None = None, tag: str | None = None) -> None:
+        super().__init__(message)
+        #: the file the record came from (None for a record that was never a file)
+        self.path = path
+        #: the schema tag the record carries (None when it has none)
+        self.tag = tag

@@ -1,18 +1,18 @@
 """Vector operations of ADR-006 (``vectorOps``): distance, batch_distance, normalize.
 
-Scores follow the library's convention (smaller is closer): cosine ``1 - cos``, euclidean L2, dot_product
-``-dot``. ``batch_distance`` runs on the active backend's kernel when it brings a faster one (faiss' SIMD
-kernels, the WASM module's) and on NumPy otherwise; every kernel agrees with NumPy's to float32 rounding.
+Scores follow the library's convention (smaller is closer, see :mod:`.distances`): cosine ``1 - cos``,
+euclidean L2, dot_product ``-dot``. ``batch_distance`` runs on the active backend's kernel when it brings a
+faster one (faiss' SIMD kernels, the WASM module's) and on :func:`.distances.pairwise_float32` otherwise; every
+kernel agrees with that one to float32 rounding.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .distances import check_metric, normalize_rows_float64, pairwise_float32, rows_to_rows_float32
 from .errors import DimensionMismatchError
-from .kernels import exact_distances
 from .runtime import Runtime
-from .types import check_metric
 from .validation import as_float32, as_matrix, check_nonzero
 
 
@@ -30,16 +30,7 @@ def distance(a: object, b: object, metric: str = "cosine") -> float | np.ndarray
     if metric == "cosine":
         check_nonzero(rows_a, "a")
         check_nonzero(rows_b, "b")
-    if metric == "euclidean":
-        diff = rows_a - rows_b
-        out = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-    else:
-        dots = np.einsum("ij,ij->i", rows_a, rows_b)
-        if metric == "dot_product":
-            out = -dots
-        else:
-            out = 1.0 - dots / (np.linalg.norm(rows_a, axis=1) * np.linalg.norm(rows_b, axis=1))
-    out = out.astype(np.float32, copy=False)
+    out = rows_to_rows_float32(rows_a, rows_b, metric)
     return float(out[0]) if va.ndim == 1 else out
 
 
@@ -55,7 +46,7 @@ def batch_distance(query: object, vectors: object, metric: str = "cosine") -> np
     if metric == "cosine":
         check_nonzero(queries, "query")
         check_nonzero(matrix, "vectors")
-    kernel = Runtime.initialize().backend_class.distance_kernel or exact_distances
+    kernel = Runtime.initialize().backend_class.distance_kernel or pairwise_float32
     out = np.asarray(kernel(queries, matrix, metric), dtype=np.float32)
     return out[0] if q.ndim == 1 else out
 
@@ -67,6 +58,4 @@ def normalize(vectors: object) -> np.ndarray:
         raise DimensionMismatchError(f"normalize takes a vector or a matrix, got shape {arr.shape}")
     rows = arr.reshape(-1, arr.shape[-1])
     check_nonzero(rows, "vector")
-    # float64 norms so huge or tiny components neither overflow nor lose precision
-    norms = np.linalg.norm(rows.astype(np.float64), axis=1, keepdims=True)
-    return (rows / norms).astype(np.float32).reshape(arr.shape)
+    return normalize_rows_float64(rows).reshape(arr.shape)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from .types import check_positive_int
+from .validation import check_positive_int
 
 _local = threading.local()
 

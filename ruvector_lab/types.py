@@ -1,41 +1,30 @@
-"""Configuration and result types shared by the whole library."""
+"""Configuration and result types shared by the whole library.
+
+The metric names and their check live in :mod:`.distances`, the integer check in :mod:`.validation`; both are
+re-exported here, where users have imported them from.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .distances import METRICS, Metric, check_metric
 from .errors import InvalidParameterError
+from .validation import check_positive_int
 
-if TYPE_CHECKING:  # imported lazily at run time: the quantization package itself imports this module
+if TYPE_CHECKING:  # imported on first use at run time: ``import ruvector_lab`` leaves the quantization package alone
     from .quantization.config import QuantizationConfig
 
-Metric = Literal["cosine", "euclidean", "dot_product"]
-METRICS: tuple[str, ...] = get_args(Metric)
-
-
-def check_metric(metric: object) -> str:
-    """Return ``metric`` if it is one of :data:`METRICS`, else raise :class:`InvalidParameterError`."""
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise InvalidParameterError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    return metric
-
-
-def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    """Return ``value`` as an int if it is an integer >= ``minimum`` (bools refused), else raise."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            import numpy as np
-
-            if isinstance(value, np.integer):
-                value = int(value)
-            else:
-                raise TypeError
-        except TypeError:
-            raise InvalidParameterError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if value < minimum:
-        raise InvalidParameterError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+__all__ = [
+    "METRICS",
+    "HnswConfig",
+    "IndexStats",
+    "Metric",
+    "SearchResult",
+    "check_metric",
+    "check_positive_int",
+]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Input checks shared by the ops and the index: every vector crosses one of these before any backend."""
+"""Input checks shared by the whole library: every vector crosses one of these before any backend, and every
+integer parameter passes :func:`check_positive_int`. Depends on nothing but :mod:`.errors`, so any module can
+import it."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import DimensionMismatchError, DuplicateIdError, InvalidIdError, InvalidVectorError
+from .errors import DimensionMismatchError, DuplicateIdError, InvalidIdError, InvalidParameterError, InvalidVectorError
 
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -81,6 +83,17 @@ def check_nonzero(matrix: np.ndarray, name: str = "vector") -> None:
     if zero.size:
         where = "" if matrix.ndim == 1 else f" (row {int(zero[0])})"
         raise InvalidVectorError(f"{name} is a zero vector{where}; cosine distance is undefined for it")
+
+
+def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer >= ``minimum`` (bools refused), else raise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if not isinstance(value, np.integer):
+            raise InvalidParameterError(f"{name} must be an integer, got {type(value).__name__}")
+        value = int(value)
+    if value < minimum:
+        raise InvalidParameterError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def check_id(value: object) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from ruvector_lab.bench import datasets, groundtruth
 from ruvector_lab.bench.hdf5 import Dataset, link_hdf5, read_hdf5, write_hdf5
+from ruvector_lab.distances import pairwise_float64
 from ruvector_lab.errors import DatasetError, InvalidParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +51,12 @@ def test_ground_truth_rejects_bad_input():
         groundtruth.knn_ground_truth(np.zeros((2, 4), np.float32), x, 2, "euclidean")
 
 
-def test_exact_distances_conventions():
+def test_float64_distance_conventions():
     q = np.array([[3.0, 4.0]], np.float32)
     x = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]], np.float32)
-    assert groundtruth.exact_distances(q, x, "euclidean")[0].tolist() == pytest.approx([5.0, 0.0, 5.0])
-    assert groundtruth.exact_distances(q, x, "dot_product")[0].tolist() == pytest.approx([0.0, -25.0, -50.0])
-    assert groundtruth.exact_distances(q, x[1:], "cosine")[0].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert pairwise_float64(q, x, "euclidean")[0].tolist() == pytest.approx([5.0, 0.0, 5.0])
+    assert pairwise_float64(q, x, "dot_product")[0].tolist() == pytest.approx([0.0, -25.0, -50.0])
+    assert pairwise_float64(q, x[1:], "cosine")[0].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
 
 
 def test_hdf5_round_trip_keeps_the_ann_benchmarks_layout(tmp_path):

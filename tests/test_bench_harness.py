@@ -117,12 +117,12 @@ def test_auto_threads_reach_the_core_count():
     assert runner.auto_threads(1) == (1,)
     assert runner.auto_threads(2) == (1, 2)
     assert runner.auto_threads(6) == (1, 2, 4, 6)
-    assert params.thread_counts("auto") == runner.auto_threads()
-    assert params.thread_counts([2, 1, 2]) == (1, 2)
+    assert runner.thread_counts("auto") == runner.auto_threads()
+    assert runner.thread_counts([2, 1, 2]) == (1, 2)
     with pytest.raises(InvalidParameterError):
-        params.thread_counts([0])
+        runner.thread_counts([0])
     with pytest.raises(InvalidParameterError):
-        params.thread_counts("many")
+        runner.thread_counts("many")
 
 
 def test_memory_of_the_index_is_measured_in_a_child(small, tmp_path):
@@ -186,10 +186,10 @@ def test_parse_quantization_specs():
     assert runner.parse_quantization("scalar", 8).kind == "scalar"
     with pytest.raises(InvalidParameterError):
         runner.parse_quantization("scalar-m4", 8)
-    assert runner.split_spec("product-m48-r40") == ("product", 48, 40)
-    assert runner.split_spec("scalar") == ("scalar", None, 0)
+    assert results.split_spec("product-m48-r40") == ("product", 48, 40)
+    assert results.split_spec("scalar") == ("scalar", None, 0)
     with pytest.raises(InvalidParameterError):
-        runner.split_spec("scalar-x1")
+        results.split_spec("scalar-x1")
     tiny = datasets.adr_random(n=10, n_queries=2, dimensions=8)
     cfg = runner.make_config(tiny, runner.BuildParams(8, 40, "scalar-r5"))
     assert cfg.rerank == 5 and cfg.quantization.kind == "scalar"
@@ -278,10 +278,10 @@ def test_params_profiles_load():
         p = params.load_params(root / name)
         for ds in p["bench"]["datasets"]:
             assert params.dataset_spec(p, ds)["source"]
-        settings = params.run_settings(p)
+        settings = runner.run_settings(p)
         assert settings.n_queries >= 100 and settings.threads and not settings.force
         assert params.ef_searches(p) == sorted(params.ef_searches(p))
-        assert params.adr_settings(p).ef_search > 0
+        assert adr.adr_settings(p).ef_search > 0
     tiny = params.load_params(root / "pipelines/params-tiny.yaml")
     assert not {params.dataset_spec(tiny, d)["source"] for d in tiny["bench"]["datasets"]} & {"wordnet",
                                                                                                "fashion-mnist"}
@@ -296,15 +296,15 @@ def test_params_errors(tmp_path):
     with pytest.raises(InvalidParameterError):
         params.dataset_spec({"datasets": {}}, "x")
     with pytest.raises(InvalidParameterError):
-        params.adr_settings({"adr": {"speed": 3}})
+        adr.adr_settings({"adr": {"speed": 3}})
     with pytest.raises(InvalidParameterError):
         params.ef_searches({"query": {"ef_search": []}})
     with pytest.raises(InvalidParameterError):
         params.section({"bench": [1]}, "bench")
-    assert params.run_settings({"bench": {"force": True}}).force
-    assert params.run_settings({"bench": {"max_train": {"wasm": 5}}}).max_train == {"wasm": 5}
-    assert params.run_settings({"bench": {"flat_repeats": 1}}).flat_repeats == 1
-    tuned = params.run_settings({"bench": {"build_repeats": 3, "build_repeats_max_train": 50_000, "memory": False,
+    assert runner.run_settings({"bench": {"force": True}}).force
+    assert runner.run_settings({"bench": {"max_train": {"wasm": 5}}}).max_train == {"wasm": 5}
+    assert runner.run_settings({"bench": {"flat_repeats": 1}}).flat_repeats == 1
+    tuned = runner.run_settings({"bench": {"build_repeats": 3, "build_repeats_max_train": 50_000, "memory": False,
                                            "noise_threshold": 0.3, "threads": "auto"}})
     assert (tuned.build_repeats, tuned.build_repeats_max_train, tuned.memory, tuned.noise_threshold) == (
         3, 50_000, False, 0.3)

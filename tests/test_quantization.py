@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ruvector_lab import container
+from ruvector_lab.distances import pairwise_float32
 from ruvector_lab.errors import (
     CorruptIndexError,
     DimensionMismatchError,
@@ -34,7 +35,6 @@ from ruvector_lab.quantization import (
     make_codec,
     quantize,
 )
-from ruvector_lab.quantization.base import decoded_distances
 from ruvector_lab.quantization.binary import hamming
 
 ENGINES = ["numpy", "faiss"]
@@ -163,7 +163,7 @@ def test_asymmetric_distance_equals_distance_to_decoded_vectors(data, kind, metr
     codes = codec.encode(data)
     queries = data[:5] + 0.01
     got = codec.distance(queries, codes)
-    want = decoded_distances(queries, codec.decode(codes), metric)
+    want = pairwise_float32(queries, codec.decode(codes), metric)
     assert got.shape == (5, 300) and got.dtype == np.float32
     tol = 2e-4 * np.abs(want).max()  # float32 sums in another order: error relative to the largest term
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=tol)
@@ -172,7 +172,7 @@ def test_asymmetric_distance_equals_distance_to_decoded_vectors(data, kind, metr
 
 def test_scalar_scores_rank_like_exact_scores(data):
     codec = trained("scalar", 64, data, metric="euclidean")
-    exact = decoded_distances(data[:20], data, "euclidean")
+    exact = pairwise_float32(data[:20], data, "euclidean")
     approx = codec.distance(data[:20], codec.encode(data))
     assert (np.argsort(exact, axis=1)[:, :5] == np.argsort(approx, axis=1)[:, :5]).mean() > 0.95
 
@@ -217,7 +217,7 @@ def test_rabitq_estimates_track_exact_distances(metric):
     q = rng.standard_normal((20, 128)).astype(np.float32)
     codec = make_codec(QuantizationConfig(kind="rabitq"), 128, metric=metric).train(x)
     estimate = codec.distance(q, codec.encode(x))
-    exact = decoded_distances(q, x, metric)
+    exact = pairwise_float32(q, x, metric)
     # the estimator is unbiased with error O(1/sqrt(d)): strongly correlated, and right on average
     assert np.corrcoef(estimate.ravel(), exact.ravel())[0, 1] > 0.7
     assert abs(np.mean(estimate - exact)) < 0.05 * np.abs(exact).mean()

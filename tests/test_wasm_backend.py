@@ -10,6 +10,7 @@ from helpers import requires_wasm
 
 import ruvector_lab as rl
 from ruvector_lab.backends import wasm_backend
+from ruvector_lab.distances import pairwise_float32
 from ruvector_lab.errors import (
     BackendError,
     BackendUnavailableError,
@@ -19,7 +20,6 @@ from ruvector_lab.errors import (
     InvalidParameterError,
     InvalidVectorError,
 )
-from ruvector_lab.kernels import exact_distances
 from ruvector_lab.wasm import rvf_format
 from ruvector_lab.wasm.rvf import MAX_DIMENSIONS, MAX_ID, RvfModule
 
@@ -38,7 +38,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _expected(queries: np.ndarray, base: np.ndarray, labels: np.ndarray, metric: str, k: int):
-    ref = exact_distances(queries, base, metric)
+    ref = pairwise_float32(queries, base, metric)
     order = np.lexsort((np.broadcast_to(labels, ref.shape), ref), axis=1)[:, :k]
     return np.take_along_axis(ref, order, 1), labels[order]
 

@@ -8,13 +8,13 @@ from helpers import requires_wasm
 
 import ruvector_lab as rl
 from ruvector_lab.backends import backend_class
+from ruvector_lab.distances import pairwise_float32
 from ruvector_lab.errors import (
     BackendError,
     DimensionMismatchError,
     InvalidParameterError,
     InvalidVectorError,
 )
-from ruvector_lab.kernels import exact_distances
 from ruvector_lab.wasm import kernels
 
 pytestmark = requires_wasm()
@@ -41,7 +41,7 @@ def test_batch_distances_agree_with_numpy(metric):
     vectors = (rng.standard_normal((500, 33)) * 3).astype(np.float32)
     got = kernels.batch_distances(queries, vectors, metric)
     assert got.shape == (6, 500) and got.dtype == np.float32
-    np.testing.assert_allclose(got, exact_distances(queries, vectors, metric), atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(got, pairwise_float32(queries, vectors, metric), atol=1e-4, rtol=1e-5)
 
 
 def test_batch_distances_shapes_and_checks():
@@ -64,7 +64,7 @@ def test_ops_on_the_wasm_tier_use_the_module_kernel(metric):
     q, x = rng.standard_normal(16).astype(np.float32), rng.standard_normal((200, 16)).astype(np.float32)
     got = rl.batch_distance(q, x, metric)
     assert got.shape == (200,)
-    np.testing.assert_allclose(got, exact_distances(q[None], x, metric)[0], atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(got, pairwise_float32(q[None], x, metric)[0], atol=1e-4, rtol=1e-5)
 
 
 def test_to_library_scores():
@@ -203,7 +203,7 @@ def test_pq_distances_agree_with_numpy():
 def test_cosine_kernel_is_scale_free():
     rng = np.random.default_rng(13)
     q, x = rng.standard_normal((2, 8)).astype(np.float32), rng.standard_normal((30, 8)).astype(np.float32)
-    want = exact_distances(q, x, "cosine")
+    want = pairwise_float32(q, x, "cosine")
     for scale in (1e-30, 1e25):
         got = kernels.batch_distances(q * np.float32(scale), x * np.float32(scale), "cosine")
         np.testing.assert_allclose(got, want, atol=1e-5)

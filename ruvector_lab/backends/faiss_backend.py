@@ -13,6 +13,7 @@ from collections.abc import Callable
 import faiss
 import numpy as np
 
+from ..distances import cosine_from_dots, from_dots, from_squared_l2, normalize_rows
 from ..errors import BackendError, CorruptIndexError
 from ..types import HnswConfig
 from .base import IndexBackend, MemoryLayout
@@ -20,7 +21,8 @@ from .faiss_common import LIVE_FLAG_BYTES, LiveBitmap, graph_bytes_per_node
 
 
 def _distance_kernel(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
-    """faiss' SIMD kernels (``fvec_L2sqr_ny``, ``fvec_inner_products_ny``): exact differences, no expansion."""
+    """faiss' SIMD kernels (``fvec_L2sqr_ny``, ``fvec_inner_products_ny``): exact differences, no expansion;
+    finished into scores by the library's conventions (:mod:`ruvector_lab.distances`)."""
     m, n, d = len(queries), len(vectors), vectors.shape[1]
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     out = np.empty((m, n), dtype=np.float32)
@@ -29,12 +31,10 @@ def _distance_kernel(queries: np.ndarray, vectors: np.ndarray, metric: str) -> n
         q = np.ascontiguousarray(queries[row], dtype=np.float32)
         kernel(faiss.swig_ptr(out[row]), faiss.swig_ptr(q), faiss.swig_ptr(vectors), d, n)
     if metric == "euclidean":
-        return np.sqrt(out, out=out)
+        return from_squared_l2(out)
     if metric == "dot_product":
-        return np.negative(out, out=out)
-    qn = np.linalg.norm(queries, axis=1, keepdims=True)
-    vn = np.linalg.norm(vectors, axis=1)
-    return (1.0 - out / (qn * vn)).astype(np.float32, copy=False)
+        return from_dots(out, metric)
+    return cosine_from_dots(out, np.linalg.norm(queries, axis=1), np.linalg.norm(vectors, axis=1))
 
 
 class FaissBackend(LiveBitmap, IndexBackend):
@@ -72,7 +72,7 @@ class FaissBackend(LiveBitmap, IndexBackend):
 
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
         if self.config.metric == "cosine":
-            return np.ascontiguousarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), dtype=np.float32)
+            return np.ascontiguousarray(normalize_rows(vectors), dtype=np.float32)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
@@ -117,12 +117,8 @@ class FaissBackend(LiveBitmap, IndexBackend):
                 flat_params.sel = self._selector
             distances[short], labels[short] = self._index.storage.search(prepared[short], k, params=flat_params)
         missing = labels < 0
-        if self.config.metric == "euclidean":
-            scores = np.sqrt(np.maximum(distances, 0.0))
-        elif self.config.metric == "cosine":
-            scores = 1.0 - distances
-        else:
-            scores = -distances
+        metric = self.config.metric  # faiss returns squared L2, or inner products (of unit rows under cosine)
+        scores = from_squared_l2(distances) if metric == "euclidean" else from_dots(distances, metric)
         scores = scores.astype(np.float32, copy=False)
         scores[missing] = np.inf
         return scores, labels.astype(np.int64, copy=False)

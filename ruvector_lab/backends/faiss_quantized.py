@@ -33,6 +33,7 @@ import faiss
 import numpy as np
 
 from .. import container
+from ..distances import from_dots, from_squared_l2
 from ..errors import BackendError, CorruptIndexError, QuantizationError
 from ..quantization.base import make_codec
 from ..quantization.product import KSUB
@@ -200,9 +201,8 @@ class FaissQuantizedBackend(LiveBitmap, IndexBackend):
         if self._binary:
             return raw * np.float32(2.0 / self.config.dimensions)
         if self.config.metric == "dot_product":
-            return -raw
-        raw = np.maximum(raw, 0.0)  # squared L2 estimates; on unit vectors 1 - cos = L2^2 / 2
-        return np.sqrt(raw) if self.config.metric == "euclidean" else raw / 2
+            return from_dots(raw, "dot_product")
+        return from_squared_l2(raw, self.config.metric)  # squared L2 estimates; on unit vectors 1 - cos = L2^2 / 2
 
     def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
         """Graph search over codes; with rerank, ``max(k, rerank)`` candidates re-scored exactly."""

@@ -16,6 +16,7 @@ import hnswlib
 import numpy as np
 
 from .._rwlock import ReadWriteLock
+from ..distances import cosine_from_dots, from_squared_l2, squared_l2_to_rows
 from ..errors import CorruptIndexError
 from ..pools import pinned_pool_size
 from ..types import HnswConfig
@@ -91,7 +92,7 @@ class HnswlibBackend(IndexBackend):
     def _convert(self, distances: np.ndarray) -> np.ndarray:
         metric = self.config.metric
         if metric == "euclidean":
-            return np.sqrt(np.maximum(distances, 0.0))
+            return from_squared_l2(distances)
         if metric == "dot_product":
             return distances - 1.0
         return distances
@@ -171,11 +172,12 @@ class HnswlibBackend(IndexBackend):
         """Distances as hnswlib reports them for its space (squared l2, 1-cos, 1-ip)."""
         space = _SPACES[self.config.metric]
         if space == "l2":
-            diff = vectors - query
-            return np.einsum("ij,ij->i", diff, diff)
+            return squared_l2_to_rows(query, vectors)
+        dots = vectors @ query
         if space == "cosine":
-            return 1.0 - (vectors @ query) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
-        return 1.0 - vectors @ query
+            norms = np.linalg.norm(vectors, axis=1)
+            return cosine_from_dots(dots[None, :], np.linalg.norm(query, keepdims=True), norms)[0]
+        return 1.0 - dots
 
     def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:
         """hnswlib's ``knn_query`` on one thread, the index set to the facade's ef first (through the same

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..distances import normalize_rows, query_to_rows_unit, ranking_scores, squared_norms
 from ..types import HnswConfig
 from .base import IndexBackend, MemoryLayout, dump_rows, load_rows
 from .layout import ROW_MAP_PER_VECTOR
@@ -46,11 +47,11 @@ class NumpyBackend(IndexBackend):
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """Append rows; under cosine the stored rows are unit length so a search is one matrix product."""
         if self.config.metric == "cosine":
-            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = normalize_rows(vectors)
         self._grow(len(labels))
         rows = slice(self._count, self._count + len(labels))
         self._vectors[rows] = vectors
-        self._sq_norms[rows] = np.einsum("ij,ij->i", vectors, vectors)
+        self._sq_norms[rows] = squared_norms(vectors)
         self._labels[rows] = labels
         self._live[rows] = True
         for offset, label in enumerate(labels.tolist()):
@@ -73,24 +74,16 @@ class NumpyBackend(IndexBackend):
             return out_d, out_l
         metric = self.config.metric
         if metric == "cosine":
-            queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+            queries = normalize_rows(queries)
         for start in range(0, len(queries), _QUERY_BLOCK):
             block = queries[start : start + _QUERY_BLOCK]
-            dots = block @ vectors.T
             # ranking by the norm expansion is safe; the reported scores are recomputed exactly below
-            rank = self._sq_norms[:n] - 2.0 * dots if metric == "euclidean" else -dots
+            rank = ranking_scores(block, vectors, metric, self._sq_norms[:n])
             rank[:, ~live] = np.inf
             top = np.argpartition(rank, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else np.argsort(rank, axis=1)
             top = top[:, :k_eff]
             for row, (q, cand) in enumerate(zip(block, top, strict=True)):
-                cand_vectors = vectors[cand]
-                if metric == "euclidean":
-                    diff = cand_vectors - q
-                    scores = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-                elif metric == "cosine":
-                    scores = 1.0 - cand_vectors @ q
-                else:
-                    scores = -(cand_vectors @ q)
+                scores = query_to_rows_unit(q, vectors[cand], metric)
                 order = np.lexsort((labels[cand], scores))
                 out_d[start + row, :k_eff] = scores[order]
                 out_l[start + row, :k_eff] = labels[cand][order]

@@ -21,6 +21,7 @@ import numpy as np
 import ruvector
 
 from .. import container
+from ..distances import from_squared_l2
 from ..errors import BackendError, CorruptIndexError, QuantizationError
 from ..quantization.rerank import memory_stats, prepare
 from ..types import HnswConfig
@@ -111,8 +112,7 @@ class RuvectorRabitqBackend(IndexBackend):
                 out_l[row, col] = label
                 out_d[row, col] = score
         found = out_l >= 0
-        sq = np.maximum(out_d[found], 0.0)
-        out_d[found] = np.sqrt(sq) if self.config.metric == "euclidean" else sq / 2
+        out_d[found] = from_squared_l2(out_d[found], self.config.metric)  # cosine: L2^2 / 2 on unit rows
         return out_d, out_l
 
     def to_bytes(self) -> bytes:

@@ -25,6 +25,7 @@ from ..types import HnswConfig
 from . import env, results
 from .hdf5 import Dataset
 from .metrics import mean_recall, true_distances
+from .params import section
 from .targets import verdict
 from .threads import pinned_threads
 from .timer import summarize, time_calls
@@ -225,3 +226,14 @@ def run_backend(ds: Dataset, backend: str, settings: AdrSettings, progress: Prog
     for case in cases.values():
         case["scope"] = "backend"
     return {**base, "status": "ok", "tier": tier, "cases": cases, "threads": {"threads": settings.threads}}
+
+
+def adr_settings(params: dict[str, Any]) -> AdrSettings:
+    """The ADR suite's settings (section ``adr``; unknown keys refused, 'dataset' is read separately)."""
+    adr = dict(section(params, "adr"))
+    adr.pop("dataset", None)
+    known = set(AdrSettings.__dataclass_fields__)
+    unknown = set(adr) - known
+    if unknown:
+        raise InvalidParameterError(f"unknown params adr keys {sorted(unknown)}; known: {sorted(known)}")
+    return AdrSettings(**adr)

@@ -1,8 +1,9 @@
 """Exact k-nearest-neighbour ground truth, computed block by block so 100k x 1k fits in a few hundred MB.
 
-Ranking uses float32 matrix products (fast), over-fetching a margin of candidates; the winners' distances are then
-recomputed in float64 and re-sorted, so the stored distances are exact and float32 ranking noise cannot swap the
-boundary. Ties are broken by the lower train index.
+Ranking uses float32 matrix products (fast, :func:`~ruvector_lab.distances.ranking_scores`), over-fetching a margin
+of candidates; the winners' distances are then recomputed in float64
+(:func:`~ruvector_lab.distances.pairwise_float64`) and re-sorted, so the stored distances are exact and float32
+ranking noise cannot swap the boundary. Ties are broken by the lower train index.
 
 A file that brings its own ground truth is checked by :func:`verify_ground_truth` before it is kept: every id in
 range, every distance finite, and a seeded sample of queries recomputed exactly.
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..distances import check_metric, normalize_rows, pairwise_float64, ranking_scores, squared_norms
 from ..errors import DatasetError, InvalidParameterError
-from ..types import check_metric, check_positive_int
+from ..validation import check_positive_int
 
 if TYPE_CHECKING:
     from .hdf5 import Dataset
@@ -33,27 +35,6 @@ VERIFY_RTOL = 1e-3
 #: ... plus this fraction of the query's distance scale (cosine 1; euclidean sqrt(|q|^2 + max|x|^2), the size at
 #: which float32 cancellation hurts distances near zero; dot product |q| max|x|)
 VERIFY_ATOL = 1e-3
-
-
-def _rank_scores(q: np.ndarray, block: np.ndarray, block_sq: np.ndarray, metric: str) -> np.ndarray:
-    """Scores whose order is the distance order (smaller is closer), float32."""
-    dots = q @ block.T
-    if metric == "euclidean":
-        return block_sq[None, :] - 2.0 * dots
-    return -dots  # cosine on unit rows, dot_product as is
-
-
-def exact_distances(q: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
-    """float64 distances between each query row and each row of ``x`` (both 2-D), library convention."""
-    q64, x64 = q.astype(np.float64), x.astype(np.float64)
-    if metric == "euclidean":
-        sq = (q64**2).sum(1)[:, None] + (x64**2).sum(1)[None, :] - 2.0 * q64 @ x64.T
-        return np.sqrt(np.maximum(sq, 0.0))
-    dots = q64 @ x64.T
-    if metric == "dot_product":
-        return -dots
-    norms = np.linalg.norm(q64, axis=1)[:, None] * np.linalg.norm(x64, axis=1)[None, :]
-    return 1.0 - dots / np.where(norms == 0, 1.0, norms)
 
 
 def knn_ground_truth(
@@ -79,23 +60,19 @@ def knn_ground_truth(
     if k > len(train):
         raise InvalidParameterError(f"k={k} exceeds the {len(train)} train rows")
     keep = min(k + MARGIN, len(train))
-    ranked_train = train
-    if metric == "cosine":
-        norms = np.linalg.norm(train, axis=1, keepdims=True)
-        ranked_train = train / np.where(norms == 0, 1.0, norms)
-    sq = np.einsum("ij,ij->i", ranked_train, ranked_train)
+    ranked_train = normalize_rows(train) if metric == "cosine" else train  # cosine ranks as a dot product
+    sq = squared_norms(ranked_train)
     neighbors = np.empty((len(queries), k), dtype=np.int32)
     distances = np.empty((len(queries), k), dtype=np.float32)
     for qs in range(0, len(queries), query_block):
         q = queries[qs : qs + query_block]
         if metric == "cosine":
-            qn = np.linalg.norm(q, axis=1, keepdims=True)
-            q = q / np.where(qn == 0, 1.0, qn)
+            q = normalize_rows(q)
         best_s = np.full((len(q), 0), np.inf, dtype=np.float32)
         best_i = np.empty((len(q), 0), dtype=np.int64)
         for ts in range(0, len(train), train_block):
             block = ranked_train[ts : ts + train_block]
-            scores = _rank_scores(q, block, sq[ts : ts + train_block], metric)
+            scores = ranking_scores(q, block, metric, sq[ts : ts + train_block])
             cand_s = np.concatenate([best_s, scores], axis=1)
             cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(ts, ts + len(block)), scores.shape)], axis=1)
             if cand_s.shape[1] > keep:
@@ -107,7 +84,7 @@ def knn_ground_truth(
         q_raw = queries[qs : qs + query_block].astype(np.float64)
         exact = np.empty(best_i.shape, dtype=np.float64)
         for row in range(len(q_raw)):
-            exact[row] = exact_distances(q_raw[row : row + 1], train[best_i[row]], metric)[0]
+            exact[row] = pairwise_float64(q_raw[row : row + 1], train[best_i[row]], metric)[0]
         order = np.lexsort((best_i, exact), axis=1)[:, :k]
         neighbors[qs : qs + len(q)] = np.take_along_axis(best_i, order, axis=1)
         distances[qs : qs + len(q)] = np.take_along_axis(exact, order, axis=1)
@@ -119,7 +96,7 @@ def knn_ground_truth(
 def brute_force(queries: np.ndarray, train: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Reference top-``k`` in float64 in one piece (small inputs only): the check for :func:`knn_ground_truth`."""
     check_metric(metric)
-    d = exact_distances(np.asarray(queries, np.float32), np.asarray(train, np.float32), metric)
+    d = pairwise_float64(np.asarray(queries, np.float32), np.asarray(train, np.float32), metric)
     idx = np.broadcast_to(np.arange(d.shape[1]), d.shape)
     order = np.lexsort((idx, d), axis=1)[:, :k]
     return order.astype(np.int32), np.take_along_axis(d, order, axis=1).astype(np.float32)
@@ -196,7 +173,7 @@ def verify_ground_truth(ds: Dataset, k: int, sample: int = 50, seed: int = 0) ->
         q = test[row : row + 1]
         scale = _distance_scale(float(np.linalg.norm(q.astype(np.float64))), max_norm, ds.metric)
         exact = exact_d[j].astype(np.float64)
-        true = exact_distances(q, train[ids[row]], ds.metric)[0]  # the real distances of the file's ids
+        true = pairwise_float64(q, train[ids[row]], ds.metric)[0]  # the real distances of the file's ids
         said = stored[row]
         wrong_rank = np.abs(said - exact) > VERIFY_RTOL * np.abs(exact) + VERIFY_ATOL * scale
         wrong_id = np.abs(true - said) > VERIFY_RTOL * np.abs(true) + VERIFY_ATOL * scale

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..distances import check_metric, rows_to_rows_float64
 from ..errors import InvalidParameterError
 
 #: tolerance of the tie rule: relative to the k-th distance, plus an absolute floor for distances near zero
@@ -24,26 +25,19 @@ def true_distances(queries: np.ndarray, train: np.ndarray, ids: np.ndarray, metr
     """Exact distances (float64) from each query to the train rows its result row names; id -1 gives inf.
 
     ``ids`` is ``(m, k)`` int; the metric follows the library's convention (cosine ``1 - cos``, euclidean L2,
-    dot_product ``-dot``).
+    dot_product ``-dot``), computed by :func:`~ruvector_lab.distances.rows_to_rows_float64`.
     """
     ids = np.asarray(ids)
     if ids.ndim != 2 or ids.shape[0] != len(queries):
         raise InvalidParameterError(f"ids must be (queries, k), got {ids.shape} for {len(queries)} queries")
-    if metric not in {"euclidean", "dot_product", "cosine"}:
-        raise InvalidParameterError(f"unknown metric {metric!r}")
+    check_metric(metric)
     out = np.empty(ids.shape, dtype=np.float64)
     for start in range(0, len(ids), 64):  # blocks keep the (m, k, d) gather small
         block = ids[start : start + 64]
         missing = block < 0
         vecs = train[np.where(missing, 0, block)].astype(np.float64)  # (b, k, d)
         q = np.asarray(queries[start : start + 64], dtype=np.float64)[:, None, :]
-        if metric == "euclidean":
-            part = np.sqrt(((vecs - q) ** 2).sum(axis=2))
-        elif metric == "dot_product":
-            part = -(vecs * q).sum(axis=2)
-        else:
-            norms = np.linalg.norm(vecs, axis=2) * np.linalg.norm(q, axis=2)
-            part = 1.0 - (vecs * q).sum(axis=2) / np.where(norms == 0, 1.0, norms)
+        part = rows_to_rows_float64(q, vecs, metric)
         part[missing] = np.inf
         out[start : start + 64] = part
     return out

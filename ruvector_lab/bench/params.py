@@ -2,7 +2,9 @@
 
 One place for every sweep: datasets and their maker arguments, the backends to try, build parameters (M,
 ef_construction, quantization), query parameters (ef_search), codecs, the ADR suite's sizes. See params.yaml for
-the keys and their meaning.
+the keys and their meaning. The settings objects are read where they are defined (``runner.run_settings``,
+``adr.adr_settings``), so reading params does not import the measuring code (and a stage that only reads params
+does not depend on it).
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameterError
-from .adr import AdrSettings
-from .runner import RunSettings, auto_threads
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
@@ -54,56 +54,9 @@ def dataset_spec(params: dict[str, Any], name: str) -> dict[str, Any]:
     return {"name": name, **(specs[name] or {})}
 
 
-def run_settings(params: dict[str, Any], force: bool = False) -> RunSettings:
-    """The measurement settings of the build and query stages (section ``bench`` plus ``query.k``)."""
-    bench = section(params, "bench")
-    query = section(params, "query")
-    defaults = RunSettings()
-    cap = bench.get("build_repeats_max_train")
-    return RunSettings(
-        n_queries=int(bench.get("n_queries", defaults.n_queries)),
-        repeats=int(bench.get("repeats", defaults.repeats)),
-        warmup=int(bench.get("warmup", defaults.warmup)),
-        threads=thread_counts(bench.get("threads", list(defaults.threads))),
-        build_threads=int(bench.get("build_threads", defaults.build_threads)),
-        insert_chunk=int(bench.get("insert_chunk", defaults.insert_chunk)),
-        k=int(query.get("k", defaults.k)),
-        force=force or bool(bench.get("force", False)),
-        flat_repeats=int(bench["flat_repeats"]) if bench.get("flat_repeats") is not None else None,
-        max_train={str(k): int(v) for k, v in (bench.get("max_train") or {}).items()},
-        build_repeats=int(bench.get("build_repeats", defaults.build_repeats)),
-        build_repeats_max_train=int(cap) if cap is not None else None,
-        memory=bool(bench.get("memory", defaults.memory)),
-        noise_threshold=float(bench.get("noise_threshold", defaults.noise_threshold)),
-    )
-
-
-def thread_counts(value: Any) -> tuple[int, ...]:
-    """``bench.threads``: a list of counts, or ``auto`` (1, powers of two, and every usable core)."""
-    if value == "auto":
-        return auto_threads()
-    if not isinstance(value, list) or not value:
-        raise InvalidParameterError(f"params bench.threads must be 'auto' or a non-empty list of integers: {value!r}")
-    counts = tuple(sorted({int(t) for t in value}))
-    if counts[0] < 1:
-        raise InvalidParameterError(f"params bench.threads must be >= 1, got {value!r}")
-    return counts
-
-
 def ef_searches(params: dict[str, Any]) -> list[int]:
     """The query sweep's ef_search values, ascending."""
     values = section(params, "query").get("ef_search", [10, 20, 40, 80, 160, 320])
     if not isinstance(values, list) or not values:
         raise InvalidParameterError("params query.ef_search must be a non-empty list of integers")
     return sorted(int(v) for v in values)
-
-
-def adr_settings(params: dict[str, Any]) -> AdrSettings:
-    """The ADR suite's settings (section ``adr``; unknown keys refused, 'dataset' is read separately)."""
-    adr = dict(section(params, "adr"))
-    adr.pop("dataset", None)
-    known = set(AdrSettings.__dataclass_fields__)
-    unknown = set(adr) - known
-    if unknown:
-        raise InvalidParameterError(f"unknown params adr keys {sorted(unknown)}; known: {sorted(known)}")
-    return AdrSettings(**adr)

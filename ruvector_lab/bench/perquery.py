@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from ..distances import check_metric, pairwise_float64
 from ..errors import DatasetError, InvalidParameterError
-from ..types import check_metric, check_positive_int
-from .groundtruth import exact_distances
+from ..validation import check_positive_int
 from .metrics import recall_at_k
 
 SCHEMA_PERQUERY = "ruvector-lab/perquery@1"
@@ -337,7 +337,7 @@ def relative_contrast(
 
     He et al. define RC with the 1st neighbour (``D_mean / D_min``) and generalise it to the k-th; VIBE reports
     it with the k-th (rc1, rc10, rc100) and the whole base set as the mean. Here the numerator is the mean exact
-    (float64, :func:`~ruvector_lab.bench.groundtruth.exact_distances`) distance to one seeded random sample of
+    (float64, :func:`~ruvector_lab.distances.pairwise_float64`) distance to one seeded random sample of
     ``sample`` train rows (without replacement; all rows if fewer), the same sample for every query; the
     denominator is ``gt_distances[:, k-1]``. A non-positive denominator or mean gives NaN (with
     ``dot_product``, whose ``-dot`` can be negative, many or all values are NaN: the ratio means nothing there).
@@ -360,7 +360,7 @@ def relative_contrast(
     picked = x[rows]
     mean = np.empty(len(q), dtype=np.float64)
     for start in range(0, len(q), block):
-        mean[start : start + block] = exact_distances(q[start : start + block], picked, metric).mean(axis=1)
+        mean[start : start + block] = pairwise_float64(q[start : start + block], picked, metric).mean(axis=1)
     denom = gt[:, k - 1]
     ok = (denom > 0) & (mean > 0) & np.isfinite(denom)
     out = np.full(len(q), np.nan)

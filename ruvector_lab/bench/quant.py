@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..distances import pairwise_float64, ranking_scores, squared_norms
 from . import env, results
-from .groundtruth import exact_distances
 from .hdf5 import Dataset
 from .metrics import mean_recall, true_distances
 from .runner import parse_quantization
@@ -43,8 +43,7 @@ def _code_scores(codec: Any, queries: np.ndarray, codes: np.ndarray, decoded: np
     """Ranking scores of queries against codes (smaller is closer). Euclidean ranks on decoded vectors with the
     norm expansion (the same order as the codec's distances, much faster than its per-query differences)."""
     if decoded is not None:
-        sq = np.einsum("ij,ij->i", decoded, decoded)
-        return sq[None, :] - 2.0 * (queries @ decoded.T)
+        return ranking_scores(queries, decoded, "euclidean", squared_norms(decoded))
     return codec.distance(queries, codes)
 
 
@@ -99,7 +98,7 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
         top = cands[:, :width]
         if factor > 1:  # exact re-scoring of the candidates with the float vectors
             start = time.perf_counter()
-            exact = np.stack([exact_distances(queries[i : i + 1], ds.train[top[i]], ds.metric)[0]
+            exact = np.stack([pairwise_float64(queries[i : i + 1], ds.train[top[i]], ds.metric)[0]
                               for i in range(len(queries))])
             order = np.argsort(exact, axis=1, kind="stable")[:, :k]
             chosen = np.take_along_axis(top, order, axis=1)

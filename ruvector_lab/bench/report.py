@@ -1,7 +1,12 @@
 """The report stage: gather the result JSON of the parameters' grid into results/report.md, results/metrics.json
 (the headline figures compared between experiments), the long tables as CSV (also the data of ``dvc plots show``)
 and PNG plots (recall vs QPS; bytes per vector vs recall), one file per kind with a panel per dataset, so every
-experiment writes the same files whatever datasets it runs (dvc.yaml declares each one, see :data:`OUTPUTS`)."""
+experiment writes the same files whatever datasets it runs (dvc.yaml declares each one, see :data:`OUTPUTS`).
+
+Results are read only through :mod:`ruvector_lab.bench.tables` (validated against
+:mod:`ruvector_lab.bench.schemas`, as polars frames); the figures derived from them (effective ef, Pareto
+frontiers, operating points, noise flags, the ADR cases each backend sees) come from there too. This module
+formats: it turns the frames into rows, Markdown, CSV and plots."""
 
 from __future__ import annotations
 
@@ -15,16 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
-from . import results
-from .metrics import operating_points, pareto_frontier
+from . import results, tables
+from .metrics import pareto_frontier
 from .targets import TARGETS
 
 log = logging.getLogger(__name__)
 
-RECALL_TARGETS = (0.90, 0.95, 0.99)
-#: the runtime's detection order, for tables
-BACKEND_ORDER = {"faiss": 0, "hnswlib": 1, "ruvector": 2, "wasm": 3, "numpy": 4}
+RECALL_TARGETS = tables.RECALL_TARGETS
 #: the recall@10 a codec must reach (with its best re-ranking) to be a dataset's headline codec in metrics.json
 CODEC_RECALL = 0.95
 #: every file write_report writes under its output folder, whatever the results: dvc.yaml declares each one as an
@@ -36,143 +40,60 @@ OUTPUTS = ("report.md", "metrics.json", "plots/recall_qps.csv", "plots/operating
 
 
 # ------------------------------------------------------------------------------------------------------ loading
-def load_results(root: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
-    """Every build, query, quantization and ADR record under ``root``."""
-    return {
-        "builds": results.collect(root, "runs/*/*/*/build.json")
-        + results.collect(root, "qhnsw/*/runs/*/*/*/build.json"),
-        "queries": results.collect(root, "runs/*/*/*/query-*.json")
-        + results.collect(root, "qhnsw/*/runs/*/*/*/query-*.json"),
-        "quant": results.collect(root, "quant/*/*.json"),
-        "adr": results.collect(root, "adr/*.json"),
-    }
+def load_results(root: str | os.PathLike[str]) -> tables.Tables:
+    """Every build, query, quantization and ADR record under ``root``, validated, as :class:`tables.Tables`."""
+    return tables.load(root)
 
 
-def select_results(data: dict[str, list[dict[str, Any]]], params: dict[str, Any] | None,
-                   root: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
-    """The records of the parameters' own grid (datasets, backends, builds, ef_search and k, codecs).
-
-    data/results outlives experiments (the build and quantize stages' outputs are ``persist: true``, so DVC keeps
-    them), and runs that an earlier experiment made for a dataset, backend, build, ef_search or codec that
-    ``params`` no longer lists stay on disk; without this selection an experiment's report and metrics would mix
-    them in, and ``dvc exp show`` could not tell two experiments apart. A section or key that ``params`` lacks
-    selects nothing away, so a partial ``params`` (tests, notebooks) reports everything under ``root``.
-    """
-    if not params:
-        return data
-
-    def allowed(section: str, key: str) -> set[Any] | None:
-        values = (params.get(section) or {}).get(key)
-        return set(values) if isinstance(values, list) else None
-
-    def within(value: Any, values: set[Any] | None) -> bool:
-        return values is None or value in values
-
-    datasets, backends = allowed("bench", "datasets"), allowed("bench", "backends")
-    ms, efcs = allowed("build", "m"), allowed("build", "ef_construction")
-    quants, efs = allowed("build", "quantization"), allowed("query", "ef_search")
-    k = (params.get("query") or {}).get("k")
-    qdatasets, codecs = allowed("quantization", "datasets"), allowed("quantization", "codecs")
-    hnsw_specs, hnsw_datasets = allowed("quantization", "hnsw"), allowed("quantization", "hnsw_datasets")
-    build_params = params.get("build") or {}
-    # the quantize stage builds its quantized HNSW indexes with the first build.m and build.ef_construction only
-    first_m, first_efc = (next(iter(v), None) if isinstance(v, list) else None
-                          for v in (build_params.get("m"), build_params.get("ef_construction")))
-    base = Path(root)
-
-    def in_grid(r: dict[str, Any]) -> bool:
-        dataset, build = (r.get("dataset") or {}).get("name"), r.get("build") or {}
-        if not within(r.get("backend"), backends):
-            return False
-        try:
-            quantized = Path(r["_path"]).relative_to(base).parts[0] == "qhnsw"
-        except (KeyError, ValueError):
-            quantized = False
-        if quantized:
-            return (within(dataset, qdatasets) and within(dataset, hnsw_datasets)
-                    and within(build.get("quantization"), hnsw_specs)
-                    and first_m in (None, build.get("m")) and first_efc in (None, build.get("ef_construction")))
-        return (within(dataset, datasets) and within(build.get("m"), ms)
-                and within(build.get("ef_construction"), efcs) and within(build.get("quantization"), quants))
-
-    def query_in_grid(q: dict[str, Any]) -> bool:
-        query = q.get("query") or {}
-        return in_grid(q) and within(query.get("ef_search"), efs) and (k is None or query.get("k") in (None, k))
-
-    return {
-        "builds": [b for b in data["builds"] if in_grid(b)],
-        "queries": [q for q in data["queries"] if query_in_grid(q)],
-        "quant": [q for q in data["quant"] if within((q.get("dataset") or {}).get("name"), qdatasets)
-                  and within(q.get("spec"), codecs)],
-        "adr": list(data["adr"]),  # the adr stage's output is not persistent: DVC clears it before each run
-    }
+def select_results(data: tables.Tables, params: dict[str, Any] | None,
+                   root: str | os.PathLike[str] | None = None) -> tables.Tables:
+    """The results of the parameters' own grid (datasets, backends, builds, ef_search and k, codecs):
+    :meth:`tables.Tables.select`. data/results outlives experiments, so without this an experiment's report and
+    metrics would mix in runs an earlier experiment made for a grid ``params`` no longer lists, and
+    ``dvc exp show`` could not tell two experiments apart. ``root`` is unused (kept for callers)."""
+    del root
+    return data.select(params)
 
 
-def _spread_of(record: dict[str, Any], *path: str) -> dict[str, Any]:
-    node: Any = record
-    for part in path:
-        node = node.get(part, {}) if isinstance(node, dict) else {}
-    return node if isinstance(node, dict) else {}
+def _noise_label(name: str) -> str:
+    """A runner noise flag ('qps_1t', 'qps_pool_2t', 'latency_p50') as the report names the figure."""
+    if name == "latency_p50":
+        return "p50"
+    if name.startswith("qps_pool_"):
+        return f"QPS pool {name[len('qps_pool_'):]}"
+    return f"QPS {name[len('qps_'):]}" if name.startswith("qps_") else name
 
 
-def _effective_ef(q: dict[str, Any]) -> int | None:
-    """The ef a graph search really ran: the record's max(ef_search, k), raised to the re-rank depth R of a
-    quantized build ('scalar-r40'), whose graph search must return R candidates (so ef >= R as well)."""
-    ef = q["query"].get("ef_effective")
-    quantization = (q.get("build") or {}).get("quantization", "none")
-    if ef is None or quantization == "none":
-        return ef
-    from .runner import split_spec
-
-    return max(int(ef), split_spec(quantization)[2])
-
-
-def query_rows(queries: Sequence[dict[str, Any]], noise_threshold: float = 0.2) -> list[dict[str, Any]]:
-    """One flat row per finished query run: dataset, backend, build key, ef_search (and the ef that really ran),
-    recall (median build, min-max over builds, strict, the per-query tail), QPS in both thread modes, latency,
-    and whether a figure's spread exceeds ``noise_threshold``."""
+def query_rows(queries: pl.DataFrame, noise_threshold: float = 0.2) -> list[dict[str, Any]]:
+    """One flat row per finished query run (rows of :attr:`tables.Tables.queries`): dataset, backend, build key,
+    ef_search (and the ef that really ran), recall (median build, min-max over builds, strict, the per-query tail),
+    QPS in both thread modes, latency, whether a figure's spread exceeds ``noise_threshold`` and whether the run
+    is on its series' Pareto frontier (recall vs QPS)."""
+    noisy = tables.flag_noise(queries, noise_threshold).to_list()
+    frame = tables.mark_pareto(queries.with_columns(pl.Series("noisy", noisy, dtype=pl.List(pl.String))),
+                               by=("dataset", "series"), x="recall_at_10", y="qps_1")
+    frame = frame.sort(["dataset", "backend", "build", "ef_search"], maintain_order=True)
     rows = []
-    for q in queries:
-        if q.get("status") != "ok":
-            continue
-        build = q["build"]
-        key = results.build_key(build["m"], build["ef_construction"], build["quantization"])
-        qps, pool = q.get("qps", {}), q.get("qps_pool", {})
-        tail = _spread_of(q, "perquery", "recall_tolerant")
-        recall_builds = _spread_of(q, "recall_builds", "10")
-        row = {
-            "dataset": q["dataset"]["name"], "backend": q["backend"], "build": key, "graph": q.get("graph", "hnsw"),
-            "series": f"{q['backend']} {build_label(key, q.get('graph', 'hnsw'))}",
-            "ef_search": q["query"]["ef_search"], "ef_effective": _effective_ef(q),
-            "ef_effective_big": q["query"].get("ef_effective_big"), "builds": len(q.get("builds", [])) or 1,
-            "recall_at_1": q["recall"].get("1"), "recall_at_10": q["recall"].get("10"),
-            "recall_at_100": q["recall"].get("100"),
-            "recall_at_10_min": recall_builds.get("min"), "recall_at_10_max": recall_builds.get("max"),
-            "recall_strict_10": q.get("recall_strict", {}).get("10"),
-            "recall_p1": tail.get("p1"), "recall_p5": tail.get("p5"), "share_below_half": tail.get("share_below_0.5"),
-            "qps": qps.get("1", {}).get("median"), "qps_min": qps.get("1", {}).get("min"),
-            "qps_max": qps.get("1", {}).get("max"), "qps_spread": qps.get("1", {}).get("rel_spread"),
-            "qps_2t": qps.get("2", {}).get("median"), "qps_pool_2t": pool.get("2", {}).get("median"),
-            "p50_ms": q["latency_ms"]["p50"], "p99_ms": q["latency_ms"]["p99"],
-            "cpu_1t": qps.get("1", {}).get("cpu_utilization"),
-        }
-        figures = {f"QPS {t}t": s_ for t, s_ in qps.items()} | {f"QPS pool {t}t": s_ for t, s_ in pool.items()}
-        figures["p50"] = _spread_of(q, "latency_ms", "spread", "p50")
-        row["noisy"] = ", ".join(name for name, s_ in figures.items() if (s_.get("rel_spread") or 0) > noise_threshold)
-        rows.append(row)
-    for runs in group(rows, "dataset", "series").values():  # mark each series' Pareto frontier (recall vs QPS)
-        front = {id(p) for p in pareto_frontier([r for r in runs if r["qps"]], "recall_at_10", "qps")}
-        for r in runs:
-            r["pareto"] = id(r) in front
-    return sorted(rows, key=lambda r: (r["dataset"], r["backend"], r["build"], r["ef_search"]))
+    for q in frame.to_dicts():
+        rows.append({
+            "path": q["path"], "dataset": q["dataset"], "backend": q["backend"], "build": q["build"],
+            "graph": q["graph"], "series": q["series"], "ef_search": q["ef_search"], "ef_effective": q["ef_effective"],
+            "ef_effective_big": q["ef_effective_big"], "builds": q["n_builds"], "recall_at_1": q["recall_at_1"],
+            "recall_at_10": q["recall_at_10"], "recall_at_100": q["recall_at_100"],
+            "recall_at_10_min": q["recall_at_10_min"], "recall_at_10_max": q["recall_at_10_max"],
+            "recall_strict_10": q["recall_strict_at_10"], "recall_p1": q["recall_p1"], "recall_p5": q["recall_p5"],
+            "share_below_half": q["share_below_0.5"], "qps": q["qps_1"], "qps_min": q["qps_1_min"],
+            "qps_max": q["qps_1_max"], "qps_spread": q["qps_1_rel_spread"], "qps_2t": q.get("qps_2"),
+            "qps_pool_2t": q.get("qps_pool_2"), "p50_ms": q["p50_ms"], "p99_ms": q["p99_ms"],
+            "cpu_1t": q.get("cpu_1"), "noisy": ", ".join(_noise_label(n) for n in q["noisy"]),
+            "pareto": q["pareto"]})
+    return rows
 
 
 def build_label(key: str, graph: str) -> str:
-    """How a build is named in tables: its key for graphs; 'exact' for a flat float scan; the key and 'flat code
-    scan' for a flat quantized one."""
-    if graph == "hnsw":
-        return key
-    return "exact" if key.endswith("-none") else f"{key} (flat code scan)"
+    """How a build is named in tables (:func:`tables.build_label`): its key for graphs; 'exact' for a flat float
+    scan; the key and 'flat code scan' for a flat quantized one."""
+    return tables.build_label(key, graph)
 
 
 def group(rows: Sequence[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
@@ -184,32 +105,25 @@ def group(rows: Sequence[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], l
 
 
 def operating_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each dataset, backend and build, the cheapest ef_search reaching recall@10 of 0.90, 0.95 and 0.99."""
-    table = []
-    for (dataset, backend, build), runs in group(rows, "dataset", "backend", "build").items():
-        points = operating_points(runs, RECALL_TARGETS)
-        for target, best in points.items():
-            table.append({"dataset": dataset, "backend": backend, "build": build, "target": target,
-                          "ef_search": best["ef_search"] if best else None,
-                          "recall_at_10": best["recall_at_10"] if best else None,
-                          "qps": best["qps"] if best else None, "qps_2t": best["qps_2t"] if best else None,
-                          "p50_ms": best["p50_ms"] if best else None,
-                          "graph": runs[0]["graph"]})
-    return table
+    """For each dataset, backend and build, the cheapest ef_search reaching recall@10 of 0.90, 0.95 and 0.99
+    (:func:`tables.operating_points`), from :func:`query_rows`."""
+    columns = ["dataset", "backend", "build", "graph", "ef_search", "recall_at_10", "qps", "qps_2t", "p50_ms"]
+    frame = pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema={
+        "dataset": pl.String, "backend": pl.String, "build": pl.String, "graph": pl.String, "ef_search": pl.Int64,
+        "recall_at_10": pl.Float64, "qps": pl.Float64, "qps_2t": pl.Float64, "p50_ms": pl.Float64})
+    points = tables.operating_points(frame, by=("dataset", "backend", "build", "graph"), targets=RECALL_TARGETS,
+                                     speed="qps")
+    return [{"dataset": p["dataset"], "backend": p["backend"], "build": p["build"], "target": f"{p['target']:.2f}",
+             "ef_search": p["ef_search"], "recall_at_10": p["recall_at_10"], "qps": p["qps"], "qps_2t": p["qps_2t"],
+             "p50_ms": p["p50_ms"], "graph": p["graph"]} for p in points.to_dicts()]
 
 
-def quant_rows(quant: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per (dataset, codec, re-rank factor) of the quantization sweep."""
-    rows = []
-    for q in quant:
-        if q.get("status") != "ok":
-            continue
-        for rr in q["rerank"]:
-            rows.append({"dataset": q["dataset"]["name"], "codec": q["spec"], "rerank": rr["factor"],
-                         "bytes_per_vector": q["bytes_per_vector"], "compression": q["compression"],
-                         "recall_at_10": rr["recall_at_10"], "recall_at_1": rr["recall_at_1"], "qps": rr["qps"],
-                         "encode_per_s": q["encode_per_s"], "quantize_p50_ms": q["quantize_single_ms"]["p50"]})
-    return rows
+def quant_rows(codecs: pl.DataFrame) -> list[dict[str, Any]]:
+    """One flat row per (dataset, codec, re-rank factor) of the quantization sweep (:attr:`tables.Tables.codecs`)."""
+    return [{"dataset": q["dataset"], "codec": q["codec"], "rerank": q["factor"],
+             "bytes_per_vector": q["bytes_per_vector"], "compression": q["compression"],
+             "recall_at_10": q["recall_at_10"], "recall_at_1": q["recall_at_1"], "qps": q["qps"],
+             "encode_per_s": q["encode_per_s"], "quantize_p50_ms": q["quantize_p50_ms"]} for q in codecs.to_dicts()]
 
 
 # -------------------------------------------------------------------------------------------------- formatting
@@ -242,56 +156,79 @@ def _case_cell(case: dict[str, Any] | None, protocol: str) -> str:
     return cell
 
 
-def adr_tables(adr: Sequence[dict[str, Any]]) -> list[str]:
+def _adr_records(t: tables.Tables) -> list[dict[str, Any]]:
+    """The ADR records (backend, tier, status, reason) of every backend but 'common', in registry order."""
+    records = t.files.filter((pl.col("kind") == "adr") & (pl.col("backend") != "common")).to_dicts()
+    return sorted(records, key=lambda r: tables.backend_rank(r["backend"]))
+
+
+def _case_dicts(frame: pl.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+    """ADR case rows (of :attr:`tables.Tables.adr` or :func:`tables.adr_view`) as backend -> case -> {status,
+    reason, protocols {name: {judged_ms, verdict}}, recall_at_10 (where measured), info, measured_on}, in order."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in frame.to_dicts():
+        case = out.setdefault(r["backend"], {}).setdefault(r["case"], {"status": r["status"]})
+        case["measured_on"] = r.get("measured_on", r["backend"])
+        if r["status"] != "ok":
+            case["reason"] = r["reason"]
+            continue
+        case.setdefault("protocols", {})[r["protocol"]] = {"judged_ms": r["judged_ms"], "verdict": r["verdict"]}
+        if r["recall_at_10"] is not None:
+            case["recall_at_10"] = r["recall_at_10"]
+        if r["info"] is not None:
+            case["info"] = json.loads(r["info"])
+    return out
+
+
+def adr_tables(t: tables.Tables) -> list[str]:
     """Markdown tables of the ADR suite, one per protocol: cases down, backends across."""
-    common = next((r for r in adr if r.get("backend") == "common"), None)
-    backends = [r for r in adr if r.get("backend") != "common"]
-    backends.sort(key=lambda r: BACKEND_ORDER.get(r["backend"], 9))
+    records = _adr_records(t)
+    merged = _case_dicts(tables.adr_view(t.adr, [r["backend"] for r in records if r["status"] == "ok"]))
+    common = _case_dicts(t.adr.filter(pl.col("backend") == "common")).get("common")
+    has_common = not t.files.filter((pl.col("kind") == "adr") & (pl.col("backend") == "common")).is_empty()
     lines: list[str] = []
     for protocol, title in (("adr", "ADR protocol (one input repeated; judged on the mean, as the ADR's avgMs)"),
                             ("honest", "Honest protocol (distinct inputs; judged on p95)")):
-        header = ["case (ADR target)", *[f"{r['backend']} ({r.get('tier', '')})" for r in backends]]
+        header = ["case (ADR target)", *[f"{r['backend']} ({r['tier'] or ''})" for r in records]]
         rows = []
         for case, target in TARGETS.items():
             row: list[Any] = [target.adr_text]
-            for r in backends:
-                if r.get("status") != "ok":
+            for r in records:
+                if r["status"] != "ok":
                     row.append("not available")
                     continue
-                got = r["cases"].get(case)
-                if got is None and common is not None:
-                    got = common["cases"].get(case)
-                row.append(_case_cell(got, protocol))
+                row.append(_case_cell(merged.get(r["backend"], {}).get(case), protocol))
             rows.append(row)
         lines += [f"### {title}", "", *_table(header, rows), ""]
-    if common is not None:
+    if has_common:
+        common = common or {}
         lines.append("Embedding, distance and quantize do not depend on the index backend: they are measured once "
                      "and shown under every backend. Pattern match under a backend is a PatternStore (HNSW, k=10) on "
                      "that backend; the exact list scan measured "
-                     f"{_case_cell(common['cases'].get('pattern_match'), 'honest')} (honest).")
-        emb = common["cases"].get("embed_single", {})
+                     f"{_case_cell(common.get('pattern_match'), 'honest')} (honest).")
+        emb = common.get("embed_single", {})
         if emb.get("status") == "ok":
             lines.append(f"Embedder: {emb.get('info', {})}.")
-    missing = [f"{r['backend']}: {r.get('reason')}" for r in backends if r.get("status") != "ok"]
+    missing = [f"{r['backend']}: {r['reason']}" for r in records if r["status"] != "ok"]
     if missing:
         lines += ["", "Backends not available here: " + "; ".join(missing)]
     return lines
 
 
-def backend_cases(adr: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Each measured backend's ADR record (in detection order) with its cases merged over the cases measured once
-    for all backends (embedding, distance, quantize): the view both the summary and the verdict counts take."""
-    common = next((r for r in adr if r.get("backend") == "common"), {"cases": {}})
-    return [(r, {**common["cases"], **r["cases"]})
-            for r in sorted(adr, key=lambda r: BACKEND_ORDER.get(r.get("backend"), 9))
-            if r.get("backend") != "common" and r.get("status") == "ok"]
+def backend_cases(t: tables.Tables) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    """Each measured backend (in registry order) with its ADR cases merged over the cases measured once for all
+    backends (embedding, distance, quantize; :func:`tables.adr_view`): the view both the summary and the verdict
+    counts take. Each case is {status, protocols, recall_at_10, measured_on, ...}."""
+    backends = [r["backend"] for r in _adr_records(t) if r["status"] == "ok"]
+    merged = _case_dicts(tables.adr_view(t.adr, backends))
+    return [(b, merged.get(b, {})) for b in backends]
 
 
-def summary_lines(adr: Sequence[dict[str, Any]], ops: Sequence[dict[str, Any]]) -> list[str]:
+def summary_lines(t: tables.Tables, ops: Sequence[dict[str, Any]]) -> list[str]:
     """Bullet points: ADR verdicts per backend and protocol, the recall the ADR's own search setting reaches, and
     per dataset the fastest build (1 thread) reaching recall@10 0.95."""
     out = []
-    for r, cases in backend_cases(adr):
+    for backend, cases in backend_cases(t):
         verdicts = {}
         for protocol in ("adr", "honest"):
             got = {k: c["protocols"][protocol]["verdict"] for k, c in cases.items() if c.get("status") == "ok"}
@@ -299,10 +236,10 @@ def summary_lines(adr: Sequence[dict[str, Any]], ops: Sequence[dict[str, Any]]) 
             verdicts[protocol] = f"{list(got.values()).count('pass')} pass / {len(failed)} fail" + (
                 f" ({', '.join(failed)})" if failed else "")
         absent = sorted(k for k, c in cases.items() if c.get("status") != "ok")
-        search = r["cases"].get("hnsw_search_k10", {})
-        recall = f"; search recall@10 at the ADR's setting {search['recall_at_10']:.3f}" if "recall_at_10" in search \
-            else ""
-        out.append(f"- ADR targets on **{r['backend']}**: ADR protocol {verdicts['adr']}, honest protocol "
+        search = cases.get("hnsw_search_k10", {})
+        recall = (f"; search recall@10 at the ADR's setting {search['recall_at_10']:.3f}"
+                  if "recall_at_10" in search and search.get("measured_on") == backend else "")
+        out.append(f"- ADR targets on **{backend}**: ADR protocol {verdicts['adr']}, honest protocol "
                    f"{verdicts['honest']}{recall}" + (f"; not available: {', '.join(absent)}" if absent else ""))
     for (dataset,), rows in group([o for o in ops if o["target"] == "0.95" and o["qps"]], "dataset").items():
         best = max(rows, key=lambda o: o["qps"])
@@ -424,27 +361,17 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]
         writer.writerows(rows)
 
 
-def build_rows(builds: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per finished build configuration: build time (median, min-max over builds), inserts/s,
-    bytes per vector three ways (serialized, analytic, resident-memory growth in a fresh process), threads."""
-    rows = []
-    for b in builds:
-        if b.get("status") != "ok":
-            continue
-        key = results.build_key(b["build"]["m"], b["build"]["ef_construction"], b["build"]["quantization"])
-        times = b["build_time_s"]
-        per_vector = b.get("bytes_per_vector") or {}
-        analytic = per_vector.get("analytic") or {}
-        first = (b.get("builds") or [{}])[0]
-        rows.append({"dataset": b["dataset"]["name"], "backend": b["backend"], "build": key,
-                     "graph": b.get("graph", "hnsw"), "builds": len(b.get("builds", [])) or 1,
-                     "build_s": times["median"], "build_s_min": times["min"], "build_s_max": times["max"],
-                     "inserts_per_s": b.get("inserts_per_s"), "bytes_serialized": per_vector.get("serialized"),
-                     "bytes_analytic": analytic.get("total"), "bytes_rss": per_vector.get("rss_growth"),
-                     "memory_note": (per_vector.get("child") or {}).get("reason"),
-                     "threads": (b.get("threads") or {}).get("threads"), "cpu": first.get("cpu_utilization"),
-                     "drift": (b.get("reference") or {}).get("drift")})
-    return sorted(rows, key=lambda r: (r["dataset"], BACKEND_ORDER.get(r["backend"], 9), r["build"]))
+def build_rows(builds: pl.DataFrame) -> list[dict[str, Any]]:
+    """One flat row per finished build configuration (:attr:`tables.Tables.builds`), by dataset, backend (registry
+    order) and build: build time (median, min-max over builds), inserts/s, bytes per vector three ways (serialized,
+    analytic, resident-memory growth in a fresh process), threads, the first build's CPU utilisation."""
+    ok = tables.sort_backends(builds.filter(pl.col("status") == "ok"), "build")
+    return [{"dataset": b["dataset"], "backend": b["backend"], "build": b["build"], "graph": b["graph"],
+             "builds": b["n_builds"], "build_s": b["build_time_s"], "build_s_min": b["build_time_min"],
+             "build_s_max": b["build_time_max"], "inserts_per_s": b["inserts_per_s"],
+             "bytes_serialized": b["bytes_serialized"], "bytes_analytic": b["bytes_analytic"],
+             "bytes_rss": b["bytes_rss"], "memory_note": b["rss_reason"], "threads": b["threads"],
+             "cpu": b["cpu_utilization"], "drift": b["drift"]} for b in ok.to_dicts()]
 
 
 def _range(median: Any, low: Any, high: Any) -> str:
@@ -467,21 +394,10 @@ def focus_rows(rows: Sequence[dict[str, Any]], target: float = 0.95) -> list[dic
     return out
 
 
-def _record_of(queries: Sequence[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any]:
-    for q in queries:
-        b = q.get("build", {})
-        if (q.get("status") == "ok" and q["dataset"]["name"] == row["dataset"] and q["backend"] == row["backend"]
-                and results.build_key(b["m"], b["ef_construction"], b["quantization"]) == row["build"]
-                and q["query"]["ef_search"] == row["ef_search"]):
-            return q
-    return {}
-
-
-def noise_lines(builds: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> list[str]:
+def noise_lines(builds: pl.DataFrame, rows: Sequence[dict[str, Any]]) -> list[str]:
     """The run's noise: drift of the fixed reference workload timed before and after each build configuration,
     and how many sweep rows carry a figure over the noise threshold."""
-    drifts = [b["reference"]["drift"] for b in builds if b.get("status") == "ok" and (b.get("reference") or {}).get(
-        "drift") is not None]
+    drifts = builds.filter((pl.col("status") == "ok") & pl.col("drift").is_not_null())["drift"].to_list()
     if not drifts:
         return []
     noisy = sum(1 for r in rows if r.get("noisy"))
@@ -491,17 +407,17 @@ def noise_lines(builds: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]
             "threshold (column 'noisy').", ""]
 
 
-def tail_lines(rows: Sequence[dict[str, Any]], queries: Sequence[dict[str, Any]]) -> list[str]:
+def tail_lines(rows: Sequence[dict[str, Any]], difficulty: pl.DataFrame) -> list[str]:
     """The worst-query tail at each series' focus point (recall@10 0.95 or its best): the per-query recall
-    distribution and recall@10 per difficulty quintile (LID: higher is harder; RC: lower is harder)."""
+    distribution (the median build's, from the rows) and recall@10 per difficulty quintile (LID: higher is harder;
+    RC: lower is harder; :attr:`tables.Tables.difficulty`)."""
     body = []
     for row in focus_rows([r for r in rows if r["graph"] == "hnsw"]):
-        pq = _record_of(queries, row).get("perquery") or {}
-        dist = pq.get("recall_tolerant") or {}
-        cells = [row["dataset"], row["series"], row["ef_search"], dist.get("mean"), pq.get("recall_strict_mean"),
-                 dist.get("p1"), dist.get("p5"), dist.get("share_below_0.5")]
+        cells = [row["dataset"], row["series"], row["ef_search"], row["recall_at_10"], row["recall_strict_10"],
+                 row["recall_p1"], row["recall_p5"], row["share_below_half"]]
         for name, hardest in (("lid", -1), ("rc", 0)):
-            bins = ((pq.get("difficulty") or {}).get(name) or {}).get("bins") or []
+            bins = difficulty.filter((pl.col("path") == row["path"]) & (pl.col("measure") == name)).sort(
+                "bin").to_dicts()
             cells.append(f"{_fmt(bins[hardest]['mean_recall'])} / {_fmt(bins[-1 - hardest]['mean_recall'])}"
                          if len(bins) > 1 else "—")
         body.append(cells)
@@ -517,14 +433,15 @@ def tail_lines(rows: Sequence[dict[str, Any]], queries: Sequence[dict[str, Any]]
                      "LID hardest / easiest", "RC hardest / easiest"], body), ""]
 
 
-def scaling_lines(rows: Sequence[dict[str, Any]], queries: Sequence[dict[str, Any]]) -> list[str]:
-    """Batch QPS against thread count in both modes at each series' focus point, with the CPU utilisation that
-    shows the parallelism that really ran."""
+def scaling_lines(rows: Sequence[dict[str, Any]], scaling: pl.DataFrame) -> list[str]:
+    """Batch QPS against thread count in both modes at each series' focus point (:attr:`tables.Tables.scaling`),
+    with the CPU utilisation that shows the parallelism that really ran."""
     body, counts = [], set()
     for row in focus_rows(rows):
-        q = _record_of(queries, row)
-        callers, pool = q.get("qps") or {}, q.get("qps_pool") or {}
-        counts |= {int(t) for t in callers}
+        figures = scaling.filter(pl.col("path") == row["path"])
+        callers = {r["threads"]: r for r in figures.filter(pl.col("mode") == tables.MODES["qps"]).to_dicts()}
+        pool = {r["threads"]: r for r in figures.filter(pl.col("mode") == tables.MODES["qps_pool"]).to_dicts()}
+        counts |= set(callers)
         body.append((row, callers, pool))
     if not body:
         return []
@@ -536,8 +453,8 @@ def scaling_lines(rows: Sequence[dict[str, Any]], queries: Sequence[dict[str, An
         cells: list[Any] = [row["dataset"], row["series"], row["ef_search"]]
         for mode, ts_ in ((callers, ts), (pool, [t for t in ts if t > 1])):
             for t in ts_:
-                fig = mode.get(str(t))
-                cells.append(f"{_fmt(fig['median'])} ({_fmt(fig.get('cpu_utilization'), 2)})" if fig else "—")
+                fig = mode.get(t)
+                cells.append(f"{_fmt(fig['qps'])} ({_fmt(fig['cpu_utilization'], 2)})" if fig else "—")
         table.append(cells)
     return ["## Thread scaling", "",
             "Batch QPS (median over builds) in two modes: **callers**: the batch split across N caller threads, "
@@ -548,35 +465,28 @@ def scaling_lines(rows: Sequence[dict[str, Any]], queries: Sequence[dict[str, An
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
-def adr_rows(adr: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per ADR result: backend ('common' for the cases measured once), case, protocol, the judged
-    latency, the ADR's bound, the verdict and the search recall where there is one (``plots/adr.csv``)."""
-    rows = []
-    for r in sorted(adr, key=lambda r: -1 if r.get("backend") == "common" else BACKEND_ORDER.get(r.get("backend"), 9)):
-        if r.get("status") != "ok":
-            continue
-        for case, c in r["cases"].items():
-            if c.get("status") != "ok":
-                continue
-            target = TARGETS.get(case)
-            for protocol, p in c["protocols"].items():
-                rows.append({"backend": r["backend"], "tier": r.get("tier", ""), "case": case, "protocol": protocol,
-                             "judged_ms": p["judged_ms"], "target_ms": target.max_ms if target else None,
-                             "verdict": p["verdict"], "recall_at_10": c.get("recall_at_10")})
-    return rows
+def adr_rows(t: tables.Tables) -> list[dict[str, Any]]:
+    """One flat row per ADR result: backend ('common' for the cases measured once, first; then the backends in
+    registry order), case, protocol, the judged latency, the ADR's bound, the verdict and the search recall where
+    there is one (``plots/adr.csv``)."""
+    rows = t.adr.filter(pl.col("status") == "ok").to_dicts()
+    rows.sort(key=lambda r: -1 if r["backend"] == "common" else tables.backend_rank(r["backend"]))
+    return [{"backend": r["backend"], "tier": r["tier"] or "", "case": r["case"], "protocol": r["protocol"],
+             "judged_ms": r["judged_ms"], "target_ms": r["target_ms"], "verdict": r["verdict"],
+             "recall_at_10": r["recall_at_10"]} for r in rows]
 
 
-def adr_verdicts(adr: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def adr_verdicts(t: tables.Tables) -> dict[str, dict[str, int]]:
     """Per backend, how many ADR targets pass and fail under each protocol (``adr_pass``, ``adr_fail``,
     ``honest_pass``, ``honest_fail``); the cases measured once (embedding, distance, quantize) count for every
     backend, as in the report's summary. Cases without a target or not available count in neither."""
     out: dict[str, dict[str, int]] = {}
-    for r, cases in backend_cases(adr):
+    for backend, cases in backend_cases(t):
         counts = {}
         for protocol in ("adr", "honest"):
             got = [c["protocols"][protocol]["verdict"] for c in cases.values() if c.get("status") == "ok"]
             counts[f"{protocol}_pass"], counts[f"{protocol}_fail"] = got.count("pass"), got.count("fail")
-        out[r["backend"]] = counts
+        out[backend] = counts
     return out
 
 
@@ -596,7 +506,7 @@ def _config(row: dict[str, Any]) -> str:
     return f"{row['backend']} {build_label(row['build'], row['graph'])}{where}"
 
 
-def metrics_summary(data: dict[str, list[dict[str, Any]]], rows: Sequence[dict[str, Any]],
+def metrics_summary(t: tables.Tables, rows: Sequence[dict[str, Any]],
                     qrows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The headline figures ``dvc metrics show`` / ``dvc exp show`` compare between experiments (the long tables
     are CSV files beside the plots):
@@ -607,7 +517,7 @@ def metrics_summary(data: dict[str, list[dict[str, Any]]], rows: Sequence[dict[s
     - ``codec.<dataset>``: ``bytes_per_vector`` and ``spec`` (codec and re-rank factor) of :func:`best_codec`;
     - ``verdicts.<backend>``: ADR targets passed and failed under each protocol (:func:`adr_verdicts`).
     """
-    out: dict[str, Any] = {"qps": {}, "config": {}, "codec": {}, "verdicts": adr_verdicts(data["adr"])}
+    out: dict[str, Any] = {"qps": {}, "config": {}, "codec": {}, "verdicts": adr_verdicts(t)}
     for (dataset,), runs in group(rows, "dataset").items():
         timed = [r for r in runs if r["qps"] and r["recall_at_10"] is not None]
         for target in RECALL_TARGETS:
@@ -635,10 +545,10 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     data = select_results(load_results(root), params, root)
     bench = (params or {}).get("bench", {}) or {}
     threshold = float(bench.get("noise_threshold", 0.2))
-    rows = query_rows(data["queries"], threshold)
-    brows = build_rows(data["builds"])
+    rows = query_rows(data.queries, threshold)
+    brows = build_rows(data.builds)
     ops = operating_table(rows)
-    qrows = quant_rows(data["quant"])
+    qrows = quant_rows(data.codecs)
     _write_csv(plots / "recall_qps.csv", rows, ["dataset", "series", "backend", "build", "ef_search", "ef_effective",
                                                 "recall_at_1", "recall_at_10", "recall_at_10_min", "recall_at_10_max",
                                                 "recall_strict_10", "recall_at_100", "recall_p5", "qps", "qps_min",
@@ -651,7 +561,7 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                                              "bytes_rss", "threads", "cpu"])
     _write_csv(plots / "operating_points.csv", ops, ["dataset", "backend", "build", "graph", "target", "ef_search",
                                                      "recall_at_10", "qps", "qps_2t", "p50_ms"])
-    _write_csv(plots / "adr.csv", adr_rows(data["adr"]), ["backend", "tier", "case", "protocol", "judged_ms",
+    _write_csv(plots / "adr.csv", adr_rows(data), ["backend", "tier", "case", "protocol", "judged_ms",
                                                           "target_ms", "verdict", "recall_at_10"])
     png = plot_recall_qps(rows, plots)
     qpng = plot_quant(qrows, plots)
@@ -660,9 +570,9 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
     lines = ["# ruvector-lab benchmark report", "",
              "Generated by `ruvector-lab report` from the result JSON under `data/results` (schemas: "
-             "`ruvector_lab/bench/results.py`). Timings come from one run on a shared machine: compare ratios "
+             "`ruvector_lab/bench/schemas.py`). Timings come from one run on a shared machine: compare ratios "
              "and medians, not absolute times.", ""]
-    env_rec = next((r.get("environment") for group_ in data.values() for r in group_ if r.get("environment")), None)
+    env_rec = data.environment()
     if env_rec:
         libs = ", ".join(f"{k} {v}" for k, v in env_rec["libraries"].items() if v)
         lines += [f"Machine: {env_rec['cpu_model']}, {env_rec['cores_usable']} usable cores of "
@@ -678,8 +588,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                   "modes: the batch split across N caller threads with every library pool pinned to 1 *inside each "
                   "worker thread* (OpenMP counts are per thread), and one caller with the library's own pool at N. "
                   f"Figures whose (max − min) / median exceeds {threshold:.0%} are flagged noisy.", ""]
-    lines += noise_lines(data["builds"], rows)
-    lines += ["## Summary", "", *summary_lines(data["adr"], ops), ""]
+    lines += noise_lines(data.builds, rows)
+    lines += ["## Summary", "", *summary_lines(data, ops), ""]
 
     # datasets
     lines += ["## Datasets", ""]
@@ -696,7 +606,7 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                         d.get("gt_k"), f"{d.get('gt_seconds', 0):.1f}", note or attrs.get("source", "")])
     lines += [*_table(["dataset", "base", "queries", "dim", "metric", "GT k", "GT s", "notes"], ds_rows), ""]
 
-    lines += ["## ADR-006 targets", "", *adr_tables(data["adr"]), ""]
+    lines += ["## ADR-006 targets", "", *adr_tables(data), ""]
 
     lines += ["## Operating points", "",
               "Per dataset, backend and build: the cheapest ef_search (the smallest in the sweep) whose recall@10 "
@@ -736,17 +646,16 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                        "QPS 2t", "pool 2t", "p50 ms", "p99 ms", "noisy", "Pareto"],
                       [[r[c] for c in sweep_cols] for r in rows]), ""]
 
-    lines += tail_lines(rows, data["queries"])
-    lines += scaling_lines(rows, data["queries"])
+    lines += tail_lines(rows, data.difficulty)
+    lines += scaling_lines(rows, data.scaling)
 
     lines += ["## Builds and memory", "",
               "Build time is the median over builds (min–max). Bytes per vector three ways: the serialized index, "
               "the analytic size of the structure (vectors or codes + graph links + id maps), and the growth of "
               "resident memory while the index is built in a fresh child process (the index's own memory, not "
               "the benchmark's). CPU is process CPU time over wall time while building.", ""]
-    absent = [f"{b['dataset']['name']}/{b['backend']}/"
-              f"{results.build_key(b['build']['m'], b['build']['ef_construction'], b['build']['quantization'])}: "
-              f"{b.get('reason')}" for b in data["builds"] if b.get("status") != "ok"]
+    absent = [f"{b['dataset']}/{b['backend']}/{b['build']}: {b['reason']}"
+              for b in data.builds.filter(pl.col("status") != "ok").to_dicts()]
     lines += [*_table(["dataset", "backend", "build", "builds", "build s", "inserts/s", "B/vec serialized",
                        "B/vec analytic", "B/vec RSS", "threads", "CPU"],
                       [[b["dataset"], b["backend"], b["build"], b["builds"],
@@ -767,8 +676,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                      "encode/s", "quantize p50 ms"],
                     [[q["dataset"], q["codec"], q["bytes_per_vector"], q["compression"], f"x{q['rerank']}",
                       q["recall_at_10"], q["recall_at_1"], q["encode_per_s"], q["quantize_p50_ms"]] for q in qrows])
-    qabsent = [f"{q['dataset']['name']}/{q['spec']}: {q.get('reason')}" for q in data["quant"]
-               if q.get("status") != "ok"]
+    qabsent = [f"{q['dataset']}/{q['spec']}: {q['reason']}"
+               for q in data.absent.filter(pl.col("kind") == "quant").to_dicts()]
     if qabsent:
         lines += ["", "Codecs not available:", "", *[f"- {a}" for a in qabsent]]
     if qrows:

@@ -1,6 +1,6 @@
 """Where results live and what they hold: one JSON file per run under a path derived from its parameters.
 
-The notebooks and the report read these files; the schemas below are stable (a change bumps the ``schema`` tag).
+The notebooks and the report read these files; their schemas are stable (a change bumps the ``schema`` tag).
 
 Layout under the results root (``data/results`` in the pipeline)::
 
@@ -24,45 +24,8 @@ unless forced, so an edit to one backend repeats only that backend's runs, and n
 repeat every run on them), ``code`` (a hash of the whole library, for provenance) and ``environment`` (library
 versions, CPU model, cores, memory; see :func:`ruvector_lab.bench.env.environment`).
 
-A Spread is {median, min, max, rel_spread ((max-min)/median), values}. Graph configurations are built
-``builds`` times (seeded insertion orders, ``bench.build_repeats``); flat indexes once.
-
-build@2 (``status == 'ok'``): ``dataset`` {name, n_train, n_test, dimensions, metric, gt_k, content_hash},
-``backend``, ``tier``, ``graph`` ('hnsw' | 'flat'), ``build`` {m, ef_construction, quantization}, ``config``,
-``builds`` [{seed, order, build_time_s, inserts_per_s, cpu_utilization, threads, serialized_bytes,
-serialize_time_s}], ``median_build`` (index into builds), ``build_time_s`` (Spread over builds),
-``inserts_per_s`` (at the median time), ``threads`` (the pinned counts read back: threads, faiss_omp, openmp,
-blas, library_pools, ruvector_rayon), ``serialized_bytes``, ``bytes_per_vector`` {serialized, analytic {vectors,
-graph, ids, total, ...}, rss_growth (resident-memory growth per vector of the build in a fresh child process),
-child (that process's figures, or {status, reason})}, ``reference`` {before_s, after_s, drift, workload} (a fixed
-workload timed before and after: the run's noise), ``noisy`` (names of figures whose rel_spread exceeds
-``noise_threshold``), ``peak_rss_bytes``.
-
-query@2: the build's ``dataset``, ``backend``, ``tier``, ``graph``, ``build`` plus ``query`` {ef_search, k,
-n_queries, n_queries_requested, k_big, ef_effective (= max(ef_search, k): what a graph search really runs),
-ef_effective_big (= max(ef_search, k_big), the setting of recall@k_big)}; from the median build: ``recall``
-{"1", "10", "100"} (mean recall@k, distance ties tolerated), ``recall_strict`` {"10"} (ids only), ``perquery``
-(:func:`ruvector_lab.bench.perquery.summarize_run`: the recall distribution, and recall per difficulty quintile),
-``perquery_file``, ``latency_ms`` {p50, p95, p99, mean: median over timing repeats; ``spread`` {p50, p99};
-``cpu_utilization``} (single queries, one caller, pools pinned to 1); over builds: ``recall_builds`` {"1", "10",
-"100": Spread}, ``qps`` {"<threads>": Spread + cpu_utilization + pools} (the batch split across that many caller
-threads, every library pool pinned to 1 inside each worker), ``qps_pool`` {"<threads>": the same} (one caller, the
-library's own pools at that many threads; a backend without a pool shows cpu_utilization about 1), ``builds``
-[{seed, recall, recall_strict, qps_1t, p50_ms, perquery_file}], ``median_build``, ``repeats`` (timing repeats per
-build), ``warmup``, ``noisy``, ``noise_threshold``, ``reference``, ``parallelism`` (what each mode means),
-``peak_rss_bytes``.
-
-quant@1: ``dataset``, ``codec`` {kind, m, bits}, ``code_bytes``, ``codebook_bytes``, ``bytes_per_vector`` (code plus
-the codebooks shared over the base set), ``compression``, ``train_time_s``, ``encode_per_s``,
-``quantize_single_ms`` {p50, p95, p99}, ``reconstruction_mse``, ``rerank`` [{factor, candidates, recall_at_1,
-recall_at_10, qps}] (brute force over the codes, then the best ``factor * k`` candidates re-scored exactly;
-factor 1 is no re-ranking).
-
-adr@1: ``backend`` ('common' for the cases that do not depend on the index backend), ``cases`` {case: {``scope``
-('backend' | 'common'), ``protocols`` {``adr``: the ADR's protocol (one input repeated), ``honest``: distinct
-inputs} each {iterations, latency_ms {p50, p95, p99, mean}, ``judged_ms``, ``verdict``}, and for search
-``recall_at_10``}}, ``config``, ``threads``. The ADR protocol is judged on the mean (the ADR's avgMs), the honest
-one on p95; cases whose capability is absent are ``{'status': 'not available', 'reason': ...}``.
+The fields of each schema are declared as data (JSON Schema) in :mod:`ruvector_lab.bench.schemas`, which every
+reader validates against; :mod:`ruvector_lab.bench.tables` reads the files into polars frames.
 """
 
 from __future__ import annotations
@@ -97,6 +60,20 @@ def build_key(m: int, ef_construction: int, quantization: str = "none") -> str:
     return f"M{int(m)}-efc{int(ef_construction)}-{check_component(quantization, 'quantization')}"
 
 
+def split_spec(spec: str) -> tuple[str, int | None, int]:
+    """``'product-m48-r40'`` -> ``('product', 48, 40)``: kind, PQ subspaces (None: default) and re-rank count."""
+    kind, *parts = spec.split("-")
+    m, rerank = None, 0
+    for part in parts:
+        if part[:1] == "m" and part[1:].isdigit():
+            m = int(part[1:])
+        elif part[:1] == "r" and part[1:].isdigit():
+            rerank = int(part[1:])
+        else:
+            raise InvalidParameterError(f"quantization spec {spec!r}: expected kind[-m<M>][-r<R>], got part {part!r}")
+    return kind, m, rerank
+
+
 def run_dir(root: str | os.PathLike[str], dataset: str, backend: str, key: str) -> Path:
     """The folder holding one build's build.json and its query runs."""
     return Path(root) / "runs" / check_component(dataset, "dataset") / check_component(backend, "backend") / key
@@ -121,32 +98,21 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-#: the facade and protocol every backend's measurement goes through
-_COMMON_CODE = ("index.py", "types.py", "_rwlock.py", "container.py", "validation.py", "kernels.py", "pools.py",
-                "backends/__init__.py", "backends/base.py", "bench/runner.py", "bench/metrics.py", "bench/timer.py",
-                "bench/threads.py", "bench/perquery.py", "bench/memory.py")
-
-
 def measured_code_hash(backend: str | None = None, quantized: bool = False) -> str:
-    """sha256 over the source files a measurement of ``backend`` runs through: the facade and protocol, the
-    backend's module (and the WASM runtime for 'wasm'), the quantization package and quantized backends when the
-    build is quantized. An edit elsewhere leaves it unchanged, so it does not repeat unrelated finished runs."""
-    package = Path(__file__).resolve().parents[1]
-    files = [package / rel for rel in _COMMON_CODE]
-    if backend is not None:
-        from ..backends import BACKENDS
+    """The code part of a run's fingerprint: a hash of the package files the measurement runs through, as
+    :func:`ruvector_lab.bench.codedeps.measured_files` computes them from the import graph (a build and query sweep
+    on ``backend``'s float class, and its quantized class when ``quantized``; ``backend=None``: a codec sweep).
+    An edit elsewhere (another backend, the report) leaves it unchanged, so unrelated finished runs are not
+    repeated; the same computation gives each dvc.yaml stage its deps. Computed once a process per argument pair:
+    the code a process measures is the code it imported."""
+    return _measured_code_hash(backend, bool(quantized))
 
-        module = BACKENDS.get(backend, ("", ""))[0].rsplit(".", 1)[-1]
-        files.append(package / "backends" / f"{module}.py")
-        if backend == "wasm":
-            files += sorted((package / "wasm").glob("*.py"))
-    if quantized:
-        files += sorted((package / "quantization").glob("*.py")) + sorted((package / "backends").glob("*.py"))
-    digest = hashlib.sha256()
-    for path in sorted(set(files)):
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
-    return digest.hexdigest()[:16]
+
+@lru_cache(maxsize=32)
+def _measured_code_hash(backend: str | None, quantized: bool) -> str:
+    from . import codedeps
+
+    return codedeps.measured_hash(backend, quantized)
 
 
 def fingerprint(params: dict[str, Any], code: str = "") -> str:

@@ -36,6 +36,7 @@ from ..types import HnswConfig
 from . import env, perquery, results
 from .hdf5 import Dataset
 from .metrics import mean_recall, spread, true_distances
+from .params import section
 from .threads import CpuMeter, pin_worker, pinned_threads, pool_threads
 from .timer import Stopwatch, reference_seconds, summarize, time_calls
 
@@ -126,27 +127,13 @@ class Outcome:
     unavailable: str | None = None
 
 
-def split_spec(spec: str) -> tuple[str, int | None, int]:
-    """``'product-m48-r40'`` -> ``('product', 48, 40)``: kind, PQ subspaces (None: default) and re-rank count."""
-    kind, *parts = spec.split("-")
-    m, rerank = None, 0
-    for part in parts:
-        if part[:1] == "m" and part[1:].isdigit():
-            m = int(part[1:])
-        elif part[:1] == "r" and part[1:].isdigit():
-            rerank = int(part[1:])
-        else:
-            raise InvalidParameterError(f"quantization spec {spec!r}: expected kind[-m<M>][-r<R>], got part {part!r}")
-    return kind, m, rerank
-
-
 def parse_quantization(spec: str, dimensions: int) -> Any:
     """A QuantizationConfig for ``spec``: 'scalar', 'int4', 'binary', 'rabitq', 'product' (m = d/8) or
     'product-m48' (a '-r<R>' suffix, the HNSW re-rank count, is ignored here). Raises ImportError when the
     quantization package is absent, InvalidParameterError for a bad spec or kind."""
     from ..quantization import QuantizationConfig
 
-    kind, m, _ = split_spec(spec)
+    kind, m, _ = results.split_spec(spec)
     if kind == "product":
         return QuantizationConfig(kind="product", m=m or max(1, dimensions // 8))
     if m is not None:
@@ -164,7 +151,7 @@ def make_config(ds: Dataset, build: BuildParams, ef_search: int = 50) -> HnswCon
         if "quantization" not in names:
             raise ImportError("HnswConfig has no 'quantization' field in this version of ruvector-lab")
         kwargs["quantization"] = parse_quantization(build.quantization, ds.dimensions)
-        kwargs["rerank"] = split_spec(build.quantization)[2]
+        kwargs["rerank"] = results.split_spec(build.quantization)[2]
     return HnswConfig(**kwargs)
 
 
@@ -604,6 +591,42 @@ def run_build(
                                                reference))
         outcome.written.append(path)
     return outcome
+
+
+def run_settings(params: dict[str, Any], force: bool = False) -> RunSettings:
+    """The measurement settings of the build and query stages (section ``bench`` plus ``query.k``)."""
+    bench = section(params, "bench")
+    query = section(params, "query")
+    defaults = RunSettings()
+    cap = bench.get("build_repeats_max_train")
+    return RunSettings(
+        n_queries=int(bench.get("n_queries", defaults.n_queries)),
+        repeats=int(bench.get("repeats", defaults.repeats)),
+        warmup=int(bench.get("warmup", defaults.warmup)),
+        threads=thread_counts(bench.get("threads", list(defaults.threads))),
+        build_threads=int(bench.get("build_threads", defaults.build_threads)),
+        insert_chunk=int(bench.get("insert_chunk", defaults.insert_chunk)),
+        k=int(query.get("k", defaults.k)),
+        force=force or bool(bench.get("force", False)),
+        flat_repeats=int(bench["flat_repeats"]) if bench.get("flat_repeats") is not None else None,
+        max_train={str(k): int(v) for k, v in (bench.get("max_train") or {}).items()},
+        build_repeats=int(bench.get("build_repeats", defaults.build_repeats)),
+        build_repeats_max_train=int(cap) if cap is not None else None,
+        memory=bool(bench.get("memory", defaults.memory)),
+        noise_threshold=float(bench.get("noise_threshold", defaults.noise_threshold)),
+    )
+
+
+def thread_counts(value: Any) -> tuple[int, ...]:
+    """``bench.threads``: a list of counts, or ``auto`` (1, powers of two, and every usable core)."""
+    if value == "auto":
+        return auto_threads()
+    if not isinstance(value, list) or not value:
+        raise InvalidParameterError(f"params bench.threads must be 'auto' or a non-empty list of integers: {value!r}")
+    counts = tuple(sorted({int(t) for t in value}))
+    if counts[0] < 1:
+        raise InvalidParameterError(f"params bench.threads must be >= 1, got {value!r}")
+    return counts
 
 
 def cap_rayon_pool(threads: int) -> None:

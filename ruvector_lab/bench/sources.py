@@ -53,9 +53,9 @@ from typing import Any
 
 import numpy as np
 
+from ..distances import METRICS
 from ..errors import DatasetError, InvalidParameterError, InvalidVectorError
-from ..types import METRICS, check_positive_int
-from ..validation import check_nonzero
+from ..validation import check_nonzero, check_positive_int
 from .hdf5 import Dataset
 
 log = logging.getLogger(__name__)

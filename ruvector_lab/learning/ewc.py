@@ -5,102 +5,36 @@ squared per-sample gradients of the training loss, the empirical Fisher diagonal
 task then adds ``lambda/2 * sum F * (w - w*)^2`` with ``w*`` the earlier task's weights, so parameters the
 earlier task relied on stay put while the others are free to move. EWC++ keeps one running Fisher across
 many tasks instead of one per task: ``F = gamma * F_old + (1 - gamma) * F_new``.
+
+The types (:class:`FisherDiagonal`, :class:`EWCConfig`, and the adapters they constrain) live in :mod:`.weights`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 import numpy as np
 
 from .. import container
-from ..errors import CorruptIndexError, DimensionMismatchError, InvalidParameterError
-from ..types import check_positive_int
+from ..errors import DimensionMismatchError, InvalidParameterError
 from .objective import squared_sample_gradients
 from .trajectory import Trajectory, TrajectoryBuffer, stack_steps
+from .weights import EWCConfig, FisherDiagonal, LoRAConfig, LoRAWeights
 
-if TYPE_CHECKING:
-    from .lora import LoRAConfig, LoRAWeights
-
-KIND = "ewc-fisher"
-
-
-@dataclass(frozen=True)
-class FisherDiagonal:
-    """The Fisher diagonal of an adapter: one non-negative float32 entry per parameter of ``down`` and ``up``.
-
-    ``n_samples`` is the number of steps it was estimated from (kept for reporting and merging).
-    """
-
-    down: np.ndarray
-    up: np.ndarray
-    n_samples: int = 0
-
-    def __post_init__(self) -> None:
-        down = np.ascontiguousarray(self.down, dtype=np.float32)
-        up = np.ascontiguousarray(self.up, dtype=np.float32)
-        if down.ndim != 2 or up.ndim != 2 or down.shape[::-1] != up.shape:
-            raise DimensionMismatchError(f"Fisher shapes do not fit an adapter: down {down.shape}, up {up.shape}")
-        if not (np.isfinite(down).all() and np.isfinite(up).all()) or (down < 0).any() or (up < 0).any():
-            raise InvalidParameterError("a Fisher diagonal must be finite and non-negative")
-        object.__setattr__(self, "down", down)
-        object.__setattr__(self, "up", up)
-        object.__setattr__(self, "n_samples", check_positive_int("n_samples", self.n_samples, minimum=0))
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(dimensions, rank)`` of the adapter it belongs to."""
-        return int(self.down.shape[0]), int(self.down.shape[1])
-
-    def total(self) -> float:
-        """Sum of all entries (a scalar measure of how constrained the adapter is)."""
-        return float(self.down.sum(dtype=np.float64) + self.up.sum(dtype=np.float64))
-
-    def to_bytes(self) -> bytes:
-        """Serialize into the library's checksummed container (kind ``ewc-fisher``)."""
-        return container.dumps(KIND, {"n_samples": int(self.n_samples)}, {"down": self.down, "up": self.up})
-
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> FisherDiagonal:
-        """Inverse of :meth:`to_bytes`; a truncated, tampered or inconsistent blob raises CorruptIndexError."""
-        meta, arrays = container.loads(blob, KIND)
-        try:
-            return cls(arrays["down"], arrays["up"], int(meta["n_samples"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CorruptIndexError(f"Fisher blob is not consistent: {exc}") from None
-
-
-@dataclass(frozen=True)
-class EWCConfig:
-    """The EWC constraint: strength ``lambda_``, importance ``fisher`` and the weights ``anchor`` to stay near."""
-
-    lambda_: float
-    fisher: FisherDiagonal
-    anchor: LoRAWeights
-
-    def __post_init__(self) -> None:
-        lam = self.lambda_
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise InvalidParameterError(f"lambda_ must be a finite number >= 0, got {lam!r}")
-        if not isinstance(self.fisher, FisherDiagonal):
-            raise InvalidParameterError(f"fisher must be a FisherDiagonal, got {type(self.fisher).__name__}")
-        if self.fisher.shape != (self.anchor.dimensions, self.anchor.rank):
-            raise DimensionMismatchError(
-                f"Fisher is for a (d, r) = {self.fisher.shape} adapter, the anchor is "
-                f"{(self.anchor.dimensions, self.anchor.rank)}"
-            )
-        object.__setattr__(self, "lambda_", float(lam))
-
-    def check_matches(self, dimensions: int, rank: int) -> None:
-        """Refuse to constrain an adapter of another shape than the anchor's."""
-        if (dimensions, rank) != self.fisher.shape:
-            raise DimensionMismatchError(
-                f"EWC anchor is a (d, r) = {self.fisher.shape} adapter, the trained one is {(dimensions, rank)}"
-            )
+__all__ = [
+    "EWCConfig",
+    "FisherDiagonal",
+    "apply_ewc",
+    "ewc_gradient",
+    "ewc_penalty",
+    "fisher_diagonal",
+    "load_fisher",
+    "merge_fisher",
+    "penalty_arrays",
+    "save_fisher",
+]
 
 
 def fisher_diagonal(
@@ -111,8 +45,6 @@ def fisher_diagonal(
     """Empirical Fisher diagonal of ``weights`` on ``trajectories``: the mean over steps of the squared
     per-sample gradient of the contrastive loss (negatives from batches of ``config.batch_size``, in order;
     the temperature is ``config.temperature``, the defaults of :class:`LoRAConfig` when None)."""
-    from .lora import LoRAConfig
-
     config = config or LoRAConfig(rank=weights.rank)
     q, t, r = stack_steps(trajectories)
     if q.shape[1] != weights.dimensions:

@@ -9,7 +9,8 @@ An adapter maps a query embedding ``x`` (d,) to ``x + scale * (x @ down) @ up`` 
 
 ``up`` starts at zero, so a fresh adapter is exactly the identity and training starts from the base
 embeddings. Training minimises the reward-weighted contrastive loss of :mod:`.objective` with Adam, plus
-the EWC penalty when an :class:`~.ewc.EWCConfig` is given (or carried by ``base``).
+the EWC penalty when an :class:`~.ewc.EWCConfig` is given (or carried by ``base``). The types
+(:class:`LoRAConfig`, :class:`LoRAWeights`) live in :mod:`.weights`, shared with :mod:`.ewc`.
 """
 
 from __future__ import annotations
@@ -18,140 +19,30 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Any, Literal
 
 import numpy as np
 
 from .. import container
-from ..errors import CorruptIndexError, DimensionMismatchError, InvalidParameterError, NoTrainingDataError
-from ..types import check_positive_int
-from ..validation import as_matrix, check_nonzero
-from .ewc import EWCConfig, FisherDiagonal, ewc_gradient, penalty_arrays
+from ..errors import DimensionMismatchError, InvalidParameterError, NoTrainingDataError
+from ..validation import as_matrix, check_nonzero, check_positive_int
+from .ewc import ewc_gradient, penalty_arrays
 from .objective import loss_and_gradients
 from .trajectory import Trajectory, TrajectoryBuffer, _check_rewards, stack_steps
+from .weights import EWCConfig, LoRAConfig, LoRAWeights, Variant
+
+__all__ = [
+    "LoRAConfig",
+    "LoRATrainer",
+    "LoRAWeights",
+    "Variant",
+    "apply",
+    "init_weights",
+    "load_weights",
+    "save_weights",
+    "train_lora",
+]
 
 log = logging.getLogger(__name__)
-
-Variant = Literal["base", "micro"]
-KIND = "lora-weights"
-
-
-@dataclass(frozen=True)
-class LoRAConfig:
-    """Hyper-parameters of :func:`train_lora`.
-
-    ``alpha`` sets the base variant's scale ``alpha / rank`` (ignored by ``micro``); ``temperature`` is the
-    contrastive softmax temperature over cosine similarities; ``init_std`` the standard deviation of the
-    random ``down`` matrix (``up`` starts at zero).
-    """
-
-    rank: int = 8
-    alpha: float = 16.0
-    learning_rate: float = 5e-3
-    epochs: int = 20
-    batch_size: int = 32
-    seed: int = 0
-    temperature: float = 0.05
-    variant: Variant = "base"
-    init_std: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_positive_int("rank", self.rank)
-        check_positive_int("epochs", self.epochs)
-        check_positive_int("batch_size", self.batch_size, minimum=2)  # in-batch negatives need a second step
-        check_positive_int("seed", self.seed, minimum=0)
-        for name in ("alpha", "learning_rate", "temperature", "init_std"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
-                raise InvalidParameterError(f"{name} must be a finite number > 0, got {value!r}")
-        if self.variant not in ("base", "micro"):
-            raise InvalidParameterError(f"variant must be 'base' or 'micro', got {self.variant!r}")
-        if self.variant == "micro" and self.rank > 2:
-            raise InvalidParameterError(f"MicroLoRA has rank 1 or 2, got rank {self.rank}; use variant='base'")
-
-    @property
-    def scale(self) -> float:
-        """The factor in front of ``(x @ down) @ up``."""
-        return 1.0 / math.sqrt(self.rank) if self.variant == "micro" else float(self.alpha) / self.rank
-
-    def check_dimensions(self, dimensions: int) -> None:
-        """Refuse a rank larger than the embedding dimension (a low-rank adapter needs r <= d)."""
-        if self.rank > dimensions:
-            raise InvalidParameterError(
-                f"LoRA rank {self.rank} is larger than the embedding dimension {dimensions}"
-            )
-
-
-@dataclass(frozen=True)
-class LoRAWeights:
-    """A trained adapter: ``down`` (d, r), ``up`` (r, d) float32 and ``scale``.
-
-    ``consolidation`` is set by :func:`~.ewc.apply_ewc`: the EWC anchor and Fisher diagonal that later
-    training (``train_lora(..., base=these)``) must respect.
-    """
-
-    down: np.ndarray
-    up: np.ndarray
-    scale: float
-    variant: Variant = "base"
-    consolidation: EWCConfig | None = None
-
-    def __post_init__(self) -> None:
-        down = np.ascontiguousarray(self.down, dtype=np.float32)
-        up = np.ascontiguousarray(self.up, dtype=np.float32)
-        if down.ndim != 2 or up.ndim != 2 or down.shape[1] != up.shape[0] or down.shape[0] != up.shape[1]:
-            raise DimensionMismatchError(
-                f"LoRA matrices do not fit together: down {down.shape}, up {up.shape} (expected (d, r) and (r, d))"
-            )
-        if not (np.isfinite(down).all() and np.isfinite(up).all()):
-            raise InvalidParameterError("LoRA weights hold NaN or inf")
-        object.__setattr__(self, "down", down)
-        object.__setattr__(self, "up", up)
-        object.__setattr__(self, "scale", float(self.scale))
-
-    @property
-    def dimensions(self) -> int:
-        """Embedding dimension ``d``."""
-        return int(self.down.shape[0])
-
-    @property
-    def rank(self) -> int:
-        """Adapter rank ``r``."""
-        return int(self.down.shape[1])
-
-    def delta(self) -> np.ndarray:
-        """The dense (d, d) update ``scale * down @ up`` (so ``W' = I + delta()``)."""
-        return self.scale * (self.down @ self.up)
-
-    def to_bytes(self) -> bytes:
-        """Serialize into the library's checksummed container (kind ``lora-weights``)."""
-        meta: dict[str, Any] = {"scale": self.scale, "variant": self.variant, "dimensions": self.dimensions,
-                                "rank": self.rank, "consolidated": self.consolidation is not None}
-        arrays = {"down": self.down, "up": self.up}
-        if self.consolidation is not None:
-            c = self.consolidation
-            meta.update(lambda_=float(c.lambda_), fisher_samples=int(c.fisher.n_samples))
-            arrays.update(fisher_down=c.fisher.down, fisher_up=c.fisher.up,
-                          anchor_down=c.anchor.down, anchor_up=c.anchor.up)
-        return container.dumps(KIND, meta, arrays)
-
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> LoRAWeights:
-        """Inverse of :meth:`to_bytes`; a truncated, tampered or inconsistent blob raises CorruptIndexError."""
-        meta, arrays = container.loads(blob, KIND)
-        try:
-            weights = cls(arrays["down"], arrays["up"], float(meta["scale"]), meta["variant"])
-            if weights.variant not in ("base", "micro"):
-                raise ValueError(f"unknown variant {weights.variant!r}")
-            if meta["consolidated"]:
-                anchor = cls(arrays["anchor_down"], arrays["anchor_up"], weights.scale, weights.variant)
-                fisher = FisherDiagonal(arrays["fisher_down"], arrays["fisher_up"], int(meta["fisher_samples"]))
-                weights = replace(weights, consolidation=EWCConfig(float(meta["lambda_"]), fisher, anchor))
-        except (KeyError, TypeError, ValueError) as exc:  # our own errors derive from ValueError too
-            raise CorruptIndexError(f"LoRA weights blob is not consistent: {exc}") from None
-        return weights
 
 
 def init_weights(dimensions: int, config: LoRAConfig) -> LoRAWeights:

@@ -2,8 +2,9 @@
 
 A codec turns float32 row vectors of a fixed dimension into fixed-length uint8 codes (one row of
 ``code_size`` bytes per vector) and back, and scores a float query against codes without decoding them
-all into one float matrix (asymmetric distance). Scores follow the library's convention: cosine ``1 - cos``,
-euclidean L2 (not squared), dot_product ``-dot``; smaller is closer.
+all into one float matrix (asymmetric distance). Scores follow the library's convention
+(:mod:`ruvector_lab.distances`): cosine ``1 - cos``, euclidean L2 (not squared), dot_product ``-dot``; smaller
+is closer. By default a codec scores decoded blocks with :func:`~ruvector_lab.distances.pairwise_float32`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import container
+from ..distances import METRICS, check_metric, pairwise_float32
 from ..errors import CorruptIndexError, InvalidParameterError, NotTrainedError, QuantizationError
-from ..kernels import exact_distances
-from ..types import METRICS, check_metric, check_positive_int
-from ..validation import as_matrix, check_nonzero
+from ..validation import as_matrix, check_nonzero, check_positive_int
 from .config import QuantizationConfig
 from .kmeans import Engine, resolve_engine
 
@@ -84,7 +84,7 @@ class Codec(ABC):
 
     def _score(self, queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """``(m, n)`` distances of checked queries to checked codes; by default through decoded blocks."""
-        return decoded_distances(queries, self._decode(codes), self.metric)
+        return pairwise_float32(queries, self._decode(codes), self.metric)
 
     def _state(self) -> dict[str, np.ndarray]:
         """Trained arrays to serialize (codebooks); none for the per-vector kinds."""
@@ -210,26 +210,6 @@ class Codec(ABC):
             raise QuantizationError(
                 f"these codes hold {other.dimensions}-d vectors; this codec reads {self.dimensions}-d"
             )
-
-
-def decoded_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
-    """``(m, n)`` float32 distances between query rows and (decoded) vector rows under ``metric``.
-
-    Euclidean uses direct differences (no norm expansion, so near-zero distances stay accurate); a zero
-    vector row under cosine scores 1 (no direction, cosine taken as 0) instead of NaN.
-    """
-    if metric != "cosine":
-        return exact_distances(queries, vectors, metric)
-    dots = queries @ vectors.T
-    return cosine_from_dots(dots, np.linalg.norm(queries, axis=1), np.linalg.norm(vectors, axis=1))
-
-
-def cosine_from_dots(dots: np.ndarray, query_norms: np.ndarray, vector_norms: np.ndarray) -> np.ndarray:
-    """``1 - dots / (|q| |v|)`` as float32, with zero-norm vectors scoring 1 rather than NaN."""
-    denom = query_norms[:, None] * vector_norms[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cos = np.where(denom > 0, dots / np.where(denom > 0, denom, 1), 0.0)
-    return (1.0 - cos).astype(np.float32, copy=False)
 
 
 def make_codec(config: QuantizationConfig, dimensions: int, metric: str = "cosine",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Codec, cosine_from_dots
+from ..distances import cosine_from_dots
+from .base import Codec
 
 
 def pack_signs(x: np.ndarray) -> np.ndarray:

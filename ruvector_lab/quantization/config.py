@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from ..errors import InvalidParameterError
-from ..types import check_positive_int
+from ..validation import check_positive_int
 
 Kind = Literal["scalar", "int4", "binary", "product", "rabitq"]
 KINDS: tuple[str, ...] = get_args(Kind)

@@ -15,8 +15,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..types import check_positive_int
-from ..validation import as_matrix
+from ..validation import as_matrix, check_positive_int
 
 logger = logging.getLogger(__name__)
 

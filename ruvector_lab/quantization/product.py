@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from ..distances import cosine_from_dots
 from ..errors import QuantizationError
 from ..validation import as_float32, as_matrix
-from .base import Codec, cosine_from_dots
+from .base import Codec
 from .kmeans import kmeans, nearest
 
 logger = logging.getLogger(__name__)

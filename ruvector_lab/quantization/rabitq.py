@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ..distances import cosine_from_dots
 from ..errors import QuantizationError
 from ..validation import as_float32, as_matrix
-from .base import Codec, cosine_from_dots
+from .base import Codec
 from .binary import bit_dots
 
 FACTOR_BYTES = 12  # |r|, <x̄, y>, |x> as float32

@@ -7,12 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from ..distances import normalize_rows, query_to_rows_unit
+
 
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
     """Rows as the quantized indexes store them: unit length under cosine (so codes encode directions and a
     cosine is a dot product), unchanged otherwise; float32, C-contiguous."""
     if metric == "cosine":
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = normalize_rows(vectors)
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
@@ -39,18 +41,12 @@ class Rows:
         return self._data[: self.count]
 
 
-def exact_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
-    """``(len(vectors),)`` exact distances of one prepared query to prepared rows (unit rows under cosine)."""
-    if metric == "euclidean":
-        diff = vectors - queries
-        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
-    dots = vectors @ queries
-    return (1.0 - dots) if metric == "cosine" else -dots
-
-
 def rerank(queries: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, labels: np.ndarray, metric: str,
            k: int) -> tuple[np.ndarray, np.ndarray]:
     """Re-score candidate rows exactly against the stored float ``vectors`` and keep the best ``k``.
+
+    ``queries`` and ``vectors`` are prepared (:func:`prepare`); each candidate is scored by
+    :func:`~ruvector_lab.distances.query_to_rows_unit`.
 
     ``candidates`` is ``(m, c)`` row indices (``-1`` = no candidate); ``labels`` maps rows to labels.
     Returns ``(distances (m, k) float32, labels (m, k) int64)`` padded with ``inf`` / ``-1``; ties go to the
@@ -62,7 +58,7 @@ def rerank(queries: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, lab
         cand = cand[cand >= 0]
         if not len(cand):
             continue
-        scores = exact_distances(q, vectors[cand], metric).astype(np.float32)
+        scores = query_to_rows_unit(q, vectors[cand], metric).astype(np.float32)
         order = np.lexsort((labels[cand], scores))[:k]
         out_d[row, : len(order)] = scores[order]
         out_l[row, : len(order)] = labels[cand][order]

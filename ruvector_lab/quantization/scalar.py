@@ -11,8 +11,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..distances import cosine_from_dots
 from ..errors import QuantizationError
-from .base import Codec, cosine_from_dots
+from .base import Codec
 
 #: bytes of the per-vector header (float32 min, float32 scale) after the levels
 HEADER_BYTES = 8

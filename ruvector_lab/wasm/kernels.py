@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 
+from ..distances import from_squared_l2
 from ..errors import DimensionMismatchError, InvalidParameterError
 from .rvf import METRIC_CODES, RvfModule, RvfStore, check_magnitude, unit_rows
 
@@ -34,10 +35,10 @@ def shared_module() -> RvfModule:
 
 
 def to_library_scores(raw: np.ndarray, metric: str) -> np.ndarray:
-    """The module's raw store distances in the library's convention (euclidean: sqrt of squared L2)."""
-    if metric == "euclidean":
-        return np.sqrt(np.maximum(raw, 0.0), dtype=np.float32)
-    return raw.astype(np.float32, copy=False)
+    """The module's raw store distances (float32) in the library's convention: euclidean is the square root of
+    the module's squared L2; its ``-dot`` and ``1 - cos`` are the library's already."""
+    raw = raw.astype(np.float32, copy=False)
+    return from_squared_l2(raw) if metric == "euclidean" else raw
 
 
 def batch_distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:

@@ -1,0 +1,944 @@
+"""The results reader: every result file under a results root as polars DataFrames, read and derived in one place.
+
+The pipeline writes JSON records (build@2, query@2, quant@1, adr@1) and per-query HDF5 files (perquery@1) under a
+results root (where each lives: :mod:`ruvector_lab.bench.results`; their schemas: :mod:`ruvector_lab.bench.schemas`).
+The report (:mod:`ruvector_lab.bench.report`) and the notebooks (``notebooks/_nbdata.py``) read them only through
+this module, and the figures both derive from them are computed here, once: the effective ef of a search
+(:func:`effective_ef`), Pareto frontiers (:func:`pareto`, :func:`mark_pareto`), operating points at recall targets
+(:func:`operating_points`), noise flags at a threshold (:func:`flag_noise`), the ADR cases as each backend sees them
+(:func:`adr_view`) and the selection of a parameters' grid (:meth:`Tables.select`).
+
+Reading rules:
+
+- every readable record is validated against its schema (:func:`ruvector_lab.bench.schemas.validate`) before it is
+  used: an unknown or missing schema tag, a tag of another kind (a query record where a build record belongs), or a
+  record that does not match its schema raises :class:`~ruvector_lab.errors.ResultSchemaError` naming the file;
+- a file that is missing, unreadable or cut short (an interrupted run) counts as absent, as
+  :func:`ruvector_lab.bench.results.read_json` has it (logged at INFO);
+- records with status 'not available' or 'skipped' are rows of :attr:`Tables.files` (and :attr:`Tables.absent`)
+  with their reason; :attr:`Tables.builds` keeps them too (status column), the other frames hold measurements only.
+
+Frames (:func:`load` reads them all; :func:`builds`, :func:`queries`, :func:`codecs`, :func:`adr`, :func:`files`
+and :func:`absent` one kind each). Every frame has ``path`` (the record's file); the index frames also ``subtree``
+('runs' for the build stage's indexes, 'qhnsw' for the quantize stage's quantized HNSW indexes) and the build's
+identity: ``dataset``, ``backend``, ``tier``, ``graph``, ``m``, ``ef_construction``, ``quantization``, ``build``
+(the build key ``M16-efc100-none``) and ``label`` (:func:`build_label`).
+
+- ``files``: one row per readable record of any kind and status: ``kind``, ``schema``, ``status``, ``reason``,
+  what it is about (the identity above, ``ef_search``, ``k``, ``spec``) and ``environment`` (JSON text);
+- ``builds``: one row per build@2 record (:data:`BUILD_COLUMNS`);
+- ``queries``: one row per status-'ok' query@2 record (:data:`QUERY_COLUMNS`, then per thread count t found:
+  ``qps_<t>``, ``qps_<t>_min``, ``qps_<t>_max``, ``qps_<t>_rel_spread``, ``cpu_<t>`` for the batch split across
+  t caller threads, and the same with ``qps_pool_``/``cpu_pool_`` for one caller with the library's pools at t);
+- ``query_builds``: one row per (query setting, build) with that build's recall and per-query file;
+- ``difficulty``: recall per difficulty quintile, one row per (query setting, measure, bin);
+- ``scaling``: batch QPS per (query setting, thread mode, thread count), with speed-up and the pools read back;
+- ``codecs``: one row per (status-'ok' quant@1 record, re-rank factor);
+- ``adr``: one row per (ADR record, case, protocol); a case not available is one row with its reason.
+
+The per-query files: :func:`per_query` (one setting's queries: recall, strict recall and difficulty, recomputed
+from the dataset's ground truth) and :func:`perquery_check` (every file, with its mean recall recomputed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..errors import InvalidParameterError
+from . import results, schemas
+from .metrics import operating_points as _cheapest
+from .metrics import pareto_frontier
+from .targets import TARGETS
+
+log = logging.getLogger(__name__)
+
+#: the kinds of JSON record, in reading order
+KINDS = ("build", "query", "quant", "adr")
+#: where each kind lives under a results root: the build stage's runs, then the quantize stage's quantized HNSW
+#: builds under qhnsw/ (same schemas); files are read in this order, each pattern's matches sorted
+GLOBS: dict[str, tuple[str, ...]] = {
+    "build": ("runs/*/*/*/build.json", "qhnsw/*/runs/*/*/*/build.json"),
+    "query": ("runs/*/*/*/query-*.json", "qhnsw/*/runs/*/*/*/query-*.json"),
+    "quant": ("quant/*/*.json",),
+    "adr": ("adr/*.json",),
+}
+#: the schema tag each kind must carry
+TAGS: dict[str, str] = {"build": results.SCHEMA_BUILD, "query": results.SCHEMA_QUERY, "quant": results.SCHEMA_QUANT,
+                        "adr": results.SCHEMA_ADR}
+#: the recall@10 targets operating points are chosen for
+RECALL_TARGETS = (0.90, 0.95, 0.99)
+#: the two thread-scaling modes of a query record (``qps``, ``qps_pool``) as :attr:`Tables.scaling` names them
+MODES = {"qps": "caller threads", "qps_pool": "library pool"}
+#: one build configuration, and one query setting of it
+BUILD_KEY = ("dataset", "backend", "m", "ef_construction", "quantization")
+SETTING_KEY = (*BUILD_KEY, "ef_search")
+
+_S, _I, _F, _B = pl.String, pl.Int64, pl.Float64, pl.Boolean
+_IDENTITY = {"path": _S, "subtree": _S, "dataset": _S, "backend": _S, "tier": _S, "graph": _S, "m": _I,
+             "ef_construction": _I, "quantization": _S, "build": _S, "label": _S}
+
+#: :attr:`Tables.files`
+FILE_COLUMNS: dict[str, Any] = {
+    "path": _S, "kind": _S, "schema": _S, "status": _S, "reason": _S, "subtree": _S, "dataset": _S, "backend": _S,
+    "tier": _S, "graph": _S, "m": _I, "ef_construction": _I, "quantization": _S, "build": _S, "ef_search": _I,
+    "k": _I, "spec": _S, "environment": _S}
+
+#: :attr:`Tables.builds`. Build time over the ``n_builds`` builds (seconds); ``cpu_utilization`` is the first
+#: build's process CPU over wall time; ``threads`` the pinned count read back. Bytes per stored vector three ways:
+#: ``bytes_serialized`` (serialize() / n), ``bytes_analytic`` (the layout's estimate, split into ``analytic_*``;
+#: null with ``analytic_status`` and ``analytic_reason`` when the estimate does not know the layout) and
+#: ``bytes_rss`` (resident-memory growth of a build in a fresh child process; null with ``rss_status`` and
+#: ``rss_reason`` when not measured); ``float_bytes`` is 4 x dimensions. ``drift`` is the reference workload's
+#: relative change over the configuration, ``noisy`` the record's own noise flags.
+BUILD_COLUMNS: dict[str, Any] = {
+    **_IDENTITY, "status": _S, "reason": _S, "metric": _S, "n_train": _I, "n_test": _I, "dimensions": _I,
+    "n_builds": _I, "median_build": _I, "build_time_s": _F, "build_time_min": _F, "build_time_max": _F,
+    "build_time_rel_spread": _F, "inserts_per_s": _F, "cpu_utilization": _F, "threads": _I,
+    "serialized_bytes": _I, "peak_rss_bytes": _I, "bytes_serialized": _F, "bytes_analytic": _F,
+    "analytic_vectors": _F, "analytic_graph": _F, "analytic_ids": _F, "analytic_other": _F, "analytic_status": _S,
+    "analytic_reason": _S, "bytes_rss": _F, "rss_status": _S, "rss_reason": _S, "child_peak_rss_bytes": _I,
+    "float_bytes": _I, "reference_before_s": _F, "reference_after_s": _F, "drift": _F, "noise_threshold": _F,
+    "noisy": pl.List(_S)}
+
+#: :attr:`Tables.queries` (before the per-thread-count QPS columns). Recall is the **median build**'s:
+#: ``recall_at_1``, ``recall_at_10`` (recall@k, distance ties tolerated; the name is kept for any k),
+#: ``recall_at_100``, ``recall_strict_at_10`` (ids only); over builds ``recall_at_10_median``/``_min``/``_max``,
+#: and ``recall_at_10_median_build``, the median build's own entry (equal to ``recall_at_10``). The per-query tail
+#: of recall@k: ``recall_min``, ``recall_p1``, ``recall_p5``, ``recall_p50``, ``share_below_0.5``. Single-query
+#: latency (ms; one caller, pools pinned to 1): ``p50_ms`` .. ``mean_ms``, ``p50_rel_spread`` over timing repeats,
+#: ``latency_cpu``. ``ef_effective`` is the ef the search really ran (:func:`effective_ef`), ``ef_effective_big``
+#: that of recall@k_big; ``series`` names the line a plot draws (backend and :func:`build_label`). ``reference_*``
+#: and ``drift``: the build configuration's reference workload; ``noisy`` the record's own noise flags.
+QUERY_COLUMNS: dict[str, Any] = {
+    **_IDENTITY, "series": _S, "metric": _S, "n_train": _I, "dimensions": _I, "ef_search": _I, "k": _I,
+    "k_big": _I, "n_queries": _I, "ef_effective": _I, "ef_effective_big": _I, "n_builds": _I, "median_build": _I,
+    "recall_at_1": _F, "recall_at_10": _F, "recall_at_100": _F, "recall_at_10_median": _F,
+    "recall_at_10_min": _F, "recall_at_10_max": _F, "recall_at_10_median_build": _F, "recall_strict_at_10": _F,
+    "recall_min": _F, "recall_p1": _F, "recall_p5": _F, "recall_p50": _F, "share_below_0.5": _F, "p50_ms": _F,
+    "p95_ms": _F, "p99_ms": _F, "mean_ms": _F, "p50_rel_spread": _F, "latency_cpu": _F, "noisy": pl.List(_S),
+    "noise_threshold": _F, "reference_before_s": _F, "reference_after_s": _F, "drift": _F, "perquery_file": _S}
+
+#: :attr:`Tables.query_builds`: one row per build of a query setting (``build_index`` into the record's builds;
+#: ``median_build`` marks the one the record's recall comes from), ``perquery_file`` relative to the build's folder
+#: and ``file`` the full path
+QUERY_BUILD_COLUMNS: dict[str, Any] = {
+    **_IDENTITY, "ef_search": _I, "k": _I, "build_index": _I, "seed": _I, "median_build": _B, "recall_at_1": _F,
+    "recall_at_10": _F, "recall_at_100": _F, "recall_strict_at_10": _F, "qps_1t": _F, "perquery_file": _S,
+    "file": _S}
+
+#: :attr:`Tables.difficulty`: the queries sorted by a difficulty ``measure`` ('lid': local intrinsic
+#: dimensionality, higher is harder; 'rc': relative contrast, lower is harder) and cut into bins of equal count;
+#: ``bin`` ascends with the value, ``hardness`` runs 1 (easiest) .. the bin count (hardest) for either measure;
+#: ``n_nan_excluded`` queries had no finite value; ``recall_at_10`` is the setting's
+DIFFICULTY_COLUMNS: dict[str, Any] = {
+    **_IDENTITY, "ef_search": _I, "measure": _S, "direction": _S, "bin": _I, "hardness": _I, "difficulty_min": _F,
+    "difficulty_max": _F, "n_queries": _I, "mean_recall": _F, "p5_recall": _F, "n_nan_excluded": _I,
+    "n_queries_total": _I, "recall_at_10": _F}
+
+#: :attr:`Tables.scaling`: ``mode`` 'caller threads' (the batch split across t caller threads, every library pool
+#: pinned to 1 in each) or 'library pool' (one caller, the library's pools at t); QPS median over builds with min,
+#: max and rel_spread; ``speedup`` over the 1-thread QPS, ``efficiency`` = speedup / t; ``pools`` what a worker
+#: read back, ``pinned`` whether every per-thread pool ran at the count the mode means. The 1-thread point is one
+#: measurement, listed in both modes with ``baseline`` True.
+SCALING_COLUMNS: dict[str, Any] = {
+    **_IDENTITY, "ef_search": _I, "mode": _S, "threads": _I, "qps": _F, "qps_min": _F, "qps_max": _F,
+    "rel_spread": _F, "cpu_utilization": _F, "speedup": _F, "efficiency": _F, "pools": _S, "pinned": _B,
+    "baseline": _B}
+
+#: :attr:`Tables.codecs`: ``codec`` is the spec ('scalar', 'product-m48'), ``kind`` the codec kind; bytes per
+#: vector counts the code plus the codebooks shared over the base set; ``factor`` is the re-rank factor (1: the codes
+#: alone; f: the best f x k candidates re-scored exactly), ``candidates`` = f x k
+CODEC_COLUMNS: dict[str, Any] = {
+    "path": _S, "dataset": _S, "metric": _S, "dimensions": _I, "n_train": _I, "codec": _S, "kind": _S,
+    "codec_m": _I, "bits": _I, "code_bytes": _I, "codebook_bytes": _I, "bytes_per_vector": _F, "compression": _F,
+    "train_time_s": _F, "encode_per_s": _F, "quantize_p50_ms": _F, "quantize_p95_ms": _F, "quantize_p99_ms": _F,
+    "reconstruction_mse": _F, "factor": _I, "candidates": _I, "recall_at_1": _F, "recall_at_10": _F, "qps": _F}
+
+#: :attr:`Tables.adr`: ``backend`` 'common' for the cases measured once for every backend; ``case_index`` the
+#: case's position in its record; ``judged_ms`` what the verdict is taken on (ADR protocol: the mean; honest: p95),
+#: ``target_ms`` the ADR's bound (null: no target); ``info`` the case's details as JSON text
+ADR_COLUMNS: dict[str, Any] = {
+    "path": _S, "backend": _S, "tier": _S, "scope": _S, "case": _S, "case_index": _I, "status": _S, "reason": _S,
+    "protocol": _S, "iterations": _I, "p50_ms": _F, "p95_ms": _F, "p99_ms": _F, "mean_ms": _F, "judged_ms": _F,
+    "target_ms": _F, "verdict": _S, "recall_at_10": _F, "info": _S}
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+def build_label(key: str, graph: str | None) -> str:
+    """How a build is named in tables: its key for graphs; 'exact' for a flat float scan; the key and 'flat code
+    scan' for a flat quantized one (a build without a graph, one not measured, keeps its key)."""
+    if graph in ("hnsw", None):
+        return key
+    return "exact" if key.endswith("-none") else f"{key} (flat code scan)"
+
+
+def effective_ef(ef_effective: int | None, quantization: str | None) -> int | None:
+    """The ef a graph search really ran: the record's max(ef_search, k) (None for a flat scan), raised to the
+    re-rank depth R of a quantized build ('scalar-r40'), whose graph search must return R candidates."""
+    if ef_effective is None or not quantization or quantization == "none":
+        return ef_effective
+    from .results import split_spec
+
+    return max(int(ef_effective), split_spec(quantization)[2])
+
+
+def spread_of(value: Any) -> dict[str, Any]:
+    """A Spread of the result files ({median, min, max, rel_spread, values}: a figure over builds or repeats) as
+    ``{median, min, max, rel_spread, n}``. A bare number is a spread of one value; anything else gives Nones and
+    n = 0."""
+    if isinstance(value, dict) and value.get("median") is not None:
+        med = float(value["median"])
+        values = value.get("values") or [med]
+        return {"median": med, "min": float(value.get("min", med)), "max": float(value.get("max", med)),
+                "rel_spread": value.get("rel_spread"), "n": len(values)}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"median": float(value), "min": float(value), "max": float(value), "rel_spread": 0.0, "n": 1}
+    return {"median": None, "min": None, "max": None, "rel_spread": None, "n": 0}
+
+
+def backend_rank(backend: str | None) -> int:
+    """A backend's place in the registry's order (:func:`ruvector_lab.backends.names`); unknown names last."""
+    from ..backends import names
+
+    order = names()
+    return order.index(backend) if backend in order else len(order)
+
+
+def sort_backends(frame: pl.DataFrame, *then: str, first: Sequence[str] = ("dataset",),
+                  column: str = "backend") -> pl.DataFrame:
+    """``frame`` sorted by ``first``, then the backend in registry order, then ``then`` (stable)."""
+    from ..backends import names
+
+    order = {name: i for i, name in enumerate(names())}
+    ranked = frame.with_columns(pl.col(column).replace_strict(order, default=len(order), return_dtype=pl.Int64)
+                                .alias("_rank"))
+    keys = [c for c in first if c in frame.columns] + ["_rank", *then]
+    return ranked.sort(keys, maintain_order=True).drop("_rank")
+
+
+def thread_counts(frame: pl.DataFrame, mode: str = "qps") -> list[int]:
+    """The thread counts a queries frame has QPS columns for, in mode ``'qps'`` (caller threads) or
+    ``'qps_pool'`` (library pool), ascending."""
+    prefix = f"{mode}_"
+    found = set()
+    for col in frame.columns:
+        rest = col[len(prefix):] if col.startswith(prefix) else ""
+        if rest.isdigit():
+            found.add(int(rest))
+    return sorted(found)
+
+
+def _frame(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=dict(columns))
+
+
+def _subtree(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).parts[0]
+    except (ValueError, IndexError):
+        return ""
+
+
+def _pools(report: Any) -> str:
+    """A pinned-pools report ({faiss_omp, openmp, blas, library_pools, ruvector_rayon}) in one short line."""
+    if not isinstance(report, dict):
+        return ""
+    names = {"faiss_omp": "faiss", "openmp": "openmp", "blas": "blas", "library_pools": "library",
+             "ruvector_rayon": "rayon"}
+    parts = []
+    for key, label in names.items():
+        value = report.get(key)
+        if isinstance(value, list):
+            value = "/".join(str(v) for v in sorted(set(value))) if value else None
+        if value is not None:
+            parts.append(f"{label}={value}")
+    return " ".join(parts)
+
+
+def _hardness(bin_index: int, n_bins: int, direction: str) -> int:
+    """1 for the easiest bin .. n_bins for the hardest, whichever end of the measure is the hard one."""
+    return n_bins - bin_index if direction == "lower is harder" else bin_index + 1
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+def result_paths(root: str | os.PathLike[str], kind: str) -> list[Path]:
+    """Every file of ``kind`` ('build', 'query', 'quant', 'adr') under ``root``, in reading order, readable or not."""
+    if kind not in GLOBS:
+        raise InvalidParameterError(f"unknown kind of result {kind!r}; known: {', '.join(KINDS)}")
+    base = Path(root)
+    return [p for pattern in GLOBS[kind] for p in sorted(base.glob(pattern))]
+
+
+def read_records(root: str | os.PathLike[str], kind: str) -> list[dict[str, Any]]:
+    """Every readable record of ``kind`` under ``root``, validated, each with ``_path`` (its file) and
+    ``_subtree`` (the first folder under ``root``: runs, qhnsw, quant, adr). A file that is unreadable or cut
+    short counts as absent; a record whose schema tag is unknown, missing or of another kind, or that does not
+    match its schema, raises :class:`~ruvector_lab.errors.ResultSchemaError` naming the file."""
+    base = Path(root)
+    out = []
+    for path in result_paths(base, kind):
+        record = results.read_json(path)
+        if record is None:
+            log.info("%s is unreadable or cut short (an interrupted run?): counted as absent", path)
+            continue
+        schemas.validate(record, path, expect=TAGS[kind])
+        record["_path"] = str(path)
+        record["_subtree"] = _subtree(base, path)
+        out.append(record)
+    return out
+
+
+def _identity(rec: dict[str, Any]) -> dict[str, Any]:
+    """The columns naming a build or query record's build configuration."""
+    build = rec.get("build") or {}
+    m, efc, quantization = build.get("m"), build.get("ef_construction"), build.get("quantization", "none")
+    key = results.build_key(m, efc, quantization) if m is not None and efc is not None else None
+    graph = rec.get("graph")
+    return {"path": rec.get("_path"), "subtree": rec.get("_subtree"), "dataset": (rec.get("dataset") or {}).get("name"),
+            "backend": rec.get("backend"), "tier": rec.get("tier"), "graph": graph, "m": m, "ef_construction": efc,
+            "quantization": quantization, "build": key, "label": build_label(key, graph) if key else None}
+
+
+def _file_row(kind: str, rec: dict[str, Any]) -> dict[str, Any]:
+    env = rec.get("environment")
+    row = {"path": rec["_path"], "kind": kind, "schema": rec["schema"], "status": rec["status"],
+           "reason": rec.get("reason"), "subtree": rec["_subtree"], "spec": rec.get("spec"),
+           "environment": json.dumps(env) if env else None}
+    if kind in ("build", "query"):
+        row |= {k: v for k, v in _identity(rec).items() if k not in ("path", "subtree", "label")}
+        query = rec.get("query") or {}
+        row |= {"ef_search": query.get("ef_search"), "k": query.get("k")}
+    elif kind == "quant":
+        row |= {"dataset": (rec.get("dataset") or {}).get("name")}
+    else:
+        row |= {"backend": rec.get("backend"), "tier": rec.get("tier")}
+    return row
+
+
+def _build_row(rec: dict[str, Any]) -> dict[str, Any]:
+    ds = rec.get("dataset") or {}
+    row = _identity(rec) | {"status": rec["status"], "reason": rec.get("reason"), "metric": ds.get("metric"),
+                            "n_train": ds.get("n_train"), "n_test": ds.get("n_test"),
+                            "dimensions": ds.get("dimensions"),
+                            "float_bytes": 4 * int(ds["dimensions"]) if ds.get("dimensions") else None}
+    if rec["status"] != "ok":
+        return row | {"n_builds": 0}
+    times = spread_of(rec["build_time_s"])
+    bpv = rec["bytes_per_vector"]
+    analytic, child = bpv.get("analytic") or {}, bpv.get("child") or {}
+    measured = "total" in analytic
+    rss = bpv.get("rss_growth")
+    reference = rec.get("reference") or {}
+    return row | {
+        "n_builds": len(rec["builds"]), "median_build": rec.get("median_build"), "build_time_s": times["median"],
+        "build_time_min": times["min"], "build_time_max": times["max"], "build_time_rel_spread": times["rel_spread"],
+        "inserts_per_s": rec.get("inserts_per_s"), "cpu_utilization": rec["builds"][0].get("cpu_utilization"),
+        "threads": (rec.get("threads") or {}).get("threads"), "serialized_bytes": rec.get("serialized_bytes"),
+        "peak_rss_bytes": rec.get("peak_rss_bytes"), "bytes_serialized": bpv.get("serialized"),
+        "bytes_analytic": analytic.get("total"), "analytic_vectors": analytic.get("vectors"),
+        "analytic_graph": analytic.get("graph"), "analytic_ids": analytic.get("ids"),
+        "analytic_other": analytic.get("other"),
+        "analytic_status": "ok" if measured else analytic.get("status", "not recorded"),
+        "analytic_reason": None if measured else analytic.get("reason"), "bytes_rss": rss,
+        "rss_status": "measured" if rss is not None else child.get("status", "not recorded"),
+        "rss_reason": child.get("reason"), "child_peak_rss_bytes": child.get("peak_rss_bytes"),
+        "reference_before_s": reference.get("before_s"), "reference_after_s": reference.get("after_s"),
+        "drift": reference.get("drift"), "noise_threshold": rec.get("noise_threshold"),
+        "noisy": list(rec.get("noisy") or [])}
+
+
+def _query_row(rec: dict[str, Any]) -> dict[str, Any]:
+    ds, query = rec["dataset"], rec["query"]
+    k = str(query["k"])
+    recall, lat = rec["recall"], rec["latency_ms"]
+    builds, median = rec["builds"], rec["median_build"]
+    over = spread_of(rec["recall_builds"].get(k, recall.get(k)))
+    tail = rec["perquery"]["recall_tolerant"]
+    reference = rec.get("reference") or {}
+    ident = _identity(rec)
+    row = ident | {
+        "series": f"{rec['backend']} {ident['label']}", "metric": ds.get("metric"), "n_train": ds.get("n_train"),
+        "dimensions": ds.get("dimensions"), "ef_search": query["ef_search"], "k": query["k"],
+        "k_big": query.get("k_big"), "n_queries": query.get("n_queries"),
+        "ef_effective": effective_ef(query.get("ef_effective"), ident["quantization"]),
+        "ef_effective_big": query.get("ef_effective_big"), "n_builds": len(builds), "median_build": median,
+        "recall_at_1": recall.get("1"), "recall_at_10": recall.get(k), "recall_at_100": recall.get("100"),
+        "recall_at_10_median": over["median"], "recall_at_10_min": over["min"], "recall_at_10_max": over["max"],
+        "recall_at_10_median_build": builds[median]["recall"].get(k) if 0 <= median < len(builds) else None,
+        "recall_strict_at_10": rec["recall_strict"].get(k), "recall_min": tail.get("min"),
+        "recall_p1": tail.get("p1"), "recall_p5": tail.get("p5"), "recall_p50": tail.get("p50"),
+        "share_below_0.5": tail.get("share_below_0.5"), "p50_ms": lat.get("p50"), "p95_ms": lat.get("p95"),
+        "p99_ms": lat.get("p99"), "mean_ms": lat.get("mean"),
+        "p50_rel_spread": spread_of((lat.get("spread") or {}).get("p50"))["rel_spread"],
+        "latency_cpu": lat.get("cpu_utilization"), "noisy": list(rec.get("noisy") or []),
+        "noise_threshold": rec.get("noise_threshold"), "reference_before_s": reference.get("before_s"),
+        "reference_after_s": reference.get("after_s"), "drift": reference.get("drift"),
+        "perquery_file": rec.get("perquery_file")}
+    for field, prefix, cpu in (("qps", "qps_", "cpu_"), ("qps_pool", "qps_pool_", "cpu_pool_")):
+        for threads, figure in sorted((rec.get(field) or {}).items(), key=lambda item: int(item[0])):
+            sp = spread_of(figure)
+            row |= {f"{prefix}{threads}": sp["median"], f"{prefix}{threads}_min": sp["min"],
+                    f"{prefix}{threads}_max": sp["max"], f"{prefix}{threads}_rel_spread": sp["rel_spread"],
+                    f"{cpu}{threads}": figure.get("cpu_utilization") if isinstance(figure, dict) else None}
+    return row
+
+
+def _qps_columns(threads: Iterable[int], pool: Iterable[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for prefix, cpu, counts in (("qps_", "cpu_", threads), ("qps_pool_", "cpu_pool_", pool)):
+        for t in sorted(set(counts)):
+            out |= {f"{prefix}{t}": _F, f"{prefix}{t}_min": _F, f"{prefix}{t}_max": _F, f"{prefix}{t}_rel_spread": _F,
+                    f"{cpu}{t}": _F}
+    return out
+
+
+def _query_build_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    ident = _identity(rec)
+    k = str(rec["query"]["k"])
+    folder = Path(rec["_path"]).parent
+    out = []
+    for i, b in enumerate(rec["builds"]):
+        out.append(ident | {"ef_search": rec["query"]["ef_search"], "k": rec["query"]["k"], "build_index": i,
+                            "seed": b.get("seed"), "median_build": i == rec["median_build"],
+                            "recall_at_1": b["recall"].get("1"), "recall_at_10": b["recall"].get(k),
+                            "recall_at_100": b["recall"].get("100"),
+                            "recall_strict_at_10": b["recall_strict"].get(k), "qps_1t": b.get("qps_1t"),
+                            "perquery_file": b["perquery_file"], "file": str(folder / b["perquery_file"])})
+    return out
+
+
+def _difficulty_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    pq = rec["perquery"]
+    ident = _identity(rec) | {"ef_search": rec["query"]["ef_search"]}
+    recall = rec["recall"].get(str(rec["query"]["k"]))
+    out = []
+    for measure, table in (pq.get("difficulty") or {}).items():
+        bins = table.get("bins") or []
+        direction = table.get("direction", "unknown")
+        for b in bins:
+            out.append(ident | {"measure": measure, "direction": direction,
+                                "hardness": _hardness(b["bin"], len(bins), direction),
+                                "n_queries_total": pq.get("n_queries"), "recall_at_10": recall} | b)
+    return out
+
+
+def _scaling_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    from .threads import all_pinned_to
+
+    ident = _identity(rec) | {"ef_search": rec["query"]["ef_search"]}
+    single = rec["qps"].get("1")
+    base = spread_of(single)["median"]
+    out = []
+    for field, mode in MODES.items():
+        figures = dict(rec.get(field) or {})
+        if field == "qps_pool" and single is not None and figures:
+            figures = {"1": single} | figures  # the 1-thread point is one measurement: the baseline of both modes
+        for threads, figure in sorted(figures.items(), key=lambda item: int(item[0])):
+            sp = spread_of(figure)
+            t = int(threads)
+            speedup = sp["median"] / base if base and sp["median"] is not None else None
+            pools = figure.get("pools") if isinstance(figure, dict) else None
+            out.append(ident | {"mode": mode, "threads": t, "qps": sp["median"], "qps_min": sp["min"],
+                                "qps_max": sp["max"], "rel_spread": sp["rel_spread"],
+                                "cpu_utilization": figure.get("cpu_utilization") if isinstance(figure, dict) else None,
+                                "speedup": speedup, "efficiency": speedup / t if speedup is not None else None,
+                                "pools": _pools(pools),
+                                "pinned": (all_pinned_to(pools, 1 if field == "qps" else t)
+                                           if isinstance(pools, dict) else None),
+                                "baseline": t == 1})
+    return out
+
+
+def _codec_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    if rec.get("status") != "ok":
+        return []
+    ds, codec, single = rec["dataset"], rec["codec"], rec["quantize_single_ms"]
+    base = {"path": rec.get("_path"), "dataset": ds["name"], "metric": ds.get("metric"),
+            "dimensions": ds.get("dimensions"), "n_train": ds.get("n_train"), "codec": rec["spec"],
+            "kind": codec["kind"], "codec_m": codec.get("m"), "bits": codec.get("bits"),
+            "code_bytes": rec["code_bytes"], "codebook_bytes": rec["codebook_bytes"],
+            "bytes_per_vector": rec["bytes_per_vector"], "compression": rec["compression"],
+            "train_time_s": rec["train_time_s"], "encode_per_s": rec["encode_per_s"],
+            "quantize_p50_ms": single["p50"], "quantize_p95_ms": single["p95"], "quantize_p99_ms": single["p99"],
+            "reconstruction_mse": rec["reconstruction_mse"]}
+    return [base | {"factor": rr["factor"], "candidates": rr["candidates"], "recall_at_1": rr["recall_at_1"],
+                    "recall_at_10": rr["recall_at_10"], "qps": rr["qps"]} for rr in rec["rerank"]]
+
+
+def _adr_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    if rec.get("status") != "ok":
+        return []
+    out = []
+    base = {"path": rec.get("_path"), "backend": rec["backend"], "tier": rec.get("tier")}
+    for index, (case, body) in enumerate(rec["cases"].items()):
+        target = TARGETS[case].max_ms if case in TARGETS else None
+        row = base | {"scope": body.get("scope"), "case": case, "case_index": index, "status": body["status"],
+                      "target_ms": target}
+        if body["status"] != "ok":
+            out.append(row | {"reason": body.get("reason")})
+            continue
+        info = json.dumps(body["info"]) if "info" in body else None
+        for protocol, p in body["protocols"].items():
+            lat = p.get("latency_ms") or {}
+            out.append(row | {"protocol": protocol, "iterations": p.get("iterations"), "p50_ms": lat.get("p50"),
+                              "p95_ms": lat.get("p95"), "p99_ms": lat.get("p99"), "mean_ms": lat.get("mean"),
+                              "judged_ms": p.get("judged_ms"), "verdict": p.get("verdict"),
+                              "recall_at_10": body.get("recall_at_10"), "info": info})
+    return out
+
+
+def _queries_frame(records: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    rows = [_query_row(rec) for rec in records if rec.get("status") == "ok"]
+    threads = {int(c[4:]) for row in rows for c in row if c.startswith("qps_") and c[4:].isdigit()} | {1}
+    pool = {int(c[9:]) for row in rows for c in row if c.startswith("qps_pool_") and c[9:].isdigit()}
+    return _frame(rows, QUERY_COLUMNS | _qps_columns(threads, pool))
+
+
+def codec_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    """quant@1 records (read from files, or computed live by :func:`ruvector_lab.bench.quant.sweep_codec`) as
+    :attr:`Tables.codecs` rows, each validated first; records not 'ok' give no rows."""
+    rows = []
+    for rec in records:
+        schemas.validate(rec, expect=results.SCHEMA_QUANT)
+        rows += _codec_rows(rec)
+    return _frame(rows, CODEC_COLUMNS)
+
+
+# -------------------------------------------------------------------------------------------------------- tables
+@dataclass(frozen=True)
+class Tables:
+    """Every result under one results root as polars frames (see the module's docstring for each frame)."""
+
+    root: Path
+    files: pl.DataFrame
+    builds: pl.DataFrame
+    queries: pl.DataFrame
+    query_builds: pl.DataFrame
+    difficulty: pl.DataFrame
+    scaling: pl.DataFrame
+    codecs: pl.DataFrame
+    adr: pl.DataFrame
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        """A frame by name (``tables['queries']``); 'quant' is :attr:`codecs`."""
+        name = "codecs" if name == "quant" else name
+        if name == "root" or name not in {f.name for f in fields(self)}:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    @property
+    def absent(self) -> pl.DataFrame:
+        """Every record with status 'not available' or 'skipped', with its reason (rows of :attr:`files`)."""
+        return self.files.filter(pl.col("status") != "ok")
+
+    def environment(self) -> dict[str, Any] | None:
+        """The machine and libraries of the first record (in reading order: builds, queries, codecs, ADR) that
+        recorded them, or None."""
+        for text in self.files["environment"].to_list():
+            env = json.loads(text) if text else None
+            if env:
+                return env
+        return None
+
+    def select(self, params: Mapping[str, Any] | None) -> Tables:
+        """The results of ``params``' own grid (datasets, backends, builds, ef_search and k, codecs).
+
+        The results root outlives experiments (the build and quantize stages' outputs persist), so runs that an
+        earlier experiment made for a dataset, backend, build, ef_search or codec that ``params`` no longer lists
+        stay on disk; this keeps them out. A section or key that ``params`` lacks selects nothing away, so a
+        partial ``params`` (tests, notebooks) keeps everything. ADR records are all kept (the adr stage's output is
+        not persistent). Quantized HNSW builds (subtree 'qhnsw') are selected by ``quantization.hnsw_datasets``,
+        ``quantization.datasets``, ``quantization.hnsw`` and the first ``build.m`` and ``build.ef_construction``,
+        with which the quantize stage builds them.
+        """
+        if not params:
+            return self
+        keep = set(self.files.filter(_grid(params))["path"].to_list())
+
+        def kept(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame.filter(pl.col("path").is_in(list(keep)))
+
+        return replace(self, **{f.name: kept(getattr(self, f.name)) for f in fields(self) if f.name != "root"})
+
+
+def _allowed(params: Mapping[str, Any], section: str, key: str) -> list[Any] | None:
+    values = (params.get(section) or {}).get(key)
+    return list(values) if isinstance(values, list) else None
+
+
+def _within(column: str, values: list[Any] | None) -> pl.Expr:
+    if values is None:
+        return pl.lit(True)
+    return pl.col(column).is_in(values).fill_null(False)
+
+
+def _grid(params: Mapping[str, Any]) -> pl.Expr:
+    """Which rows of :attr:`Tables.files` are in the grid of ``params`` (see :meth:`Tables.select`)."""
+    datasets, backends = _allowed(params, "bench", "datasets"), _allowed(params, "bench", "backends")
+    ms, efcs = _allowed(params, "build", "m"), _allowed(params, "build", "ef_construction")
+    quants, efs = _allowed(params, "build", "quantization"), _allowed(params, "query", "ef_search")
+    k = (params.get("query") or {}).get("k")
+    qdatasets, codecs = _allowed(params, "quantization", "datasets"), _allowed(params, "quantization", "codecs")
+    hnsw_specs = _allowed(params, "quantization", "hnsw")
+    hnsw_datasets = _allowed(params, "quantization", "hnsw_datasets")
+    first_m, first_efc = (values[0] if values else None for values in (ms, efcs))
+    quantized = (_within("dataset", qdatasets) & _within("dataset", hnsw_datasets)
+                 & _within("quantization", hnsw_specs)
+                 & (pl.lit(True) if first_m is None else (pl.col("m") == first_m).fill_null(False))
+                 & (pl.lit(True) if first_efc is None else (pl.col("ef_construction") == first_efc).fill_null(False)))
+    plain = (_within("dataset", datasets) & _within("m", ms) & _within("ef_construction", efcs)
+             & _within("quantization", quants))
+    index = _within("backend", backends) & pl.when(pl.col("subtree") == "qhnsw").then(quantized).otherwise(plain)
+    query = index & _within("ef_search", efs) & (pl.lit(True) if k is None else
+                                                 (pl.col("k").is_null() | (pl.col("k") == k)))
+    kind = pl.col("kind")
+    return (pl.when(kind == "build").then(index).when(kind == "query").then(query)
+            .when(kind == "quant").then(_within("dataset", qdatasets) & _within("spec", codecs))
+            .otherwise(pl.lit(True)))
+
+
+def _tables(root: Path, records: Mapping[str, Sequence[dict[str, Any]]]) -> Tables:
+    queries_ok = [r for r in records.get("query", []) if r.get("status") == "ok"]
+    return Tables(
+        root=root,
+        files=_frame([_file_row(kind, rec) for kind in KINDS for rec in records.get(kind, [])], FILE_COLUMNS),
+        builds=_frame([_build_row(rec) for rec in records.get("build", [])], BUILD_COLUMNS),
+        queries=_queries_frame(queries_ok),
+        query_builds=_frame([row for rec in queries_ok for row in _query_build_rows(rec)], QUERY_BUILD_COLUMNS),
+        difficulty=_frame([row for rec in queries_ok for row in _difficulty_rows(rec)], DIFFICULTY_COLUMNS),
+        scaling=_frame([row for rec in queries_ok for row in _scaling_rows(rec)], SCALING_COLUMNS),
+        codecs=_frame([row for rec in records.get("quant", []) for row in _codec_rows(rec)], CODEC_COLUMNS),
+        adr=_frame([row for rec in records.get("adr", []) for row in _adr_rows(rec)], ADR_COLUMNS),
+    )
+
+
+def load(root: str | os.PathLike[str], kinds: Iterable[str] = KINDS) -> Tables:
+    """Read and validate every result of ``kinds`` under ``root`` (a folder that does not exist holds nothing)
+    into :class:`Tables`; the frames of kinds not read are empty."""
+    base = Path(root)
+    return _tables(base, {kind: read_records(base, kind) for kind in kinds})
+
+
+Source = str | os.PathLike[str] | Tables
+
+
+def _tables_of(source: Source, kind: str) -> Tables:
+    return source if isinstance(source, Tables) else load(source, (kind,))
+
+
+def files(source: Source) -> pl.DataFrame:
+    """:attr:`Tables.files` of a results root (or of loaded :class:`Tables`)."""
+    return source.files if isinstance(source, Tables) else load(source).files
+
+
+def absent(source: Source) -> pl.DataFrame:
+    """:attr:`Tables.absent`: every record 'not available' or 'skipped', with the reason."""
+    return files(source).filter(pl.col("status") != "ok")
+
+
+def builds(source: Source) -> pl.DataFrame:
+    """:attr:`Tables.builds`: one row per build@2 record, any status."""
+    return _tables_of(source, "build").builds
+
+
+def queries(source: Source) -> pl.DataFrame:
+    """:attr:`Tables.queries`: one row per finished query setting."""
+    return _tables_of(source, "query").queries
+
+
+def codecs(source: Source) -> pl.DataFrame:
+    """:attr:`Tables.codecs`: one row per (codec sweep, re-rank factor)."""
+    return _tables_of(source, "quant").codecs
+
+
+def adr(source: Source) -> pl.DataFrame:
+    """:attr:`Tables.adr`: one row per (ADR record, case, protocol)."""
+    return _tables_of(source, "adr").adr
+
+
+# ------------------------------------------------------------------------------------------------ derived figures
+def mark_pareto(frame: pl.DataFrame, by: Sequence[str] = ("dataset", "backend"), x: str = "recall_at_10",
+                y: str = "qps_1", name: str = "pareto") -> pl.DataFrame:
+    """``frame`` with a boolean column ``name``: whether the row is on its group's Pareto frontier of ``x`` and
+    ``y`` (higher is better on both; :func:`ruvector_lab.bench.metrics.pareto_frontier`). Rows without both
+    figures are never on it."""
+    indexed = frame.with_row_index("_row")
+    keep = pl.col(x).is_not_null() & pl.col(y).is_not_null() & (pl.col(y) != 0)
+    for col in (x, y):
+        if frame.schema[col].is_float():
+            keep &= pl.col(col).is_not_nan()
+    usable = indexed.filter(keep)
+    front: set[int] = set()
+    for _, group in usable.group_by(list(by), maintain_order=True):
+        front |= {p["_row"] for p in pareto_frontier(group.select("_row", x, y).to_dicts(), x, y)}
+    return indexed.with_columns(pl.col("_row").is_in(list(front)).alias(name)).drop("_row")
+
+
+def pareto(frame: pl.DataFrame, by: Sequence[str] = ("dataset", "backend"), x: str = "recall_at_10",
+           y: str = "qps_1") -> pl.DataFrame:
+    """The rows on each group's Pareto frontier of ``x`` and ``y`` (higher is better on both), sorted by the
+    group, then ``x``."""
+    marked = mark_pareto(frame, by, x, y, "_front")
+    return marked.filter(pl.col("_front")).drop("_front").sort([*by, x], maintain_order=True)
+
+
+def operating_points(frame: pl.DataFrame, by: Sequence[str] = BUILD_KEY, targets: Iterable[float] = RECALL_TARGETS,
+                     recall: str = "recall_at_10", cost: str = "ef_search", speed: str = "qps_1") -> pl.DataFrame:
+    """For each group of ``by`` (in order of first appearance) and recall target, the cheapest row reaching it:
+    the smallest ``cost`` whose ``recall`` is at least the target, ties broken by the higher ``speed``
+    (:func:`ruvector_lab.bench.metrics.operating_points`). One row per (group, target): the ``by`` columns,
+    ``target``, ``reached`` and the chosen row's other columns (null when no row reaches the target). Rows without
+    ``recall`` are left out."""
+    targets = tuple(float(t) for t in targets)
+    rest = [c for c in frame.columns if c not in by]
+    schema = {c: frame.schema[c] for c in by} | {"target": _F, "reached": _B} | {c: frame.schema[c] for c in rest}
+    rows = []
+    usable = frame.filter(pl.col(recall).is_not_null())
+    for key, group in usable.group_by(list(by), maintain_order=True):
+        ident = dict(zip(by, key, strict=True))
+        runs = [r | {"_speed": r[speed] if r.get(speed) is not None else 0.0} for r in group.to_dicts()]
+        for target in targets:
+            best = next(iter(_cheapest(runs, (target,), recall, cost, "_speed").values()))
+            chosen = {c: best[c] for c in rest} if best is not None else {}
+            rows.append(ident | {"target": target, "reached": best is not None} | chosen)
+    return _frame(rows, schema)
+
+
+def noise_figures(frame: pl.DataFrame) -> dict[str, str]:
+    """The figures whose spread the runner judges against its noise threshold, by the runner's name (as in a
+    record's ``noisy``), each with the column of ``frame`` holding its relative spread: for a builds frame
+    ``build_time_s`` and ``reference_drift``; for a queries frame ``qps_<t>t`` and ``qps_pool_<t>t`` per thread
+    count (ascending) and ``latency_p50``."""
+    if "build_time_rel_spread" in frame.columns:
+        return {"build_time_s": "build_time_rel_spread", "reference_drift": "drift"}
+    return ({f"qps_{t}t": f"qps_{t}_rel_spread" for t in thread_counts(frame, "qps")}
+            | {f"qps_pool_{t}t": f"qps_pool_{t}_rel_spread" for t in thread_counts(frame, "qps_pool")}
+            | {"latency_p50": "p50_rel_spread"})
+
+
+def flag_noise(frame: pl.DataFrame, threshold: float | None = None) -> pl.Series:
+    """Per row of a builds or queries frame, the names of the :func:`noise_figures` whose relative spread exceeds
+    ``threshold`` (None: each record's own ``noise_threshold``), in the order of :func:`noise_figures`."""
+    figures = noise_figures(frame)
+    out = []
+    for row in frame.select([*dict.fromkeys([*figures.values(), "noise_threshold"])]).to_dicts():
+        limit = row["noise_threshold"] if threshold is None else threshold
+        out.append([name for name, col in figures.items()
+                    if limit is not None and row[col] is not None and row[col] > limit])
+    return pl.Series("noisy", out, dtype=pl.List(_S))
+
+
+def adr_view(adr_frame: pl.DataFrame, backends: Sequence[str] | None = None) -> pl.DataFrame:
+    """The ADR cases as each backend sees them: for every backend (``backends``, else every one with cases but
+    'common', in registry order) the cases measured once for all backends ('common': embedding, distance,
+    quantize, exact pattern match) with its own cases over them (its own replaces a common one of the same name).
+    Columns of :attr:`Tables.adr` plus ``measured_on`` (the record the case comes from) and ``view_index`` (the
+    case's place in the merged list: the common cases in their order, then the backend's own)."""
+    common = adr_frame.filter(pl.col("backend") == "common")
+    if backends is None:
+        backends = [b for b in adr_frame["backend"].unique(maintain_order=True).to_list() if b != "common"]
+    parts = []
+    common_cases = common["case"].unique(maintain_order=True).to_list()
+    for backend in sorted(backends, key=backend_rank):
+        own = adr_frame.filter(pl.col("backend") == backend)
+        own_cases = own["case"].unique(maintain_order=True).to_list()
+        order = {c: i for i, c in enumerate([*common_cases, *[c for c in own_cases if c not in common_cases]])}
+        merged = pl.concat([common.filter(~pl.col("case").is_in(own_cases)), own], how="vertical")
+        merged = merged.with_columns(pl.col("backend").alias("measured_on"), pl.lit(backend).alias("backend"),
+                                     pl.col("case").replace_strict(order, return_dtype=pl.Int64).alias("view_index"))
+        parts.append(merged.sort("view_index", maintain_order=True))
+    empty = adr_frame.head(0).with_columns(pl.lit(None, _S).alias("measured_on"), pl.lit(None, _I).alias("view_index"))
+    return pl.concat(parts, how="vertical") if parts else empty
+
+
+# ------------------------------------------------------------------------------------------- per-query results
+#: where the pipeline keeps its datasets (ann-benchmarks HDF5 with ground truth), relative to the results root
+DATASETS_DIR = Path("..") / "datasets"
+#: where ground truth comes from: a folder of ``<name>.hdf5``, a mapping name -> Dataset, or None (the folder
+#: beside the results root)
+Datasets = str | os.PathLike[str] | Mapping[str, Any] | None
+_TRUTH_CACHE: dict[tuple[str, int], dict[str, Any]] = {}
+
+
+def datasets_root(root: str | os.PathLike[str]) -> Path:
+    """The folder of the pipeline's datasets (``data/datasets``, beside ``data/results``)."""
+    return (Path(root) / DATASETS_DIR).resolve()
+
+
+def ground_truth(name: str, n: int, root: str | os.PathLike[str], datasets: Datasets = None) -> dict[str, Any]:
+    """Ground truth (``neighbors``, ``distances``), the queries (``test``), the seeded 1,000-row train sample of
+    relative contrast (``sample``) and ``metric`` for the first ``n`` queries of dataset ``name``: from
+    ``datasets``, else from :func:`datasets_root` of ``root``. Raises FileNotFoundError when it is not there."""
+    if isinstance(datasets, Mapping):
+        if name not in datasets:
+            raise FileNotFoundError(f"dataset {name!r} is not among the {len(datasets)} given")
+        ds = datasets[name]
+        rows = np.sort(np.random.default_rng(0).choice(len(ds.train), size=min(1000, len(ds.train)), replace=False))
+        return {"neighbors": np.asarray(ds.neighbors[:n]), "distances": np.asarray(ds.distances[:n]),
+                "test": np.asarray(ds.test[:n]), "sample": np.asarray(ds.train)[rows], "metric": ds.metric}
+    import h5py
+
+    from .hdf5 import FROM_ANN
+
+    folder = Path(datasets) if datasets is not None else datasets_root(root)
+    path = folder / f"{name}.hdf5"
+    if not path.is_file():
+        raise FileNotFoundError(f"no dataset file {name}.hdf5 in {folder.name}/")
+    key = (str(path.resolve()), int(n))
+    if key not in _TRUTH_CACHE:
+        with h5py.File(path, "r") as f:
+            metric = f.attrs.get("distance")
+            metric = FROM_ANN[metric.decode() if isinstance(metric, bytes) else metric]
+            n_train = f["train"].shape[0]
+            # the runner's RC sample (perquery.relative_contrast: seed 0, 1,000 rows), read without the whole set
+            rows = np.sort(np.random.default_rng(0).choice(n_train, size=min(1000, n_train), replace=False))
+            _TRUTH_CACHE[key] = {"neighbors": np.asarray(f["neighbors"][:n], dtype=np.int64),
+                                 "distances": np.asarray(f["distances"][:n], dtype=np.float32),
+                                 "test": np.asarray(f["test"][:n], dtype=np.float32),
+                                 "sample": np.asarray(f["train"][rows], dtype=np.float32), "metric": metric}
+    return _TRUTH_CACHE[key]
+
+
+def _read_per_query(path: str | os.PathLike[str]) -> Any:
+    """A per-query file, its layout checked against the perquery@1 schema first."""
+    from .perquery import read_query_results
+
+    schemas.validate_hdf5(path, schemas.PERQUERY)
+    return read_query_results(path)
+
+
+@dataclass(frozen=True)
+class PerQueryFile:
+    """One query setting's per-query file: the setting, which of its builds (``build``, an index into the
+    record's builds), the file as the record names it (``file``, relative to the build's folder) and its path."""
+
+    dataset: str
+    backend: str
+    ef_search: int
+    k: int
+    build: int
+    file: str
+    path: Path
+
+
+def find_per_query(source: Source, *, dataset: str, backend: str, ef_search: int, m: int | None = None,
+                   ef_construction: int | None = None, quantization: str = "none",
+                   build: int | None = None) -> PerQueryFile:
+    """The per-query file of one query setting (``build``: an index into its builds; None: the median build).
+    Raises LookupError when the setting is not (uniquely) in the results."""
+    qb = _tables_of(source, "query").query_builds
+    sel = qb.filter((pl.col("dataset") == dataset) & (pl.col("backend") == backend)
+                    & (pl.col("ef_search") == ef_search) & (pl.col("quantization") == quantization))
+    if m is not None:
+        sel = sel.filter(pl.col("m") == m)
+    if ef_construction is not None:
+        sel = sel.filter(pl.col("ef_construction") == ef_construction)
+    settings = sel["path"].unique().to_list()
+    if len(settings) != 1:
+        raise LookupError(f"{len(settings)} query records match {dataset}/{backend} ef_search={ef_search} m={m} "
+                          f"ef_construction={ef_construction} quantization={quantization}; name one")
+    chosen = sel.filter(pl.col("median_build") if build is None else pl.col("build_index") == build)
+    if chosen.is_empty():
+        raise LookupError(f"{dataset}/{backend} ef_search={ef_search} has no build {build}")
+    row = chosen.row(0, named=True)
+    return PerQueryFile(dataset, backend, ef_search, int(row["k"]), int(row["build_index"]), row["perquery_file"],
+                        Path(row["file"]))
+
+
+def per_query(source: Source, *, dataset: str, backend: str, ef_search: int, m: int | None = None,
+              ef_construction: int | None = None, quantization: str = "none", build: int | None = None,
+              datasets: Datasets = None) -> pl.DataFrame:
+    """One query setting's queries, one row each, read from its per-query file (:func:`find_per_query`):
+    ``recall`` (recall@k, ties tolerated), ``recall_strict`` (ids only), ``returned`` (results that came back),
+    and the query's difficulty recomputed from the dataset as the runner computes it: ``lid`` (local intrinsic
+    dimensionality, higher is harder) and ``rc`` (relative contrast, lower is harder), with ``lid_hardness`` and
+    ``rc_hardness`` the query's quintile, 1 easiest .. 5 hardest. Raises LookupError when the setting is not
+    (uniquely) in the results, FileNotFoundError when the per-query file or the dataset is missing."""
+    from . import perquery
+    from .metrics import recall_at_k
+
+    found = find_per_query(source, dataset=dataset, backend=backend, ef_search=ef_search, m=m,
+                           ef_construction=ef_construction, quantization=quantization, build=build)
+    if not found.path.is_file():
+        raise FileNotFoundError(f"no per-query file {found.file} for {dataset}/{backend} ef_search={ef_search}")
+    run = _read_per_query(found.path)
+    root = source.root if isinstance(source, Tables) else Path(source)
+    truth = ground_truth(dataset, run.n_queries, root, datasets)
+    k = found.k
+    lid = perquery.lid_mle(truth["distances"], metric=truth["metric"])
+    rc = perquery.relative_contrast(truth["test"], truth["sample"], truth["distances"], truth["metric"], k=10,
+                                    sample=len(truth["sample"]), seed=0)
+    columns: dict[str, Any] = {"query": np.arange(run.n_queries),
+                               "recall": recall_at_k(truth["distances"], run.distances, k),
+                               "recall_strict": perquery.strict_recall(truth["neighbors"], run.ids, k),
+                               "returned": (run.ids[:, :k] >= 0).sum(axis=1), "lid": lid, "rc": rc}
+    for measure, values in (("lid", lid), ("rc", rc)):
+        bins = _quintiles(values)
+        n_bins = int(bins.max()) + 1 if (bins >= 0).any() else 0
+        direction = perquery.DIFFICULTY_DIRECTION[measure]
+        columns[f"{measure}_hardness"] = pl.Series([_hardness(int(b), n_bins, direction) if b >= 0 else None
+                                                    for b in bins], dtype=pl.Int64)
+    return pl.DataFrame(columns)
+
+
+def _quintiles(values: np.ndarray, n_bins: int = 5) -> np.ndarray:
+    """The bin (0-based, ascending value) of each query as ``perquery.recall_by_difficulty`` forms them; -1 for a
+    query without a finite value."""
+    out = np.full(len(values), -1)
+    idx = np.flatnonzero(np.isfinite(values))
+    order = idx[np.argsort(values[idx], kind="stable")]
+    for b, chunk in enumerate(np.array_split(order, min(n_bins, len(order))) if len(order) else []):
+        out[chunk] = b
+    return out
+
+
+#: :func:`perquery_check`'s columns beyond :data:`QUERY_BUILD_COLUMNS`
+PERQUERY_CHECK_COLUMNS: dict[str, Any] = {"exists": _B, "n_queries": _I, "recall_file": _F,
+                                          "recall_strict_file": _F, "ground_truth": _S}
+
+
+def perquery_check(source: Source, datasets: Datasets = None) -> pl.DataFrame:
+    """Every per-query file the query records name (:attr:`Tables.query_builds`), whether it exists, and the mean
+    recall@k recomputed from it (``recall_file``: ties tolerated; ``recall_strict_file``: ids only) against the
+    dataset's ground truth, beside the recall the record holds for that build (``recall_at_10``,
+    ``recall_strict_at_10``). ``ground_truth`` is 'found', or why the recomputation is missing."""
+    from .metrics import recall_at_k
+    from .perquery import strict_recall
+
+    t = _tables_of(source, "query")
+    rows = []
+    for row in t.query_builds.to_dicts():
+        path = Path(row["file"])
+        row |= {"exists": path.is_file()}
+        if row["exists"]:
+            run = _read_per_query(path)
+            row["n_queries"] = run.n_queries
+            try:
+                truth = ground_truth(row["dataset"], run.n_queries, t.root, datasets)
+            except FileNotFoundError as exc:
+                row["ground_truth"] = str(exc)
+            else:
+                k = int(row["k"])
+                row["ground_truth"] = "found"
+                row["recall_file"] = float(recall_at_k(truth["distances"], run.distances, k).mean())
+                row["recall_strict_file"] = float(strict_recall(truth["neighbors"], run.ids, k).mean())
+        rows.append(row)
+    return _frame(rows, QUERY_BUILD_COLUMNS | PERQUERY_CHECK_COLUMNS)
+
+
+__all__ = ["ADR_COLUMNS", "BUILD_COLUMNS", "BUILD_KEY", "CODEC_COLUMNS", "DIFFICULTY_COLUMNS", "FILE_COLUMNS",
+           "GLOBS", "KINDS", "MODES", "PERQUERY_CHECK_COLUMNS", "QUERY_BUILD_COLUMNS", "QUERY_COLUMNS",
+           "RECALL_TARGETS", "SCALING_COLUMNS", "SETTING_KEY", "TAGS", "Datasets", "PerQueryFile", "Source",
+           "Tables", "absent", "adr", "adr_view", "backend_rank", "build_label", "builds", "codec_frame", "codecs",
+           "datasets_root", "effective_ef", "files", "find_per_query", "flag_noise", "ground_truth", "load",
+           "mark_pareto", "noise_figures", "operating_points", "pareto", "per_query", "perquery_check",
+           "queries", "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts"]
