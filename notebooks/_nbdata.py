@@ -32,6 +32,7 @@ import pandas as pd
 import polars as pl
 
 from ruvector_lab.bench import tables
+from ruvector_lab.bench.tables import backend_rank
 from ruvector_lab.bench.targets import TARGETS
 
 #: the environment variable naming the results root (the folder holding runs/, quant/, adr/)
@@ -534,12 +535,44 @@ def float_bytes_per_vector(dimensions: int) -> int:
     return 4 * int(dimensions)
 
 
-__all__ = ["ADR_DATASET", "ADR_NATIVE_SPEEDUP", "MODES", "NO_RESULTS", "RECALL_FLOORS", "RESULTS_ENV", "Source",
-           "adr_cases", "adr_dataset", "adr_scorecard", "adr_verdicts", "build_runs", "build_spread",
-           "datasets_root", "difficulty_bins", "float_bytes_per_vector", "memory_table", "native_wasm_ratios",
-           "noise_table", "operating_table", "pareto", "per_query", "perquery_files", "plot_memory", "quant_rows",
-           "quant_runs", "quant_unavailable", "query_runs", "recall_tail", "report_path", "results_root", "shown",
-           "source", "spread_of", "thread_scaling"]
+__all__ = [
+    "ADR_DATASET",
+    "ADR_NATIVE_SPEEDUP",
+    "MODES",
+    "NO_RESULTS",
+    "RECALL_FLOORS",
+    "RESULTS_ENV",
+    "Source",
+    "adr_cases",
+    "adr_dataset",
+    "adr_scorecard",
+    "adr_verdicts",
+    "backend_rank",
+    "build_runs",
+    "build_spread",
+    "datasets_root",
+    "difficulty_bins",
+    "float_bytes_per_vector",
+    "memory_table",
+    "native_wasm_ratios",
+    "noise_table",
+    "operating_table",
+    "pareto",
+    "per_query",
+    "perquery_files",
+    "plot_memory",
+    "quant_rows",
+    "quant_runs",
+    "quant_unavailable",
+    "query_runs",
+    "recall_tail",
+    "report_path",
+    "results_root",
+    "shown",
+    "source",
+    "spread_of",
+    "thread_scaling",
+]
 
 
 def plot_memory(ax: Any, memory: pd.DataFrame, title: str) -> None:

@@ -120,3 +120,14 @@ def test_native_backends_give_the_raw_library_call_for_the_facade_benchmark(name
 def test_environment_records_every_backend_distribution():
     assert set(distributions()) <= set(env.LIBRARIES)
     assert set(env.library_versions()) == set(env.LIBRARIES)
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "pipelines/params-full.yaml", "pipelines/params-tiny.yaml"])
+def test_every_params_profile_measures_every_backend(profile):
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    listed = yaml.safe_load((root / profile).read_text(encoding="utf-8"))["bench"]["backends"]
+    assert listed == names(), f"{profile}: bench.backends must list the registry's backends in its order"

@@ -211,9 +211,12 @@ else:
                   f"(median {1 / r['median']:.1f}x)")
     fig, ax = plt.subplots(figsize=(7, 4))
     order = list(summary.index)
-    for i, native in enumerate(sorted(ratios["native"].unique())):
+    natives = sorted(ratios["native"].unique(), key=nd.backend_rank)
+    width = 0.8 / len(natives)  # one bar per native backend, side by side within each case's slot
+    for i, native in enumerate(natives):
         sub = ratios[ratios["native"] == native].set_index("case").reindex(order)
-        ax.bar(np.arange(len(order)) + (i - 1) * 0.25, sub["ratio"], width=0.25, label=native)
+        ax.bar(np.arange(len(order)) + (i - (len(natives) - 1) / 2) * width, sub["ratio"], width=width,
+               label=native)
     ax.axhspan(lo, hi, color="tab:green", alpha=0.15, label="ADR claim: 2-5x")
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xticks(np.arange(len(order)), order, rotation=20)

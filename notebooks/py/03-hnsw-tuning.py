@@ -72,7 +72,7 @@ def float_only(frame):
     return frame[frame["quantization"] == "none"] if not frame.empty else frame
 
 
-BACKENDS = sorted(nd.build_runs()["backend"].dropna().unique())
+BACKENDS = sorted(nd.build_runs()["backend"].dropna().unique(), key=nd.backend_rank)
 
 
 def backend_color(backend):

@@ -61,6 +61,9 @@ SPECS: tuple[BackendSpec, ...] = (
     BackendSpec("ruvector", "native", f"{_PKG}.ruvector_backend:RuvectorBackend",
                 f"{_PKG}.ruvector_rabitq:RuvectorRabitqBackend", frozenset({"rabitq"}), ("ruvector",),
                 detection_rank=2),
+    BackendSpec("usearch", "native", f"{_PKG}.usearch_backend:UsearchBackend",
+                f"{_PKG}.usearch_backend:UsearchBackend", frozenset({"scalar", "binary"}), ("usearch",),
+                detection_rank=3),
     # the flat code scan serves RuVector's codecs; RaBitQ indexes are faiss' and ruvector's (the library's
     # RabitqCodec stays a standalone codec: adding "rabitq" to these two records would serve it here too)
     BackendSpec("wasm", "wasm", f"{_PKG}.wasm_backend:WasmBackend",
