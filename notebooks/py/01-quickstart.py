@@ -38,9 +38,9 @@ pd.set_option("display.width", 140)
 # ## The runtime and its backends
 #
 # `Runtime.available()` probes every known backend (a tiny index per metric) and says, for each, `True` or why it
-# cannot be used here. `Runtime.initialize()` keeps the first that works in ADR-006's order: native (`faiss`,
-# `hnswlib`, `ruvector`), then `wasm` (RuVector's own WebAssembly modules run by wasmtime), then the `numpy`
-# fallback that always works.
+# cannot be used here. `Runtime.initialize()` keeps the first that works in ADR-006's order (the backend registry's
+# `detection_rank`): native (`faiss`, `hnswlib`, `ruvector`, `usearch`), then `wasm` (RuVector's own WebAssembly
+# modules run by wasmtime), then the `numpy` fallback that always works.
 
 # %%
 available = rl.Runtime.available()
