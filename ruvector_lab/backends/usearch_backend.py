@@ -63,6 +63,7 @@ from usearch.compiled import VERSION_MAJOR
 from usearch.index import Index, MetricKind, ScalarKind
 
 from .. import container
+from ..distances import from_squared_l2
 from ..errors import BackendError, CorruptIndexError, QuantizationError
 from ..pools import pinned_pool_size
 from ..quantization.base import make_codec
@@ -286,7 +287,7 @@ class UsearchBackend(IndexBackend):
             return raw * self._hamming_scale
         metric = self.config.metric
         if metric == "euclidean":
-            return np.sqrt(np.maximum(raw, 0.0))
+            return from_squared_l2(raw)
         if metric == "dot_product":
             return raw - np.float32(1.0)
         return raw
