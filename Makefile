@@ -58,6 +58,14 @@ setup-browser:
 plots: setup-npm
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc plots show --html-template pipelines/plots/page.html
 
+# fuzz HnswIndex.deserialize per backend and codec with checksum-recomputed mutations, each input in a forked child
+# under time and memory limits (ruvector_lab/fuzz.py); exits non-zero on any crash, hang, untyped error or
+# structural acceptance. Options through FUZZ_ARGS, e.g. make fuzz FUZZ_ARGS="--per-backend 2000 --json fuzz.json"
+FUZZ_ARGS ?= --per-backend 500
+.PHONY: fuzz
+fuzz: $(STAMP)/python
+	$(PY) -m ruvector_lab.fuzz $(FUZZ_ARGS)
+
 lint: $(STAMP)/python
 	$(VENV)/bin/ruff check ruvector_lab tests
 

@@ -59,6 +59,13 @@ class CorruptIndexError(RuvectorLabError):
     """A serialized blob is truncated, tampered with, of the wrong kind or of a newer format version."""
 
 
+class NotARegularFileError(RuvectorLabError, OSError):
+    """A path names a FIFO, device, directory or socket where the library reads or replaces a regular file.
+
+    It is an :class:`OSError` too, so code that handles file errors around ``load``/``save`` keeps working.
+    """
+
+
 class PoolError(RuvectorLabError, ValueError):
     """An array released to an ArrayPool was not one it can take back (wrong kind, or released twice)."""
 
@@ -85,7 +92,8 @@ class CacheError(RuvectorLabError):
 
 
 class InvalidTextError(RuvectorLabError, TypeError):
-    """A text given to an embedder is not a str (None, bytes, a number, ...)."""
+    """A text given to an embedder is not a str (None, bytes, a number, ...), or is a str that cannot be encoded
+    as UTF-8 (a lone surrogate such as ``"\\ud800"``)."""
 
 
 class EmbedderClosedError(RuvectorLabError):

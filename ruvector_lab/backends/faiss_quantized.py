@@ -39,6 +39,8 @@ from ..quantization.base import make_codec
 from ..quantization.product import KSUB
 from ..quantization.rerank import Rows, memory_stats, prepare, rerank
 from ..types import HnswConfig
+from ..validation import stored_row_flaw
+from . import faiss_format
 from .base import IndexBackend, MemoryLayout
 from .faiss_common import LIVE_FLAG_BYTES, LiveBitmap, graph_bytes_per_node
 from .layout import empty_stats
@@ -85,6 +87,60 @@ def build_index(config: HnswConfig) -> Any:
         index = faiss.IndexHNSWSQ(d, qtype, m, metric)
     index.hnsw.efConstruction = config.ef_construction
     index.hnsw.efSearch = config.ef_search
+    return index
+
+
+#: faiss index type code per quantization kind (``index_write.cpp``)
+_FOURCC = {"scalar": b"IHNs", "int4": b"IHNs", "product": b"IHNp", "rabitq": b"IHNr"}
+
+
+def _parse_faiss(config: HnswConfig, blob: bytes) -> faiss_format.FaissPayload:
+    """Parse and check faiss' serialization of the index ``build_index(config)`` makes, before faiss reads it."""
+    q = config.quantization
+    kind = q.kind  # type: ignore[union-attr]
+    d = config.dimensions
+    if kind == "binary":
+        return faiss_format.parse_binary_index(blob, d=d + (-d) % 8, m=config.m,
+                                               ef_construction=config.ef_construction)
+    metric = faiss.METRIC_INNER_PRODUCT if config.metric == "dot_product" else faiss.METRIC_L2
+    parsed = faiss_format.parse_index(blob, fourcc=_FOURCC[kind], d=d, metric=int(metric), m=config.m,
+                                      ef_construction=config.ef_construction)
+    fields = parsed.fields
+    if kind in ("scalar", "int4") and fields["qtype"] != (
+            faiss_format.QT_8BIT if kind == "scalar" else faiss_format.QT_4BIT):
+        raise CorruptIndexError(f"faiss payload's scalar quantizer type {fields['qtype']} is not {kind}")
+    if kind == "product" and fields["pq_m"] != q.m:  # type: ignore[union-attr]
+        raise CorruptIndexError(f"faiss payload's product quantizer has {fields['pq_m']} subspaces, "
+                                f"the configuration {q.m}")  # type: ignore[union-attr]
+    return parsed
+
+
+def _rebuild(config: HnswConfig, parsed: faiss_format.FaissPayload, vectors: np.ndarray | None) -> Any:
+    """A new faiss index for ``config`` holding the parsed trained state and rows, no faiss reader involved:
+    binary codes are added as they are; other kinds re-encode the kept float rows, or else the decoded codes
+    (which encode back to the same codes, up to float rounding)."""
+    index = build_index(config)
+    codes = parsed.parts["codes"]
+    if config.quantization.kind == "binary":  # type: ignore[union-attr]
+        if parsed.ntotal:
+            index.add(np.ascontiguousarray(codes))
+        return index
+    storage = faiss.downcast_index(index.storage)
+    kind = config.quantization.kind  # type: ignore[union-attr]
+    if kind in ("scalar", "int4"):
+        faiss.copy_array_to_vector(np.array(parsed.parts["trained"]), storage.sq.trained)
+    elif kind == "product":
+        faiss.copy_array_to_vector(np.array(parsed.parts["centroids"]), storage.pq.centroids)
+        storage.pq.compute_sdc_table()  # the graph build needs it: faiss aborts the process without
+    else:
+        faiss.copy_array_to_vector(np.array(parsed.parts["center"]), storage.center)
+        storage.qb = parsed.fields["qb"]
+    storage.is_trained = True
+    index.is_trained = True
+    if parsed.ntotal:
+        rows = vectors if vectors is not None else storage.sa_decode(
+            np.ascontiguousarray(codes).reshape(parsed.ntotal, -1))
+        index.add(np.ascontiguousarray(rows, dtype=np.float32))
     return index
 
 
@@ -237,27 +293,38 @@ class FaissQuantizedBackend(LiveBitmap, IndexBackend):
         return container.dumps(PAYLOAD_KIND, {"kind": self._kind, "rerank": int(self.config.rerank)}, arrays)
 
     @classmethod
-    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> FaissQuantizedBackend:
-        """Rebuild graph and codes with faiss, then mark every label the facade does not hold as dead."""
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
+                   trust_native: bool = True) -> FaissQuantizedBackend:
+        """Check faiss' payload (:mod:`.faiss_format`: index and storage types for this kind and metric, every
+        length field, the graph, the trained state), load graph and codes with faiss, then mark every label the
+        facade does not hold as dead. With ``trust_native=False`` faiss reads nothing of it: a new index gets
+        the stored trained state and is rebuilt from the kept float rows, or else from the decoded codes."""
         meta, arrays = container.loads(payload, PAYLOAD_KIND)
         if config.quantization is None or meta.get("kind") != config.quantization.kind or "faiss" not in arrays:
             raise CorruptIndexError("faiss quantized payload does not match the configured quantization")
         check_serves(config)
         raw = arrays["faiss"].copy()
-        try:
-            index = faiss.deserialize_index_binary(raw) if config.quantization.kind == "binary" else (
-                faiss.deserialize_index(raw))
-        except RuntimeError as exc:
-            raise CorruptIndexError(f"faiss could not read the index payload: {exc}") from None
+        parsed = _parse_faiss(config, raw.tobytes())
+        vectors = arrays.get("vectors")
+        if config.rerank and (vectors is None or vectors.shape != (parsed.ntotal, config.dimensions)):
+            raise CorruptIndexError("faiss quantized payload lacks the float vectors its rerank needs")
+        flaw = stored_row_flaw(vectors) if vectors is not None else None
+        if flaw is not None:  # the insert rule: finite, with a finite float32 squared norm
+            raise CorruptIndexError(f"faiss quantized payload holds a float vector no insert accepts: {flaw}")
+        if not trust_native:
+            index = _rebuild(config, parsed, vectors if config.rerank else None)
+        else:
+            try:
+                index = faiss.deserialize_index_binary(raw) if config.quantization.kind == "binary" else (
+                    faiss.deserialize_index(raw))
+            except RuntimeError as exc:
+                raise CorruptIndexError(f"faiss could not read the index payload: {exc}") from None
         expected = type(build_index(config))
         if type(index) is not expected:
             raise CorruptIndexError(f"faiss payload holds a {type(index).__name__}, expected {expected.__name__}")
         backend = cls(config, index)
-        vectors = arrays.get("vectors")
         if backend._floats is not None:
-            if vectors is None or vectors.shape != (index.ntotal, config.dimensions):
-                raise CorruptIndexError("faiss quantized payload lacks the float vectors its rerank needs")
-            backend._floats.append(vectors.astype(np.float32))
+            backend._floats.append(vectors.astype(np.float32))  # type: ignore[union-attr]
         if len(live_labels) and (live_labels.min() < 0 or live_labels.max() >= index.ntotal):
             raise CorruptIndexError("live labels lie outside the faiss index")
         dead = np.setdiff1d(np.arange(index.ntotal, dtype=np.int64), live_labels)

@@ -92,11 +92,14 @@ class NumpyBackend(IndexBackend):
     def to_bytes(self) -> bytes:
         """The live rows and their labels."""
         live = self._live[: self._count]
-        return dump_rows(_PAYLOAD, self._labels[: self._count][live], self._vectors[: self._count][live])
+        return dump_rows(_PAYLOAD, self._labels[: self._count][live], self._vectors[: self._count][live],
+                         self.config.metric)
 
     @classmethod
-    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> NumpyBackend:
-        """Rebuild from :meth:`to_bytes`; the stored labels must be exactly the facade's live labels."""
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
+                   trust_native: bool = True) -> NumpyBackend:
+        """Rebuild from :meth:`to_bytes`; the stored labels must be exactly the facade's live labels
+        (``trust_native`` changes nothing: the rows are always parsed by the library itself)."""
         labels, vectors = load_rows(_PAYLOAD, payload, config, live_labels)
         backend = cls(config)
         backend.add(labels, vectors)

@@ -22,6 +22,7 @@ from ..errors import BackendError, CorruptIndexError
 from ..quantization.base import Codec, make_codec
 from ..quantization.rerank import Rows, memory_stats, prepare, rerank
 from ..types import HnswConfig
+from ..validation import stored_row_flaw
 from .base import IndexBackend, MemoryLayout
 from .layout import ROW_MAP_PER_VECTOR, empty_stats
 
@@ -135,8 +136,10 @@ class QuantizedFlatBackend(IndexBackend):
         return container.dumps(PAYLOAD_KIND, {"rerank": int(self.config.rerank)}, arrays)
 
     @classmethod
-    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> QuantizedFlatBackend:
-        """Rebuild from :meth:`to_bytes`; the codec must match the config and the labels the facade's."""
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
+                   trust_native: bool = True) -> QuantizedFlatBackend:
+        """Rebuild from :meth:`to_bytes`; the codec must match the config and the labels the facade's
+        (``trust_native`` changes nothing: codes and rows are parsed by the library itself)."""
         _, arrays = container.loads(payload, PAYLOAD_KIND)
         if not {"codec", "labels", "codes"} <= set(arrays):
             raise CorruptIndexError("quantized payload lacks its codec, labels or codes")
@@ -150,6 +153,15 @@ class QuantizedFlatBackend(IndexBackend):
         if codes.shape != (len(labels), codec.code_size) or (config.rerank and (
                 vectors is None or vectors.shape != (len(labels), config.dimensions))):
             raise CorruptIndexError("quantized payload arrays do not have the configured shapes")
+        if codes.dtype != np.uint8 or labels.dtype.kind not in "iu" or (
+                vectors is not None and vectors.dtype.kind != "f"):
+            raise CorruptIndexError("quantized payload arrays do not have the configured dtypes")
+        flaw = codec.stored_flaw(np.ascontiguousarray(codes))  # codec parameters in each code, e.g. min/scale
+        if flaw is None and vectors is not None:
+            vectors = vectors.astype(np.float32)
+            flaw = stored_row_flaw(vectors, nonzero=config.metric == "cosine")
+        if flaw is not None:
+            raise CorruptIndexError(f"quantized payload holds a vector no insert accepts: {flaw}")
         if not np.array_equal(np.sort(labels), np.sort(live_labels)):
             raise CorruptIndexError("quantized payload labels do not match the index's ids")
         backend = cls(config, codec)

@@ -169,8 +169,10 @@ class WasmBackend(IndexBackend):
             return self._store.export()
 
     @classmethod
-    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> WasmBackend:
-        """A backend whose store is opened from export bytes; the ids must be exactly ``live_labels``."""
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
+                   trust_native: bool = True) -> WasmBackend:
+        """A backend whose store is opened from export bytes; the ids must be exactly ``live_labels``
+        (``trust_native`` changes nothing: the export is parsed in Python and replayed into a sandboxed store)."""
         backend = cls(config)
         try:
             with backend._module.lock:

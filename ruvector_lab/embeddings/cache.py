@@ -10,6 +10,9 @@ the first 32 hex characters of the sha256 of its key:
   files: stored in the library's checksummed container, whose key and sha256 are checked on every load.
 
 A file that fails its check is reported (a warning in the log), removed and filled again; it is never used.
+Since a container's checksum can be recomputed by whoever writes the file, :meth:`ModelCache.get_or_build` also
+takes a ``check`` of what the bytes must be (for built models: :func:`~ruvector_lab.embeddings.builds.probe_problem`,
+a pinned probe text run through the model); an entry that fails it is repaired the same way.
 Fills take a lock file (``fcntl.flock``), so processes that start together download and build only once.
 """
 
@@ -93,6 +96,8 @@ class ModelCache:
         self._fetcher = fetcher or pip_download
         self._pins = {p.key: p for p in pins}
         self._memory: dict[str, bytes] = {}
+        #: keys whose bytes in memory passed the ``check`` of :meth:`get_or_build`
+        self._checked: set[str] = set()
         self._mutex = threading.RLock()
         self.stats = CacheStats()
 
@@ -121,6 +126,7 @@ class ModelCache:
             self.stats.file_hits += 1
             if keep_in_memory:
                 self._memory[key] = data
+                self._checked.discard(key)  # loaded without a check: get_or_build(check=...) must run it
             return data
 
     def set(self, key: str, data: bytes, *, keep_in_memory: bool = True) -> Path:
@@ -139,6 +145,7 @@ class ModelCache:
                                       {"data": np.frombuffer(data, dtype=np.uint8)})
         path = self._write(key, payload)
         with self._mutex:
+            self._checked.discard(key)
             if keep_in_memory:
                 self._memory[key] = data
         return path
@@ -163,27 +170,88 @@ class ModelCache:
                 self._memory[pin.key] = data
         return data
 
-    def get_or_build(self, key: str, build: Callable[[], bytes], *, keep_in_memory: bool = True) -> bytes:
-        """Return the entry ``key``, calling ``build()`` (once across processes) to make and store it if missing."""
-        data = self.get(key, keep_in_memory=keep_in_memory)
+    def get_or_build(self, key: str, build: Callable[[], bytes], *, keep_in_memory: bool = True,
+                     check: Callable[[bytes], str | None] | None = None) -> bytes:
+        """Return the entry ``key``, calling ``build()`` (once across processes) to make and store it if missing.
+
+        ``check``, if given, says whether bytes are what the entry must hold, independently of the entry itself
+        (its container checksum only proves the file is the one some writer stored): it returns None for good
+        bytes, else a sentence naming the problem. A cached entry that fails it is reported, removed and built
+        again, like a corrupt file; a fresh build that fails it raises :class:`CacheError` and is not stored.
+        Bytes that passed stay in memory as checked, so the check runs once per process.
+        """
+        if check is None:
+            data = self.get(key, keep_in_memory=keep_in_memory)
+        else:
+            data = self._get_checked(key, check, keep_in_memory)
         if data is not None:
             return data
         with self._lock(key):
-            data = self._load_file(key)
+            data = self._load_file(key)  # another process may have built it while this one waited
+            if data is not None and check is not None and not self._passes(key, data, check):
+                data = None
             if data is None:
                 log.info("building model cache entry %r", key)
                 data = bytes(build())
                 self.stats.builds += 1
+                problem = check(data) if check is not None else None
+                if problem is not None:
+                    raise CacheError(f"a fresh build of {key!r} fails its check, so it is not stored: {problem}")
                 self.set(key, data, keep_in_memory=False)
         if keep_in_memory:
             with self._mutex:
                 self._memory[key] = data
+                if check is not None:
+                    self._checked.add(key)
         return data
+
+    def discard(self, key: str) -> bool:
+        """Forget ``key`` in memory and remove its file; return whether there was a file to remove."""
+        self._check_key(key)
+        with self._mutex:
+            self._memory.pop(key, None)
+            self._checked.discard(key)
+            try:
+                self.path_for(key).unlink()
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise CacheError(f"cannot remove model cache file {self.path_for(key)}: {exc}") from None
+        return True
+
+    def _get_checked(self, key: str, check: Callable[[bytes], str | None], keep_in_memory: bool) -> bytes | None:
+        """Like :meth:`get`, but memory counts only if it passed ``check`` and a file must pass it to be used."""
+        self._check_key(key)
+        with self._mutex:
+            if key in self._checked and key in self._memory:
+                self.stats.memory_hits += 1
+                return self._memory[key]
+            data = self._load_file(key)
+            if data is None or not self._passes(key, data, check):
+                self.stats.misses += 1
+                return None
+            self.stats.file_hits += 1
+            if keep_in_memory:
+                self._memory[key] = data
+                self._checked.add(key)
+            return data
+
+    def _passes(self, key: str, data: bytes, check: Callable[[bytes], str | None]) -> bool:
+        """Run ``check`` on a cached entry; one that fails is reported, removed (to be rebuilt) and counted."""
+        problem = check(data)
+        if problem is None:
+            return True
+        log.warning("model cache file %s for %r passes its checksum but not its check (%s): it was tampered "
+                    "with or stored under the wrong key; removing it to rebuild", self.path_for(key), key, problem)
+        self.stats.repairs += 1
+        self.discard(key)
+        return False
 
     def clear_memory(self) -> None:
         """Forget every entry held in memory (files stay)."""
         with self._mutex:
             self._memory.clear()
+            self._checked.clear()
 
     def verify(self) -> dict[str, bool]:
         """Check every pinned file that has a cache file; return ``{key: ok}`` (bad files are removed)."""
@@ -199,7 +267,7 @@ class ModelCache:
         """Read and verify the file of ``key``; None if absent. A bad file is reported, removed, and None returned."""
         path = self.path_for(key)
         try:
-            raw = path.read_bytes()
+            raw = container.read_file(path)  # a FIFO or device planted in the folder is refused, never read
         except FileNotFoundError:
             return None
         except NotADirectoryError:

@@ -28,6 +28,18 @@ from .tokenizer import BertTokenizer
 log = logging.getLogger(__name__)
 
 
+def _check_encodable(text: str, what: str) -> None:
+    """Refuse a str that UTF-8 cannot encode (a lone surrogate): the tokenizer works on UTF-8."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidTextError(
+            f"{what} cannot be encoded as UTF-8: {text[exc.start]!r} at character {exc.start} is a lone surrogate"
+        ) from None
+
+
 def available_cores() -> int:
     """The number of CPU cores this process may run on."""
     try:
@@ -107,6 +119,7 @@ class Embedder:
         """Embed one text; return a float32 vector of shape (dimensions,), L2-normalised."""
         if not isinstance(text, str):
             raise InvalidTextError(f"embed() takes a str, got {type(text).__name__}")
+        _check_encodable(text, "the text")
         return self.embed_batch([text])[0]
 
     def embed_batch(self, texts: Iterable[str], chunk_size: int = 32) -> np.ndarray:
@@ -126,6 +139,7 @@ class Embedder:
         for i, text in enumerate(items):
             if not isinstance(text, str):
                 raise InvalidTextError(f"text {i} is a {type(text).__name__}, not a str")
+            _check_encodable(text, f"text {i}")
         session = self._require_open()
         out = np.empty((len(items), self.dimensions), dtype=np.float32)
         if not items:
@@ -145,6 +159,7 @@ class Embedder:
         """The token ids the model sees for ``text`` ([CLS] ... [SEP], truncated at 256 tokens)."""
         if not isinstance(text, str):
             raise InvalidTextError(f"token_ids() takes a str, got {type(text).__name__}")
+        _check_encodable(text, "the text")
         return self._tokenizer.token_ids([text])[0]
 
     def info(self) -> dict[str, Any]:

@@ -17,6 +17,10 @@ def quantize(x: object, config: QuantizationConfig, *, metric: str = "cosine", c
     Scalar, int4 and binary need nothing else. Product quantization needs codebooks: pass a trained
     ``codec``, or give a matrix and the codebooks are trained on (a sample of) it. A ``codec`` that was
     made for another config is refused.
+
+    An empty matrix ``(0, d)`` gives empty codes ``(0, code_size)`` from every codec that can encode without
+    it (scalar, int4, binary, or any trained ``codec``); product and rabitq asked to train on it raise
+    :class:`QuantizationError`, since there is nothing to fit codebooks or a centre to.
     """
     if not isinstance(config, QuantizationConfig):
         raise InvalidParameterError(f"config must be a QuantizationConfig, got {type(config).__name__}")

@@ -18,7 +18,7 @@ import numpy as np
 from .. import container
 from ..distances import METRICS, check_metric, pairwise_float32
 from ..errors import CorruptIndexError, InvalidParameterError, NotTrainedError, QuantizationError
-from ..validation import as_matrix, check_nonzero, check_positive_int
+from ..validation import MAX_DIMENSIONS, as_matrix, check_nonzero, check_positive_int, stored_row_flaw
 from .config import QuantizationConfig
 from .kmeans import Engine, resolve_engine
 
@@ -55,7 +55,7 @@ class Codec(ABC):
         if config.kind != self.kind:
             raise QuantizationError(f"a {type(self).__name__} cannot take a {config.kind!r} config")
         self.config = config
-        self.dimensions = check_positive_int("dimensions", dimensions)
+        self.dimensions = check_positive_int("dimensions", dimensions, maximum=MAX_DIMENSIONS)
         self.metric = check_metric(metric)
         if self.metric not in self.supported_metrics:
             raise QuantizationError(
@@ -173,6 +173,22 @@ class Codec(ABC):
             )
         return np.ascontiguousarray(matrix), single
 
+    def stored_flaw(self, codes: np.ndarray) -> str | None:
+        """Why checked codes ``(n, code_size)`` read from a file could not have been written by :meth:`encode`,
+        or None: each must decode to a row an insert accepts (finite, with a finite float32 squared norm:
+        :func:`~ruvector_lab.validation.stored_row_flaw`), so every score over it is finite. The payload loaders
+        call it before they hold the codes; kinds with per-code parameters check those first."""
+        if not codes.shape[0]:
+            return None  # an empty index of an untrained codec (PQ before its first batch) holds nothing
+        self._require_trained("check codes")
+        for start in range(0, codes.shape[0], SCORE_BLOCK):
+            with np.errstate(all="ignore"):  # an overflow decodes to inf or NaN, which is the flaw reported
+                decoded = self._decode(codes[start : start + SCORE_BLOCK])
+            flaw = stored_row_flaw(decoded)
+            if flaw is not None:
+                return f"decoded {flaw}" + (f" (of the block from row {start})" if start else "")
+        return None
+
     def to_bytes(self) -> bytes:
         """The codec (config, dimensions, metric, codebooks) in the library's checksummed container."""
         return container.dumps(CODEC_KIND, self._meta(), self._state() if self.is_trained else {})
@@ -198,6 +214,14 @@ class Codec(ABC):
         except (KeyError, TypeError, ValueError) as exc:  # our input errors are ValueErrors too
             raise CorruptIndexError(f"codec metadata is not valid: {exc}") from None
         return codec
+
+    def _training_rows(self, x: object) -> np.ndarray:
+        """Checked training rows, at least one: a codec fitted to nothing has no centre or codebooks to encode
+        with, so zero rows are refused (typed) rather than left to fail deep in k-means or a mean."""
+        data = as_matrix(x, self.dimensions, name="training vectors")
+        if data.shape[0] == 0:
+            raise QuantizationError(f"the {self.kind} codec needs at least one training vector, got none")
+        return data
 
     def _require_trained(self, action: str) -> None:
         if not self.is_trained:

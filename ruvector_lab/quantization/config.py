@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from ..errors import InvalidParameterError
-from ..validation import check_positive_int
+from ..validation import MAX_PQ_M, MAX_SEED, MAX_TRAIN_SIZE, check_positive_int
 
 Kind = Literal["scalar", "int4", "binary", "product", "rabitq"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -27,7 +27,8 @@ class QuantizationConfig:
     ``m`` is used by ``'product'`` only and must divide the dimension. ``bits`` is fixed by the kind
     (8, 4, 1, 8, 1); leave it ``None`` or give that value. ``train_size`` caps the rows sampled to train
     codebooks (PQ, and the faiss indexes' quantizers) and ``seed`` makes sampling, k-means and RaBitQ's
-    rotation reproducible.
+    rotation reproducible. Upper bounds: ``m`` <= ``MAX_PQ_M``, ``train_size`` <= ``MAX_TRAIN_SIZE``, ``seed`` <=
+    ``MAX_SEED`` (:mod:`ruvector_lab.validation`); a rabitq index also caps its width at ``MAX_RABITQ_DIMENSIONS``.
     """
 
     kind: Kind = "scalar"
@@ -39,7 +40,8 @@ class QuantizationConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise InvalidParameterError(f"unknown quantization kind {self.kind!r}; expected one of {', '.join(KINDS)}")
-        check_positive_int("m", self.m)
+        # bounds from ruvector_lab.validation, the one place they are defined with their reasons
+        check_positive_int("m", self.m, maximum=MAX_PQ_M)
         expected = KIND_BITS[self.kind]
         if self.bits is None:
             object.__setattr__(self, "bits", expected)  # frozen: fill the kind's fixed value once
@@ -48,8 +50,8 @@ class QuantizationConfig:
                 f"{self.kind} quantization uses {expected} bits, got bits={self.bits}"
             )
         object.__setattr__(self, "bits", int(self.bits))  # type: ignore[arg-type]
-        check_positive_int("train_size", self.train_size)
-        check_positive_int("seed", self.seed, minimum=0)
+        check_positive_int("train_size", self.train_size, maximum=MAX_TRAIN_SIZE)
+        check_positive_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..distances import cosine_from_dots
 from ..errors import QuantizationError
-from ..validation import as_float32, as_matrix
+from ..validation import as_float32
 from .base import Codec
 from .kmeans import kmeans, nearest
 
@@ -60,7 +60,7 @@ class ProductCodec(Codec):
 
     def train(self, x: object) -> ProductCodec:
         """Fit one 256-centroid k-means codebook per subspace on up to ``config.train_size`` sampled rows."""
-        data = as_matrix(x, self.dimensions, name="training vectors")
+        data = self._training_rows(x)
         if data.shape[0] > self.config.train_size:
             rng = np.random.default_rng(self.config.seed)
             data = data[np.sort(rng.choice(data.shape[0], self.config.train_size, replace=False))]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..distances import cosine_from_dots
 from ..errors import QuantizationError
-from ..validation import as_float32, as_matrix
+from ..validation import MAX_RABITQ_DIMENSIONS, as_float32, check_positive_int
 from .base import Codec
 from .binary import bit_dots
 
@@ -40,6 +40,8 @@ class RabitqCodec(Codec):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # the d x d rotation grows with the square of the width: bounded before it is ever built
+        check_positive_int("dimensions of a rabitq codec", self.dimensions, maximum=MAX_RABITQ_DIMENSIONS)
         self.centre: np.ndarray | None = None
         self.rotation: np.ndarray | None = None
         self._bits_bytes = (self.dimensions + 7) // 8
@@ -61,7 +63,7 @@ class RabitqCodec(Codec):
 
     def train(self, x: object) -> RabitqCodec:
         """Centre = mean of up to ``train_size`` sampled rows; rotation from ``config.seed``."""
-        data = as_matrix(x, self.dimensions, name="training vectors")
+        data = self._training_rows(x)
         if data.shape[0] > self.config.train_size:
             rng = np.random.default_rng(self.config.seed)
             data = data[rng.choice(data.shape[0], self.config.train_size, replace=False)]

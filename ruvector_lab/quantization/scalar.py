@@ -13,7 +13,7 @@ import numpy as np
 
 from ..distances import cosine_from_dots
 from ..errors import QuantizationError
-from .base import Codec
+from .base import SCORE_BLOCK, Codec
 
 #: bytes of the per-vector header (float32 min, float32 scale) after the levels
 HEADER_BYTES = 8
@@ -91,6 +91,33 @@ class _PerVectorCodec(Codec):
             return cosine_from_dots(dots, np.linalg.norm(queries, axis=1), np.sqrt(x_sq))
         q_sq = np.einsum("ij,ij->i", queries, queries)
         return np.sqrt(np.maximum(q_sq[:, None] + x_sq[None, :] - 2.0 * dots, 0.0)).astype(np.float32)
+
+    def stored_flaw(self, codes: np.ndarray) -> str | None:
+        """The header first: each code's min and scale finite and the scale >= 0 (the encoder writes
+        ``(max - min) / levels``); then the decoded rows (:meth:`Codec.stored_flaw`) and the norm that
+        :meth:`_score` builds from the header, which must be finite too."""
+        mins, scales = unpack_header(codes)
+        bad = np.flatnonzero(~(np.isfinite(mins) & np.isfinite(scales) & (scales >= 0)))
+        if bad.size:
+            row = int(bad[0])
+            return (f"code {row} has min {float(mins[row])!r} and scale {float(scales[row])!r}; both must be finite "
+                    "and the scale >= 0")
+        flaw = super().stored_flaw(codes)
+        if flaw is not None:
+            return flaw
+        for start in range(0, codes.shape[0], SCORE_BLOCK):
+            block = codes[start : start + SCORE_BLOCK]
+            m, s = mins[start : start + len(block)], scales[start : start + len(block)]
+            levels = self._unpack(block[:, : self.payload_size]).astype(np.float32)
+            with np.errstate(all="ignore"):
+                terms = (self.dimensions * m * m, 2.0 * m * s * levels.sum(axis=1),
+                         s * s * np.einsum("ij,ij->i", levels, levels))
+                x_sq = terms[0] + terms[1] + terms[2]
+            bad = np.flatnonzero(~(np.isfinite(terms[0]) & np.isfinite(terms[1]) & np.isfinite(terms[2])
+                                   & np.isfinite(x_sq)))
+            if bad.size:
+                return f"code {start + int(bad[0])}'s min and scale overflow float32 in its squared norm"
+        return None
 
     def _decode(self, codes: np.ndarray) -> np.ndarray:
         mins, scales = unpack_header(codes)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BackendError, DimensionMismatchError, InvalidParameterError, InvalidVectorError
+from ..errors import BackendError, CorruptIndexError, DimensionMismatchError, InvalidParameterError, InvalidVectorError
 from . import rvf_format
 from .instance import WasmInstance
 from .loader import RVF_WASM
@@ -409,6 +409,10 @@ class RvfStore:
         """A store rebuilt from export bytes, checked first; the module's own reader opens it when its
         16-bit count can describe it, otherwise the vectors are ingested in chunks."""
         parsed = rvf_format.parse_export(blob, dimensions)
+        try:  # the bound every add keeps (check_magnitude): past it the module's f32 distances overflow to inf
+            check_magnitude(parsed.vectors, "exported vector")
+        except InvalidVectorError as exc:
+            raise CorruptIndexError(f"rvf export holds a vector no insert accepts: {exc}") from None
         if len(parsed) < 1 << 16:
             store = cls(module, module.store_open(blob), dimensions)
         else:
