@@ -11,7 +11,7 @@ repro" and carry on with what it can check live.
 Where results are read from: ``$RUVECTOR_LAB_RESULTS`` if set (``make test-notebooks`` points it at the tiny
 profile's outputs), else ``data/results`` under the repository (the full pipeline's outputs, ``make repro``).
 
-Index results (schemas ``build@2``, ``query@2``): :func:`query_runs` and :func:`build_runs` give one row per query
+Index results (schemas ``build@2``, ``query@3``): :func:`query_runs` and :func:`build_runs` give one row per query
 setting and per build configuration; beside them :func:`build_spread` (recall and QPS over the builds of one
 configuration), :func:`recall_tail` (the per-query recall distribution), :func:`difficulty_bins` (recall per LID
 and RC quintile), :func:`memory_table` (bytes per vector three ways, build time), :func:`thread_scaling` (both
@@ -57,7 +57,7 @@ ADR_DATASET = "adr-random-10k-384"
 #: one build configuration, and one query setting of it
 BUILD_KEY = list(tables.BUILD_KEY)
 SETTING_KEY = list(tables.SETTING_KEY)
-#: the names the runner gives its two thread-scaling modes (query@2 ``qps`` and ``qps_pool``), as shown here
+#: the names the runner gives its two thread-scaling modes (query@3 ``qps`` and ``qps_pool``), as shown here
 MODES = tables.MODES
 #: where ground truth comes from (see :func:`ruvector_lab.bench.tables.ground_truth`)
 Datasets = tables.Datasets
@@ -234,7 +234,8 @@ QUERY_COLUMNS = ["dataset", "metric", "n_train", "dimensions", "backend", "tier"
                  "recall_at_10", "recall_at_100", "recall_at_10_median", "recall_at_10_min", "recall_at_10_max",
                  "recall_at_10_median_build", "recall_strict_at_10", "recall_min", "recall_p1", "recall_p5",
                  "recall_p50", "share_below_0.5", "p50_ms", "p95_ms", "p99_ms", "qps_1", "qps_1_min", "qps_1_max",
-                 "cpu_1", "qps_2", "noisy", "drift"]
+                 "cpu_1", "qps_2", "noisy", "drift", "direct_p50_ms", "direct_p99_ms", "facade_paired_p50_ms",
+                 "direct_qps_1", "facade_paired_qps_1", "facade_latency_ratio", "facade_qps_ratio"]
 
 
 def query_runs(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
@@ -249,7 +250,11 @@ def query_runs(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     percentiles (ms; one caller, pools pinned to 1). Batch QPS per thread count, median over builds with min and
     max: ``qps_<t>`` (the batch split across t caller threads, every library pool pinned to 1 in each) and
     ``qps_pool_<t>`` (one caller, the library's own pools at t threads), ``cpu_<t>``/``cpu_pool_<t>`` the CPU
-    time over wall time that ran. ``ef_effective`` is the ef a graph search really ran (max(ef_search, k), and at
+    time over wall time that ran. The library called directly on the median build, measured together with the
+    facade (NaN where a backend has no library call of its own): ``direct_p50_ms``, ``direct_p99_ms``,
+    ``direct_qps_1`` beside the facade's paired ``facade_paired_p50_ms`` and ``facade_paired_qps_1``, and the
+    overhead factors ``facade_latency_ratio`` (facade / direct p50) and ``facade_qps_ratio`` (direct / facade QPS).
+    ``ef_effective`` is the ef a graph search really ran (max(ef_search, k), and at
     least the re-rank depth of a quantized build: :func:`ruvector_lab.bench.tables.effective_ef`); ``noisy`` lists
     figures whose spread exceeded the noise threshold, ``drift`` the reference workload's drift.
     """

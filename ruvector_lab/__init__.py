@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     BackendError,
     BackendUnavailableError,
+    CacheError,
     CorruptIndexError,
     DimensionMismatchError,
     DuplicateIdError,
@@ -25,7 +26,9 @@ from .errors import (
     IndexClosedError,
     InvalidIdError,
     InvalidParameterError,
+    InvalidTextError,
     InvalidVectorError,
+    NotARegularFileError,
     PoolError,
     ResultSchemaError,
     RuvectorLabError,
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
     from .pool import ArrayPool, PoolStats
     from .quantization import QuantizationConfig, dequantize, quantize
     from .runtime import Runtime
-    from .types import METRICS, HnswConfig, IndexStats, SearchResult
+    from .types import METRICS, HnswConfig, IndexStats, SearchBatch, SearchHits, SearchResult
 
 __version__ = "0.1.0"
 
@@ -57,6 +60,8 @@ _LAZY: dict[str, str] = {
     "METRICS": ".types",
     "HnswConfig": ".types",
     "IndexStats": ".types",
+    "SearchBatch": ".types",
+    "SearchHits": ".types",
     "SearchResult": ".types",
     "Embedder": ".embeddings",
     "ModelCache": ".embeddings",
@@ -85,6 +90,7 @@ __all__ = [  # noqa: RUF022 - grouped: eager names, then the lazy ones
     "ArrayPool",
     "BackendError",
     "BackendUnavailableError",
+    "CacheError",
     "CorruptIndexError",
     "DimensionMismatchError",
     "DuplicateIdError",
@@ -95,12 +101,16 @@ __all__ = [  # noqa: RUF022 - grouped: eager names, then the lazy ones
     "IndexStats",
     "InvalidIdError",
     "InvalidParameterError",
+    "InvalidTextError",
     "InvalidVectorError",
+    "NotARegularFileError",
     "PoolError",
     "PoolStats",
     "ResultSchemaError",
     "Runtime",
     "RuvectorLabError",
+    "SearchBatch",
+    "SearchHits",
     "SearchResult",
     "UnknownIdError",
     "__version__",

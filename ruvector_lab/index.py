@@ -12,6 +12,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,17 @@ from .errors import (
     RuvectorLabError,
 )
 from .runtime import Runtime
-from .types import HnswConfig, IndexStats, SearchResult, check_positive_int
-from .validation import as_matrix, as_vector, check_id, check_ids, check_nonzero
+from .types import HnswConfig, IndexStats, SearchBatch, SearchHits, check_positive_int
+from .validation import MAX_EF, MAX_K, as_matrix, as_vector, check_id, check_ids, check_nonzero, check_rows
 
 log = logging.getLogger(__name__)
 
 CONTAINER_KIND = "hnsw-index"
 _FLOAT32 = np.dtype(np.float32)
-_new_tuple = tuple.__new__
+_pick = itemgetter
+_object_new = object.__new__
 _TINY = float(np.finfo(np.float32).tiny)
+_INF = math.inf
 
 
 def _resolve_backend(name: str | None) -> type[IndexBackend]:
@@ -73,6 +76,10 @@ class HnswIndex:
         self._backend = backend if backend is not None else impl(config)
         self._ids = ids  # label -> id, None once deleted or replaced
         self._labels = {ids[label]: label for label in live_labels}  # id -> live label
+        # the same label -> id map as an object array for batch searches (one fancy index maps a whole result
+        # matrix); kept at least one slot longer than _ids so label -1 (padding) reads the last slot, always None
+        self._id_table = np.full(len(ids) + 1, None, dtype=object)
+        self._id_table[: len(ids)] = ids
         self._lock = ReadWriteLock()
         self._closed = False
         self._shape = (config.dimensions,)
@@ -86,8 +93,7 @@ class HnswIndex:
 
     def _vectors(self, vectors: object) -> np.ndarray:
         matrix = as_matrix(vectors, self.config.dimensions)
-        if self._cosine:
-            check_nonzero(matrix)
+        check_rows(matrix, nonzero=self._cosine)  # the rule the payload loaders apply: a saved index loads
         return matrix
 
     def _query(self, query: object) -> np.ndarray:
@@ -103,9 +109,9 @@ class HnswIndex:
         return vector
 
     def _query_args(self, k: object, ef_search: object | None) -> tuple[int, int]:
-        if type(k) is not int or k < 1:
-            k = check_positive_int("k", k)
-        ef = self.config.ef_search if ef_search is None else check_positive_int("ef_search", ef_search)
+        k = check_positive_int("k", k, maximum=MAX_K)
+        ef = self.config.ef_search if ef_search is None else check_positive_int("ef_search", ef_search,
+                                                                                    maximum=MAX_EF)
         if not self._labels:
             raise EmptyIndexError("the index holds no vectors; insert some before searching")
         return min(k, len(self._labels)), ef
@@ -137,6 +143,19 @@ class HnswIndex:
                     self._ids[label] = None
             self._ids.extend(checked)
             self._labels.update(zip(checked, labels.tolist(), strict=True))
+            self._extend_table(start, checked, replaced)
+
+    def _extend_table(self, start: int, added: list[str], removed: list[int]) -> None:
+        """Mirror an insert into the id table: new labels from ``start``, ``removed`` labels cleared."""
+        table = self._id_table
+        needed = start + len(added) + 1  # + the padding slot
+        if needed > len(table):
+            grown = np.full(max(needed, 2 * len(table)), None, dtype=object)
+            grown[:start] = table[:start]
+            self._id_table = table = grown
+        table[start : start + len(added)] = added
+        if removed:
+            table[removed] = None
 
     def delete(self, id: str) -> bool:  # noqa: A002
         """Remove ``id``; return True if it was present, False if the index did not hold it."""
@@ -148,58 +167,76 @@ class HnswIndex:
                 return False
             self._backend.remove(np.asarray([label], dtype=np.int64))
             self._ids[label] = None
+            self._id_table[label] = None
             return True
 
     # ---------------------------------------------------------------- searches
-    def _results(self, distances: np.ndarray, labels: np.ndarray) -> list[SearchResult]:
+    def _results(self, distances: Sequence[float], labels: Sequence[int]) -> SearchHits:
+        """One row's results without padding (label -1) or removed labels (id None)."""
         ids = self._ids
-        new = _new_tuple  # SearchResult(...) goes through a Python-level __new__; this is the C one
-        return [
-            new(SearchResult, (found, dist))
-            for dist, label in zip(distances.tolist(), labels.tolist(), strict=True)
-            if label >= 0 and (found := ids[label]) is not None
-        ]
+        kept = [(found, dist) for dist, label in zip(distances, labels, strict=True)
+                if label >= 0 and (found := ids[label]) is not None]
+        return SearchHits([found for found, _ in kept], [dist for _, dist in kept])
 
-    def search(self, query: object, k: int = 10, ef_search: int | None = None) -> list[SearchResult]:
-        """The ``k`` nearest live vectors to ``query``, closest first (fewer if the index holds fewer).
+    def search(self, query: object, k: int = 10, ef_search: int | None = None) -> SearchHits:
+        """The ``k`` nearest live vectors to ``query``, closest first (fewer if the index holds fewer), as
+        :class:`~ruvector_lab.SearchHits`: a sequence of :class:`~ruvector_lab.SearchResult` ``(id, score)``
+        made as they are read, with ``hits.ids`` and ``hits.scores`` beside.
 
         ``ef_search`` overrides the config's candidate list size for this call (graph backends).
         """
+        # The common call (a float32 vector of the right shape, an int k, the default ef) is checked inline: a
+        # sub-100-us graph search makes every helper call and temporary a visible share of the latency
+        # (issue 20: the facade's whole cost is a few us). Anything else takes the general checks below.
         lock = self._lock
-        lock.acquire_read()
+        readers = lock.readers  # the read lock's fast path, inlined (see ReadWriteLock)
+        readers.append(None)
+        if lock.gate:
+            readers.pop()
+            lock.acquire_read()
         try:
             if self._closed:
                 self._check_open()
-            q = self._query(query)
-            if type(k) is int and ef_search is None and 0 < k <= len(self._labels):
-                k_eff, ef = k, self._default_ef  # the common call, checked without helper calls
+            if type(query) is np.ndarray and query.dtype is _FLOAT32 and query.shape == self._shape:
+                # one dot product proves every component finite (a sum of squares is NaN or inf if any term is)
+                # and, under cosine, the vector non-zero
+                squared = float(query.dot(query))
+                q = query if _TINY < squared < _INF or (squared == 0.0 and not self._cosine) else self._query(query)
+            else:
+                q = self._query(query)
+            if type(k) is int and ef_search is None and 0 < k <= len(self._labels) and k <= MAX_K:
+                k_eff, ef = k, self._default_ef
             else:
                 k_eff, ef = self._query_args(k, ef_search)
             distances, labels = self._backend.search_one(q, k_eff, ef)
-            ids = self._ids
-            new = _new_tuple  # SearchResult(...) goes through a Python-level __new__; this is the C one
-            return [
-                new(SearchResult, (found, dist))
-                for dist, label in zip(distances, labels, strict=True)
-                if label >= 0 and (found := ids[label]) is not None
-            ]
+            if labels and labels[-1] >= 0:  # padding (-1) comes last, so a full row has none
+                ids = self._ids
+                found = _pick(*labels)(ids) if len(labels) > 1 else (ids[labels[0]],)
+                if None not in found:  # backends never return a removed label; checked, it costs ~50 ns
+                    hits = _object_new(SearchHits)  # SearchHits(found, distances) without a Python __init__ call
+                    hits.ids, hits.scores = found, distances
+                    return hits
+            return self._results(distances, labels)
         finally:
-            lock.release_read()
+            readers.pop()
 
-    def search_batch(
-        self, queries: object, k: int = 10, ef_search: int | None = None
-    ) -> list[list[SearchResult]]:
-        """:meth:`search` for every row of ``queries`` in one backend call."""
+    def search_batch(self, queries: object, k: int = 10, ef_search: int | None = None) -> SearchBatch:
+        """:meth:`search` for every row of ``queries`` in one backend call.
+
+        Returns a :class:`~ruvector_lab.SearchBatch`: ``batch[i]`` is what ``search(queries[i], k)`` gives, and its
+        ``ids`` / ``scores`` arrays hold the whole result matrix (mapping labels to ids is one array index, so the
+        facade adds well under a microsecond per query to the backend's own batch search).
+        """
         with self._lock.read:
             self._check_open()
             matrix = as_matrix(queries, self.config.dimensions, "queries")
-            if self.config.metric == "cosine":
+            if self._cosine:
                 check_nonzero(matrix, "queries")
             k_eff, ef = self._query_args(k, ef_search)
             if not len(matrix):
-                return []
+                return SearchBatch(np.empty((0, k_eff), dtype=object), np.empty((0, k_eff), dtype=np.float32))
             distances, labels = self._backend.search(matrix, k_eff, ef)
-            return [self._results(d, lab) for d, lab in zip(distances, labels, strict=True)]
+            return SearchBatch(self._id_table[labels], distances)
 
     # ------------------------------------------------------------ inspection
     def __len__(self) -> int:
@@ -212,7 +249,9 @@ class HnswIndex:
 
     def ids(self) -> list[str]:
         """The live ids in insertion order of their current vectors."""
-        return [i for i in self._ids if i is not None]
+        with self._lock.read:
+            self._check_open()
+            return [i for i in self._ids if i is not None]
 
     @property
     def backend(self) -> str:
@@ -269,11 +308,26 @@ class HnswIndex:
             return self._serialize()
 
     @classmethod
-    def deserialize(cls, blob: bytes) -> HnswIndex:
+    def deserialize(cls, blob: bytes, trust_native: bool = True) -> HnswIndex:
         """Rebuild an index from :meth:`serialize` output on the backend that wrote it.
 
         A truncated, tampered, foreign or newer blob raises :class:`CorruptIndexError`; a backend that is
         not available here raises :class:`BackendUnavailableError`.
+
+        Every backend payload is parsed and checked by the library's own NumPy parsers before a native reader
+        sees it (structure, sizes and offsets within the payload, graph links, finite vectors, and agreement
+        with this header's metric, dimensions and labels), so a crafted file, even one whose checksum was
+        recomputed, is refused with :class:`CorruptIndexError` rather than crashing the process.
+
+        ``trust_native=True`` (the default) then hands the checked payload to the library's own reader: the
+        graph comes back exactly as it was saved (identical search results) and loading costs a copy, not a
+        rebuild. ``trust_native=False`` never gives the payload to a native reader: each backend rebuilds its
+        index from the vectors (or codes) the library's parser took out of the payload, which costs a full
+        index build and gives a new graph (the same neighbours up to the graph's approximation). The default
+        is True because the checks cover every structure this library writes and a rebuild would make every
+        load as slow as building the index; pass False for files from a source you do not trust, where it
+        leaves no native file parser on the path at all. Any exception a library raises while loading (pyo3
+        panics included, which are ``BaseException``) becomes :class:`CorruptIndexError`.
         """
         meta, arrays = container.loads(blob, CONTAINER_KIND)
         try:
@@ -284,6 +338,8 @@ class HnswIndex:
             live, tombstones, payload = arrays["live"], arrays["tombstones"], arrays["payload"]
         except (KeyError, TypeError, ValueError, RuvectorLabError) as exc:
             raise CorruptIndexError(f"index container lacks or garbles a field: {exc}") from None
+        if any(a.ndim != 1 or a.dtype.kind not in "iu" for a in (id_bytes, offsets, live, tombstones, payload)):
+            raise CorruptIndexError("index container's id table, labels and payload must be 1-D integer arrays")
         if len(offsets) != n_labels + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0) or (
             n_labels and offsets[-1] != len(id_bytes)
         ):
@@ -305,11 +361,12 @@ class HnswIndex:
         backend_cls = Runtime.require(backend_name)
         impl = Runtime.serving_class(backend_name, config)
         try:
-            backend = impl.from_bytes(config, payload.tobytes(), live)
-        except RuvectorLabError:
+            backend = impl.from_bytes(config, payload.tobytes(), live, trust_native=bool(trust_native))
+        except (RuvectorLabError, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
-        except Exception as exc:  # a library refusing its own payload is corruption, not a crash
-            raise CorruptIndexError(f"{backend_name} could not load its payload: {exc}") from None
+        except BaseException as exc:  # a library refusing its payload (a pyo3 PanicException
+            # is a BaseException) is corruption, not a crash
+            raise CorruptIndexError(f"{backend_name} could not load its payload: {exc!r}") from None
         index = cls.__new__(cls)
         index._init(config, backend_cls, backend, ids, live.tolist())
         return index
@@ -320,8 +377,9 @@ class HnswIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> HnswIndex:
-        """Read an index written by :meth:`save`."""
-        return cls.deserialize(Path(path).read_bytes())
+        """Read an index written by :meth:`save`; anything but a regular file (a FIFO, a device, a directory) is
+        refused with :class:`~ruvector_lab.errors.NotARegularFileError` without blocking on it."""
+        return cls.deserialize(container.read_file(path))
 
     # ------------------------------------------------------------- lifetime
     def close(self) -> None:

@@ -6,12 +6,16 @@ re-exported here, where users have imported them from.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
+
+import numpy as np
 
 from .distances import METRICS, Metric, check_metric
 from .errors import InvalidParameterError
-from .validation import check_positive_int
+from .validation import MAX_DIMENSIONS, MAX_EF, MAX_M, MAX_RABITQ_DIMENSIONS, MAX_RERANK, check_positive_int
 
 if TYPE_CHECKING:  # imported on first use at run time: ``import ruvector_lab`` leaves the quantization package alone
     from .quantization.config import QuantizationConfig
@@ -21,6 +25,8 @@ __all__ = [
     "HnswConfig",
     "IndexStats",
     "Metric",
+    "SearchBatch",
+    "SearchHits",
     "SearchResult",
     "check_metric",
     "check_positive_int",
@@ -49,12 +55,13 @@ class HnswConfig:
     rerank: int = 0
 
     def __post_init__(self) -> None:
-        check_positive_int("dimensions", self.dimensions)
-        check_positive_int("m", self.m, minimum=2)
-        check_positive_int("ef_construction", self.ef_construction)
-        check_positive_int("ef_search", self.ef_search)
+        # upper bounds before any backend sees a value: native libraries abort or overflow far above them
+        check_positive_int("dimensions", self.dimensions, maximum=MAX_DIMENSIONS)
+        check_positive_int("m", self.m, minimum=2, maximum=MAX_M)
+        check_positive_int("ef_construction", self.ef_construction, maximum=MAX_EF)
+        check_positive_int("ef_search", self.ef_search, maximum=MAX_EF)
         check_metric(self.metric)
-        check_positive_int("rerank", self.rerank, minimum=0)
+        check_positive_int("rerank", self.rerank, minimum=0, maximum=MAX_RERANK)
         if self.quantization is not None:
             from .quantization.config import QuantizationConfig
 
@@ -64,6 +71,8 @@ class HnswConfig:
                 raise InvalidParameterError(
                     f"quantization must be a QuantizationConfig or None, got {type(self.quantization).__name__}"
                 )
+            if self.quantization.kind == "rabitq":  # type: ignore[union-attr]
+                check_positive_int("dimensions of a rabitq index", self.dimensions, maximum=MAX_RABITQ_DIMENSIONS)
         elif self.rerank:
             raise InvalidParameterError("rerank re-scores quantized candidates; it needs quantization=...")
 
@@ -97,6 +106,126 @@ class SearchResult(NamedTuple):
 
     id: str
     score: float
+
+
+_new_tuple = tuple.__new__  # SearchResult(...) goes through a Python-level __new__; this is the C one
+# an endless supply of the result type for map(_new_tuple, ...): repeat() without a count keeps no state, so one
+# object serves every call and thread
+_SEARCH_RESULT = repeat(SearchResult)
+
+
+class SearchHits(Sequence[SearchResult]):
+    """What :meth:`~ruvector_lab.HnswIndex.search` returns: the hits of one query, closest first.
+
+    A read-only sequence of :class:`SearchResult` over two parallel sequences, ``ids`` (str) and ``scores``
+    (float, the :class:`SearchResult` convention). Each :class:`SearchResult` is made when it is read
+    (``hits[0]``, iteration, ``list(hits)``), so a search pays for no result objects its caller never reads:
+    building ten of them costs as much as the rest of the facade together (issue 20). ``hits.ids`` is all many
+    callers need. ``==`` compares with any sequence of ``(id, score)`` pairs, so ``hits == [SearchResult("a",
+    0.0)]`` holds; ``list(hits)`` is a plain list.
+    """
+
+    __slots__ = ("ids", "scores")
+
+    def __init__(self, ids: Sequence[str], scores: Sequence[float]) -> None:
+        if len(ids) != len(scores):
+            raise ValueError(f"{len(ids)} ids and {len(scores)} scores: they must pair up")
+        self.ids = ids
+        self.scores = scores
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> SearchResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> SearchHits: ...
+
+    def __getitem__(self, index: int | slice) -> SearchResult | SearchHits:
+        if isinstance(index, slice):
+            return SearchHits(self.ids[index], self.scores[index])
+        return _new_tuple(SearchResult, (self.ids[index], self.scores[index]))
+
+    def __iter__(self) -> Iterator[SearchResult]:
+        return map(_new_tuple, _SEARCH_RESULT, zip(self.ids, self.scores, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SearchHits):
+            return list(self.ids) == list(other.ids) and list(self.scores) == list(other.scores)
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(mine == theirs for mine, theirs in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment] - equal to lists, so unhashable like them
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+class SearchBatch(Sequence[SearchHits]):
+    """What :meth:`~ruvector_lab.HnswIndex.search_batch` returns: one row of results per query.
+
+    ``batch[i]`` is query ``i``'s :class:`SearchHits`, what :meth:`~ruvector_lab.HnswIndex.search` returns for it;
+    iterating yields those rows; ``==`` compares them with any sequence of sequences. The rows
+    are built when read: the batch itself holds two arrays, so answering a thousand queries does not cost ten
+    thousand result objects up front (and code that wants arrays reads them directly):
+
+    - ``ids``: ``(m, k)`` object array of id strings, None where a query found fewer than ``k``;
+    - ``scores``: ``(m, k)`` float32 distances (the :class:`SearchResult` convention), inf where padded.
+    """
+
+    __slots__ = ("ids", "scores")
+
+    def __init__(self, ids: np.ndarray, scores: np.ndarray) -> None:
+        if ids.shape != scores.shape or ids.ndim != 2:
+            raise ValueError(f"ids {ids.shape} and scores {scores.shape} must be matrices of one shape")
+        self.ids = ids
+        self.scores = scores
+
+    @staticmethod
+    def _row(ids: list[str | None], scores: list[float]) -> SearchHits:
+        if None not in ids:
+            return SearchHits(ids, scores)
+        kept = [i for i, found in enumerate(ids) if found is not None]
+        return SearchHits([ids[i] for i in kept], [scores[i] for i in kept])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> SearchHits: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SearchHits]: ...
+
+    def __getitem__(self, index: int | slice) -> SearchHits | list[SearchHits]:
+        if isinstance(index, slice):
+            rows = zip(self.ids[index].tolist(), self.scores[index].tolist(), strict=True)
+            return [self._row(ids, scores) for ids, scores in rows]
+        return self._row(self.ids[index].tolist(), self.scores[index].tolist())
+
+    def __iter__(self) -> Iterator[SearchHits]:
+        for ids, scores in zip(self.ids.tolist(), self.scores.tolist(), strict=True):
+            yield self._row(ids, scores)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(mine == theirs for mine, theirs in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment] - equal to lists, so unhashable like them
+
+    def counts(self) -> np.ndarray:
+        """Hits per query (``k`` unless the index held fewer live vectors than ``k``)."""
+        return np.count_nonzero(self.ids != None, axis=1)  # noqa: E711 - elementwise test on an object array
+
+    def to_lists(self) -> list[list[SearchResult]]:
+        """Every row built now: a plain ``list[list[SearchResult]]``."""
+        return [list(row) for row in self]
+
+    def __repr__(self) -> str:
+        return f"SearchBatch({len(self)} queries, k={self.ids.shape[1]})"
 
 
 @dataclass(frozen=True)

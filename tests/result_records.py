@@ -1,4 +1,4 @@
-"""Synthetic result records of every schema (build@2, query@2, quant@1, adr@1), shaped as the pipeline writes them,
+"""Synthetic result records of every schema (build@2, query@3, quant@1, adr@1), shaped as the pipeline writes them,
 and a small results tree made of them: the inputs of tests/test_bench_schemas.py and tests/test_bench_tables.py
 (import as ``from result_records import ...``). Numbers are made up but consistent (a median lies within its
 min-max, recall grows with ef_search), so the frames' values can be checked against them."""
@@ -66,9 +66,11 @@ def build_record(backend: str = "hnswlib", m: int = 8, efc: int = 40, quantizati
 def query_record(backend: str = "hnswlib", ef: int = 40, recall: float = 0.9, qps: tuple[float, ...] = (1000.0,),
                  m: int = 8, efc: int = 40, quantization: str = "none", graph: str = "hnsw", k: int = 10,
                  pool2: float | None = 1800.0, qps2: float | None = 1900.0, p50_spread: float = 0.0,
+                 direct: tuple[float, float] | None = (0.45, 1100.0),
                  dataset: dict[str, Any] = DATASET) -> dict[str, Any]:
-    """A query@2 record of one ef_search: recall@10 ``recall`` for the median build (the others 0.01 either side),
-    1-thread QPS over builds ``qps``, 2-thread QPS in both modes (None: not measured)."""
+    """A query@3 record of one ef_search: recall@10 ``recall`` for the median build (the others 0.01 either side),
+    1-thread QPS over builds ``qps``, 2-thread QPS in both modes (None: not measured), and the library called
+    directly: ``direct`` = (its p50 ms, its 1-thread QPS) beside the facade's 0.5 ms and median ``qps``, or None."""
     rec = _base(results.SCHEMA_QUERY, backend, m, efc, quantization, dataset)
     n_builds = len(qps)
     recalls = [recall] if n_builds == 1 else [recall - 0.01, recall, recall + 0.01][:n_builds]
@@ -99,6 +101,13 @@ def query_record(backend: str = "hnswlib", ef: int = 40, recall: float = 0.9, qp
         "perquery_file": files[median],
         "latency_ms": {"p50": 0.5, "p95": 0.8, "p99": 1.0, "mean": 0.55, "count": 12, "cpu_utilization": 1.0,
                        "spread": {"p50": spread(0.5, 0.5 * (1 + p50_spread)), "p99": spread(1.0)}},
+        "direct": None if direct is None else {
+            "latency_ms": {"facade": {"p50": 0.5, "p95": 0.8, "p99": 1.0, "mean": 0.55, "count": 12},
+                           "direct": {"p50": direct[0], "p95": 0.75, "p99": 0.95, "mean": direct[0] + 0.05,
+                                      "count": 12}},
+            "qps": {"facade": spread(one["median"]) | {"cpu_utilization": 1.0},
+                    "direct": spread(direct[1]) | {"cpu_utilization": 1.0}},
+            "overhead": {"latency_p50": 0.5 / direct[0], "qps": direct[1] / one["median"]}},
         "qps": by_threads,
         "qps_pool": {"2": spread(pool2) | {"cpu_utilization": 1.95, "pools": pools(2), "over": "timing repeats"}}
         if pool2 is not None else {},
@@ -191,5 +200,5 @@ def write_tree(root: Path) -> Path:
     results.write_json(root / "quant" / name / "binary.json", quant_record("binary", status="not available"))
     for backend, status in (("common", "ok"), ("faiss", "ok"), ("wasm", "not available")):
         results.write_json(root / "adr" / f"{backend}.json", adr_record(backend, status))
-    (runs / "hnswlib" / "M8-efc40-none" / "query-ef320-k10.json").write_text('{"schema": "ruvector-lab/query@2", "st')
+    (runs / "hnswlib" / "M8-efc40-none" / "query-ef320-k10.json").write_text('{"schema": "ruvector-lab/query@3", "st')
     return root

@@ -52,6 +52,33 @@ def test_run_build_writes_build_and_query_records(small, tmp_path):
     assert low["query"]["ef_effective"] == 10 and low["query"]["ef_effective_big"] == 100
     assert high["query"]["ef_effective"] == 80 and high["query"]["ef_effective_big"] == 100
     assert high["recall"]["10"] >= low["recall"]["10"] and high["recall"]["10"] > 0.9
+    # the library called directly, measured with the facade on the same median build
+    for rec in (low, high):
+        direct = rec["direct"]
+        assert direct["latency_ms"]["direct"]["count"] == direct["latency_ms"]["facade"]["count"] == 60
+        assert direct["overhead"]["latency_p50"] == pytest.approx(
+            direct["latency_ms"]["facade"]["p50"] / direct["latency_ms"]["direct"]["p50"])
+        assert direct["overhead"]["qps"] == pytest.approx(
+            direct["qps"]["direct"]["median"] / direct["qps"]["facade"]["median"])
+        assert len(direct["qps"]["direct"]["values"]) == FAST.repeats
+    flat = runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10], FAST, tmp_path)
+    assert flat.unavailable is None
+    rec = json.loads(results.query_file(results.run_dir(tmp_path, "small", "numpy", "M8-efc40-none"), 10,
+                                        10).read_text())
+    assert rec["direct"] is None  # no library underneath the NumPy fallback: nothing to compare
+
+
+def test_library_direct_runs_the_same_search_as_the_facade(small):
+    index = HnswIndex(HnswConfig(dimensions=16, m=8, ef_construction=40, metric=small.metric), backend="faiss")
+    index.insert_batch([str(i) for i in range(len(small.train))], small.train)
+    raw = index.raw_backend
+    one, batch = raw.direct_search(10, 30), raw.direct_search_batch(10, 30)
+    facade_ids = index.search_batch(small.test[:20], 10, 30).ids.astype(np.int64)
+    _, labels = batch(small.test[:20])
+    assert (labels == facade_ids).all() and (one(small.test[0])[1][0] == facade_ids[0]).all()
+    figures = runner.library_direct(index, small.test[:20], 10, 30, repeats=2, warmup=2)
+    assert set(figures) == {"latency_ms", "qps", "overhead"} and figures["overhead"]["latency_p50"] > 0
+    index.close()
 
 
 def test_build_repeats_give_spread_and_the_median_build(small, tmp_path):

@@ -92,7 +92,7 @@ def test_the_file_named_is_the_path_else_the_records_own():
 
 def test_a_tag_of_another_kind_is_refused_where_one_kind_is_expected():
     err = _refusal(query_record(), expect=results.SCHEMA_BUILD)
-    assert "ruvector-lab/query@2" in str(err) and "ruvector-lab/build@2 is expected" in str(err)
+    assert "ruvector-lab/query@3" in str(err) and "ruvector-lab/build@2 is expected" in str(err)
     assert schemas.validate(query_record(), expect=[results.SCHEMA_BUILD, results.SCHEMA_QUERY])
 
 

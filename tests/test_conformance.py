@@ -301,3 +301,64 @@ def test_concurrent_searches_with_different_ef_each_get_their_own(backend, data)
         t.join()
     for ef in efs:
         assert results[ef] == serial[ef], f"a search at ef_search={ef} ran with another thread's ef"
+
+
+# ------------------------------------------------------------- result types: single search and SearchBatch
+def test_search_batch_rows_are_the_single_searches(built, data):
+    _, _, index, _ = built
+    _, queries = data
+    batch = index.search_batch(queries[:20], k=7, ef_search=200)
+    assert isinstance(batch, rl.SearchBatch) and len(batch) == 20 and batch.ids.shape == batch.scores.shape == (20, 7)
+    assert batch.scores.dtype == np.float32 and batch.counts().tolist() == [7] * 20
+    for i, q in enumerate(queries[:20]):
+        single = index.search(q, k=7, ef_search=200)
+        assert isinstance(single, rl.SearchHits) and isinstance(batch[i], rl.SearchHits)
+        assert list(single.ids) == [r.id for r in single] and list(single.scores) == [r.score for r in single]
+        assert all(type(r) is rl.SearchResult for r in single) and all(type(r) is rl.SearchResult for r in batch[i])
+        assert [r.id for r in batch[i]] == [r.id for r in single] == batch.ids[i].tolist()
+        assert np.allclose([r.score for r in batch[i]], [r.score for r in single], atol=1e-4)
+    assert [[r.id for r in row] for row in batch] == [[r.id for r in row] for row in batch.to_lists()]
+    assert batch[-1] == batch[19] and batch[2:4] == [batch[2], batch[3]] and batch == batch.to_lists()
+
+
+def test_search_takes_the_general_checks_for_any_other_query_form(built, data):
+    _, metric, index, _ = built
+    _, queries = data
+    q = queries[3]
+    fast = [r.id for r in index.search(q, k=5, ef_search=200)]
+    assert [r.id for r in index.search(q.tolist(), k=5, ef_search=200)] == fast  # a list
+    assert [r.id for r in index.search(q.astype(np.float64), k=5, ef_search=200)] == fast  # another dtype
+    assert [r.id for r in index.search(np.asfortranarray(q[None, :])[0], k=np.int64(5), ef_search=200)] == fast
+    for bad in (np.full(DIM, np.nan, dtype=np.float32), np.full(DIM, np.inf, dtype=np.float32),
+                np.where(np.arange(DIM) == 5, np.float32(np.nan), q).astype(np.float32)):
+        with pytest.raises(rl.InvalidVectorError):
+            index.search(bad, k=5)
+    zero = np.zeros(DIM, dtype=np.float32)
+    if metric == "cosine":
+        with pytest.raises(rl.InvalidVectorError, match="zero vector"):
+            index.search(zero, k=5)
+    else:
+        assert len(index.search(zero, k=5)) == 5
+    with pytest.raises(rl.DimensionMismatchError):
+        index.search(q[:-1], k=5)
+    with pytest.raises(rl.InvalidParameterError):
+        index.search(q, k=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_search_batch_pads_past_the_live_count_and_skips_removed_ids(backend, data):
+    base, queries = data
+    index = build(backend, "euclidean", base[:30])
+    for i in range(0, 30, 3):
+        index.delete(f"doc-{i}")
+    index.insert("doc-1", base[40])  # replaced: its old label is gone
+    batch = index.search_batch(queries[:5], k=50)
+    assert batch.ids.shape == (5, 20) and batch.counts().tolist() == [20] * 5  # k clamped to the 20 live ids
+    live = set(index.ids())
+    for i, row in enumerate(batch):
+        assert {r.id for r in row} == live and [r.id for r in row] == [r.id for r in index.search(queries[i], 50)]
+    empty = index.search_batch(np.empty((0, DIM), dtype=np.float32), k=3)
+    assert len(empty) == 0 and empty == [] and list(empty) == []
+    index.close()
+    with pytest.raises(rl.IndexClosedError):
+        index.ids()

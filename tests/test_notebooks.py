@@ -266,7 +266,7 @@ def test_quant_rows_one_per_codec_and_factor(root):
     assert nd.quant_unavailable(root).empty
 
 
-# ------------------------------------------------------------------ build@2 / query@2: spread, tail, memory, noise
+# ------------------------------------------------------------------ build@2 / query@3: spread, tail, memory, noise
 def _query_records(root):
     return [(path, json.loads(path.read_text())) for path in sorted(root.glob("runs/*/*/*/query-*.json"))]
 

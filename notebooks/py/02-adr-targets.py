@@ -30,7 +30,7 @@
 #
 # Cases that do not depend on the index backend (embedding, quantize, exact pattern match) are listed under
 # `common`. The last sections turn to the pipeline's build sweeps on the same data (stage `build`, schemas
-# `ruvector-lab/build@2` and `query@2`): every graph built several times, every query's answer kept, the memory
+# `ruvector-lab/build@2` and `query@3`): every graph built several times, every query's answer kept, the memory
 # of each index measured three ways, and batch throughput at 1 and more threads in two modes. Timings vary from
 # run to run; the cells assert verdicts, recall and the consistency of the records, never printed timings.
 

@@ -23,7 +23,7 @@
 #
 # **Data.** The pipeline's build and query-sweep results (stage `build` in `dvc.yaml`: files
 # `runs/<dataset>/<backend>/<M>-<efc>-<quantization>/build.json` and `query-ef<ef>-k<k>.json` under the results
-# root, schemas `ruvector-lab/build@2` and `query@2`, with every query's returned ids in
+# root, schemas `ruvector-lab/build@2` and `query@3`, with every query's returned ids in
 # `perquery/query-ef<ef>-k<k>-b<build>.h5` beside them; `make repro`). Each graph configuration is built
 # `bench.build_repeats` times, each build inserting the base set in another seeded order, and the whole ef_search
 # sweep runs on every build. Recall is recall@10 against exact ground truth (distance ties tolerated) of the
@@ -582,6 +582,78 @@ else:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.suptitle("Thread scaling at each backend's widest ef_search (cpu = CPU time / wall time at the last point)")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## The libraries called directly
+#
+# Every figure above is `HnswIndex.search` / `search_batch`: the library plus the facade's validation, read lock,
+# id mapping and result objects. To compare the libraries themselves, the runner also times each native
+# backend's library called directly (the backend's `direct_search` / `direct_search_batch`: the same index,
+# parameters and single thread, no facade) on the median build, *together* with the facade: single queries dealt
+# out alternately between the two, and 1-thread batch QPS in alternating windows, so drift hits both alike.
+# The overhead factors are facade p50 / direct p50 and direct QPS / facade QPS (1.00 = the facade costs nothing;
+# the project's target is at most 1.10). Backends without a library call of their own (the NumPy fallback, the
+# WASM tier) have none. Asserted: which rows carry direct figures, and that each overhead is the ratio of its own
+# two figures (checks of the records); the ratios themselves are measurements, shown, never asserted.
+
+# %%
+direct = float_only(runs)
+if direct.empty:
+    print(nd.NO_RESULTS)
+else:
+    has = direct["direct_p50_ms"].notna()
+    native = direct["tier"] == "native"
+    assert (has == native).all(), direct.loc[has != native, ["dataset", "backend", "ef_search"]]
+    paired = direct[has]
+    if paired.empty:
+        print("no native backend in these results")
+    else:
+        assert np.allclose(paired["facade_latency_ratio"], paired["facade_paired_p50_ms"] / paired["direct_p50_ms"])
+        assert np.allclose(paired["facade_qps_ratio"], paired["direct_qps_1"] / paired["facade_paired_qps_1"])
+        summary = paired.groupby("backend").agg(
+            runs=("facade_latency_ratio", "size"),
+            latency_overhead_median=("facade_latency_ratio", "median"),
+            latency_overhead_max=("facade_latency_ratio", "max"),
+            qps_overhead_median=("facade_qps_ratio", "median"),
+            qps_overhead_max=("facade_qps_ratio", "max"))
+        display(summary.loc[sorted(summary.index, key=nd.backend_rank)].round(3))
+        display(paired[["dataset", "backend", "ef_search", "recall_at_10", "facade_paired_p50_ms", "direct_p50_ms",
+                        "facade_latency_ratio", "facade_paired_qps_1", "direct_qps_1", "facade_qps_ratio"]]
+                .sort_values(["dataset", "backend", "ef_search"]).reset_index(drop=True).round(4))
+
+# %%
+if direct.empty or not direct["direct_p50_ms"].notna().any():
+    print(nd.NO_RESULTS if direct.empty else "no native backend in these results")
+else:
+    paired = direct[direct["direct_p50_ms"].notna()]
+    datasets = sorted(paired["dataset"].unique())
+    fig, axes = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 8), squeeze=False)
+    for col, ds in enumerate(datasets):
+        d = paired[paired["dataset"] == ds]
+        for backend in sorted(d["backend"].unique(), key=nd.backend_rank):
+            s = d[d["backend"] == backend].sort_values("recall_at_10")
+            axes[0][col].plot(s["recall_at_10"], s["direct_qps_1"], marker="o", ms=4, color=backend_color(backend),
+                              label=f"{backend} direct")
+            axes[0][col].plot(s["recall_at_10"], s["facade_paired_qps_1"], ls="--", marker="x", ms=4,
+                              color=backend_color(backend), label=f"{backend} facade")
+            axes[1][col].plot(s["ef_search"], s["facade_latency_ratio"], marker="o", ms=4,
+                              color=backend_color(backend), label=backend)
+        axes[0][col].set_yscale("log")
+        plain(axes[0][col])
+        axes[0][col].set_xlabel("recall@10 (median build)")
+        axes[0][col].set_ylabel("1-thread batch QPS")
+        axes[0][col].set_title(f"{ds}: the library itself (solid) and through the facade (dashed)")
+        axes[1][col].axhline(1.10, ls=":", color="black", lw=1, label="target 1.10")
+        axes[1][col].axhline(1.0, ls="-", color="grey", lw=0.5)
+        axes[1][col].set_xscale("log", base=2)
+        axes[1][col].set_xlabel("ef_search")
+        axes[1][col].set_ylabel("facade p50 / direct p50")
+        axes[1][col].set_title(f"{ds}: single-query overhead of the facade")
+        for ax in axes[:, col]:
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6)
     fig.tight_layout()
     plt.show()
 

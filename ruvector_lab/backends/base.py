@@ -17,6 +17,7 @@ import numpy as np
 from .. import container
 from ..errors import BackendError, CorruptIndexError
 from ..types import METRICS, HnswConfig
+from ..validation import stored_row_flaw
 
 #: ``kernel(queries (m, d), vectors (n, d), metric) -> (m, n) float32`` distances, same convention as the index.
 DistanceKernel = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
@@ -91,13 +92,26 @@ class IndexBackend(ABC):
 
     @classmethod
     @abstractmethod
-    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> IndexBackend:
-        """Rebuild a backend from :meth:`to_bytes` output; ``live_labels`` are the labels the facade holds."""
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
+                   trust_native: bool = True) -> IndexBackend:
+        """Rebuild a backend from :meth:`to_bytes` output; ``live_labels`` are the labels the facade holds.
+
+        The payload may have been crafted (its container checksum recomputed): a backend parses and checks its
+        structure with the library's own code before any native reader sees it, and raises
+        :class:`CorruptIndexError` when it disagrees with itself or with ``config`` and ``live_labels``. With
+        ``trust_native=False`` no native reader sees it at all: the index is rebuilt from the vectors (or codes)
+        parsed out of it. Backends that always rebuild from rows ignore the flag.
+        """
 
     def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object] | None:
         """The library's own single-query call with the parameters the facade would use (one query row in,
         whatever the library returns out), for the facade-overhead benchmark; None when the backend has no
         library underneath (the NumPy fallback) or the call would not be the same work."""
+        return None
+
+    def direct_search_batch(self, k: int, ef_search: int) -> Callable[[np.ndarray], object] | None:
+        """The library's own batch call on one thread for a query matrix, as :meth:`direct_search` for one row
+        (the benchmark's library-direct batch QPS); None where :meth:`direct_search` is None."""
         return None
 
     @classmethod
@@ -142,17 +156,39 @@ def pad_results(distances: list[np.ndarray], labels: list[np.ndarray], k: int) -
     return out_d, out_l
 
 
-def dump_rows(kind: str, labels: np.ndarray, vectors: np.ndarray) -> bytes:
-    """The payload of a backend that persists as plain rows: its live labels and vectors."""
-    return container.dumps(kind, {}, {"labels": labels, "vectors": vectors})
+def dump_rows(kind: str, labels: np.ndarray, vectors: np.ndarray, metric: str | None = None) -> bytes:
+    """The payload of a backend that persists as plain rows: its live labels and vectors, and the metric they
+    were written under (so a header whose metric was changed is refused, as the native formats' own are)."""
+    return container.dumps(kind, {"metric": metric} if metric is not None else {},
+                           {"labels": labels, "vectors": vectors})
 
 
 def load_rows(kind: str, payload: bytes, config: HnswConfig, live_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Read :func:`dump_rows` output; the rows must have the configured width and exactly the facade's labels."""
-    _, arrays = container.loads(payload, kind)
-    labels, vectors = arrays.get("labels"), arrays.get("vectors")
-    if labels is None or vectors is None or vectors.shape != (len(labels), config.dimensions):
+    meta, arrays = container.loads(payload, kind)
+    if "metric" in meta and meta["metric"] != config.metric:  # payloads written before it was kept lack it
+        raise CorruptIndexError(f"{kind} payload was written under the {meta['metric']!r} metric, the index "
+                                f"header says {config.metric!r}")
+    return check_rows(kind, arrays.get("labels"), arrays.get("vectors"), config, live_labels)
+
+
+def check_rows(kind: str, labels: np.ndarray | None, vectors: np.ndarray | None, config: HnswConfig,
+               live_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check rows parsed out of a payload; return them as ``(int64 labels, float32 vectors)``.
+
+    The rows must have the configured width, integer labels that are exactly the facade's ``live_labels``, and
+    pass the insert rule (:func:`~ruvector_lab.validation.stored_row_flaw`: finite, a finite float32 squared
+    norm, non-zero under cosine), so every row a loader accepts could have been inserted.
+    """
+    if labels is None or vectors is None or labels.ndim != 1 or vectors.shape != (len(labels), config.dimensions):
         raise CorruptIndexError(f"{kind} payload does not hold labels and vectors of the configured shape")
+    if labels.dtype.kind not in "iu" or vectors.dtype.kind != "f":
+        raise CorruptIndexError(f"{kind} payload holds {labels.dtype} labels and {vectors.dtype} vectors")
+    with np.errstate(over="ignore"):  # float64 values past float32 become inf and are refused just below
+        rows = np.ascontiguousarray(vectors, dtype=np.float32)
+    flaw = stored_row_flaw(rows, nonzero=config.metric == "cosine")
+    if flaw is not None:
+        raise CorruptIndexError(f"{kind} payload holds a vector no insert accepts: {flaw}")
     if not np.array_equal(np.sort(labels), np.sort(live_labels)):
         raise CorruptIndexError(f"{kind} payload labels do not match the index's ids")
-    return labels.astype(np.int64), vectors.astype(np.float32)
+    return labels.astype(np.int64), rows

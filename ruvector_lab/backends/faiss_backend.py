@@ -16,6 +16,7 @@ import numpy as np
 from ..distances import cosine_from_dots, from_dots, from_squared_l2, normalize_rows
 from ..errors import BackendError, CorruptIndexError
 from ..types import HnswConfig
+from . import faiss_format
 from .base import IndexBackend, MemoryLayout
 from .faiss_common import LIVE_FLAG_BYTES, LiveBitmap, graph_bytes_per_node
 
@@ -128,10 +129,10 @@ class FaissBackend(LiveBitmap, IndexBackend):
         if self.config.metric == "cosine":
             query = query * np.float32(1.0 / math.sqrt(float(query.dot(query))))
         distances, labels = self._index.search(query.reshape(1, -1), k, params=self._params(max(ef_search, k)))
-        found = labels[0].tolist()
+        found = labels.tolist()[0]  # a (1, k) array's nested list: cheaper than indexing a row view first
         if found[-1] < 0:  # the graph could not reach k live nodes: the batch path answers exactly
             return super().search_one(query, k, ef_search)
-        raw = distances[0].tolist()
+        raw = distances.tolist()[0]
         metric = self.config.metric
         if metric == "euclidean":
             return [math.sqrt(d) if d > 0.0 else 0.0 for d in raw], found
@@ -147,22 +148,50 @@ class FaissBackend(LiveBitmap, IndexBackend):
             return lambda q: lib.search((q / np.linalg.norm(q)).reshape(1, -1), k, params=params)
         return lambda q: lib.search(q.reshape(1, -1), k, params=params)
 
+    def direct_search_batch(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:
+        """faiss' ``search`` on a query matrix with the facade's parameters; under cosine the rows are first
+        normalised by faiss' own ``normalize_L2`` on a copy, as a faiss user would."""
+        lib, params = self._index, self._params(max(ef_search, k))
+        if self.config.metric == "cosine":
+
+            def search(queries: np.ndarray) -> object:
+                unit = queries.copy()
+                faiss.normalize_L2(unit)
+                return lib.search(unit, k, params=params)
+
+            return search
+        return lambda queries: lib.search(queries, k, params=params)
+
     def to_bytes(self) -> bytes:
         """faiss' own serialization of the graph and vectors (dead nodes included: they route searches)."""
         return faiss.serialize_index(self._index).tobytes()
 
     @classmethod
-    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> FaissBackend:
-        """Rebuild the graph with faiss, then mark every label the facade does not hold as dead."""
-        try:
-            index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8).copy())
-        except RuntimeError as exc:
-            raise CorruptIndexError(f"faiss could not read the index payload: {exc}") from None
-        if index.d != config.dimensions or not isinstance(index, faiss.IndexHNSWFlat):
-            raise CorruptIndexError("faiss payload does not match the configured dimensions or index type")
-        backend = cls(config, index)
-        if len(live_labels) and (live_labels.min() < 0 or live_labels.max() >= index.ntotal):
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
+                   trust_native: bool = True) -> FaissBackend:
+        """Check the payload (:mod:`.faiss_format`: type, metric, dimensions, every length field, the graph,
+        finite and, under cosine, unit vectors), load it with faiss, then mark every label the facade does not
+        hold as dead. With ``trust_native=False`` faiss reads nothing of it: the graph is rebuilt from the stored
+        rows (dead ones included, so rows stay the facade's labels)."""
+        faiss_metric = faiss.METRIC_L2 if config.metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
+        parsed = faiss_format.parse_index(
+            payload, fourcc=b"IHNf", d=config.dimensions, metric=int(faiss_metric), m=config.m,
+            ef_construction=config.ef_construction, unit_vectors=config.metric == "cosine")
+        if len(live_labels) and (live_labels.min() < 0 or live_labels.max() >= parsed.ntotal):
             raise CorruptIndexError("live labels lie outside the faiss index")
+        if trust_native:
+            try:
+                index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8).copy())
+            except RuntimeError as exc:
+                raise CorruptIndexError(f"faiss could not read the index payload: {exc}") from None
+            if index.d != config.dimensions or not isinstance(index, faiss.IndexHNSWFlat):
+                raise CorruptIndexError("faiss payload does not match the configured dimensions or index type")
+            backend = cls(config, index)
+        else:
+            backend = cls(config)
+            if parsed.ntotal:
+                backend.add(np.arange(parsed.ntotal, dtype=np.int64), np.array(parsed.parts["vectors"]))
+            index = backend.index
         dead = np.setdiff1d(np.arange(index.ntotal, dtype=np.int64), live_labels)
         if len(dead):
             backend.remove(dead)

@@ -20,6 +20,7 @@ from ..distances import cosine_from_dots, from_squared_l2, squared_l2_to_rows
 from ..errors import CorruptIndexError
 from ..pools import pinned_pool_size
 from ..types import HnswConfig
+from . import hnswlib_format
 from .base import IndexBackend, MemoryLayout
 from .layout import MALLOC_OVERHEAD, PY_INT, SET_PER_ITEM, expected_upper_levels
 
@@ -65,6 +66,7 @@ class HnswlibBackend(IndexBackend):
         self._index = index
         self._live: set[int] = set(int(label) for label in index.get_ids_list()) if index.element_count else set()
         self._ef = index.ef
+        self._cosine = config.metric == "cosine"
         self._ef_lock = ReadWriteLock()
         self._ef_generation = 0
 
@@ -129,21 +131,19 @@ class HnswlibBackend(IndexBackend):
         Lock-free when the index already runs at this ef: the ef generation is read before and after the
         query (a seqlock), and a query that overlapped an ef change is redone through the locked path.
         """
-        ef = max(ef_search, k)
         generation = self._ef_generation
-        if ef == self._ef and not generation & 1:
+        if (ef_search if ef_search > k else k) == self._ef and not generation & 1:
             try:
                 labels, distances = self._index.knn_query(query, k=k, num_threads=1)
             except RuntimeError:
                 labels = distances = None
             if labels is not None and self._ef_generation == generation:
-                raw, found = distances[0].tolist(), labels[0].tolist()
-                metric = self.config.metric
-                if metric == "euclidean":
+                raw, found = distances.tolist()[0], labels.tolist()[0]  # cheaper than row views first
+                if self._cosine:  # hnswlib's cosine space gives 1 - cos already
+                    return raw, found
+                if self.config.metric == "euclidean":
                     return [math.sqrt(d) if d > 0.0 else 0.0 for d in raw], found
-                if metric == "dot_product":
-                    return [d - 1.0 for d in raw], found
-                return raw, found
+                return [d - 1.0 for d in raw], found
         return super().search_one(query, k, ef_search)  # another ef, a concurrent change, or a short row
 
     def _search_per_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +186,12 @@ class HnswlibBackend(IndexBackend):
         lib = self._index
         return lambda q: lib.knn_query(q, k=k, num_threads=1)
 
+    def direct_search_batch(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:
+        """hnswlib's ``knn_query`` on a query matrix, one thread, at the facade's ef."""
+        self._use_ef(max(ef_search, k))
+        lib = self._index
+        return lambda queries: lib.knn_query(queries, k=k, num_threads=1)
+
     def to_bytes(self) -> bytes:
         """hnswlib's own file format, through a temporary file (it only writes to paths)."""
         fd, path = tempfile.mkstemp(suffix=".hnswlib")
@@ -198,24 +204,31 @@ class HnswlibBackend(IndexBackend):
             os.unlink(path)
 
     @classmethod
-    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> HnswlibBackend:
-        """Load the graph (deletion marks included) and check it holds exactly the facade's live labels."""
-        fd, path = tempfile.mkstemp(suffix=".hnswlib")
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
+                   trust_native: bool = True) -> HnswlibBackend:
+        """Check the file field by field (:mod:`.hnswlib_format`), then load the graph, deletion marks included.
+
+        hnswlib's file loader trusts every header field and link, and only reads paths; so the checked file is
+        handed to hnswlib as in-memory state instead (its ``Index(params)`` constructor, which copies arrays into
+        an index sized from the configuration, never from the file), and no temporary file exists. With
+        ``trust_native=False`` hnswlib reads nothing of the payload: the graph is rebuilt from the live vectors.
+        """
+        parsed = hnswlib_format.parse(payload, config)
+        hnswlib_format.check_labels(parsed, live_labels)
+        if not trust_native:
+            backend = cls(config)
+            labels, vectors = parsed.live()
+            if len(labels):
+                backend.add(labels, vectors)
+            return backend
+        # capacity from the content, not the file's max_elements_ (which sizes an allocation); add() grows it
+        capacity = max(parsed.count, min(parsed.max_elements, max(_INITIAL_CAPACITY, 2 * parsed.count)))
+        state = hnswlib_format.index_state(parsed, _SPACES[config.metric], config.ef_search, capacity)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-            index = hnswlib.Index(space=_SPACES[config.metric], dim=config.dimensions)
-            try:
-                index.load_index(path, max_elements=0)
-            except (RuntimeError, MemoryError, ValueError) as exc:
-                raise CorruptIndexError(f"hnswlib could not read the index payload: {exc}") from None
-        finally:
-            os.unlink(path)
+            index = hnswlib.Index(state)
+        except (RuntimeError, MemoryError, ValueError, TypeError) as exc:
+            raise CorruptIndexError(f"hnswlib could not rebuild the checked index payload: {exc}") from None
         index.set_ef(config.ef_search)
-        stored = np.asarray(index.get_ids_list(), dtype=np.int64)
-        missing = np.setdiff1d(live_labels, stored)
-        if len(missing):
-            raise CorruptIndexError(f"hnswlib payload lacks {len(missing)} of the index's labels")
         backend = cls(config, index)
         backend._live = set(live_labels.tolist())
         return backend

@@ -87,13 +87,20 @@ class RuvectorBackend(IndexBackend):
         ruvector drops deleted ids after the graph search, so with deletions it is asked for up to
         ``k + deleted`` candidates to still return ``k`` live ones.
         """
-        out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
-        out_l = np.full((len(queries), k), -1, dtype=np.int64)
         fetch = min(k + self._dead, self._stored) if self._dead else k
         ef = max(ef_search, fetch)
-        for row, q in enumerate(queries):
-            hits = self._index.search(q, fetch, ef_search=ef)
-            for col, (label, score, _meta) in enumerate(hits[:k]):
+        search = self._index.search
+        rows = [search(q, fetch, ef_search=ef)[:k] for q in queries]
+        # the common case, every row full: two array conversions instead of an element-wise fill
+        if all(len(hits) == k for hits in rows):
+            flat = [hit for hits in rows for hit in hits]
+            labels = np.fromiter((int(label) for label, _s, _m in flat), dtype=np.int64, count=len(flat))
+            scores = np.fromiter((score for _l, score, _m in flat), dtype=np.float32, count=len(flat))
+            return scores.reshape(len(rows), k), labels.reshape(len(rows), k)
+        out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+        out_l = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, hits in enumerate(rows):
+            for col, (label, score, _meta) in enumerate(hits):
                 out_l[row, col] = int(label)
                 out_d[row, col] = score
         return out_d, out_l
@@ -101,13 +108,21 @@ class RuvectorBackend(IndexBackend):
     def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
         """One Rust search; its (id, score, metadata) tuples become the two lists directly."""
         fetch = min(k + self._dead, self._stored) if self._dead else k
-        hits = self._index.search(query, fetch, ef_search=max(ef_search, fetch))[:k]
-        return [score for _l, score, _m in hits], [int(label) for label, _s, _m in hits]
+        hits = self._index.search(query, fetch, ef_search=max(ef_search, fetch))
+        if not hits:
+            return [], []
+        labels, scores, _ = zip(*(hits[:k] if self._dead else hits), strict=True)
+        return list(scores), list(map(int, labels))
 
     def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:
         """ruvector's ``search`` with the facade's ef (no deletes to over-fetch for in a fresh index)."""
         lib, ef = self._index, max(ef_search, k)
         return lambda q: lib.search(q, k, ef_search=ef)
+
+    def direct_search_batch(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:
+        """ruvector's ``search`` row by row (its binding has no batch call), at the facade's ef."""
+        lib, ef = self._index, max(ef_search, k)
+        return lambda queries: [lib.search(q, k, ef_search=ef) for q in queries]
 
     def to_bytes(self) -> bytes:
         """The live labels and vectors as ruvector exports them."""
@@ -119,11 +134,13 @@ class RuvectorBackend(IndexBackend):
             else np.empty((0, self.config.dimensions), dtype=np.float32)
         )
         order = np.argsort(labels, kind="stable")  # insertion order, so a rebuild is deterministic
-        return dump_rows(_PAYLOAD, labels[order], vectors[order])
+        return dump_rows(_PAYLOAD, labels[order], vectors[order], self.config.metric)
 
     @classmethod
-    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> RuvectorBackend:
-        """Rebuild the graph from the stored vectors (ruvector has no graph serialization)."""
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
+                   trust_native: bool = True) -> RuvectorBackend:
+        """Rebuild the graph from the stored vectors (ruvector has no graph serialization, so ``trust_native``
+        changes nothing: no native reader ever sees the payload)."""
         labels, vectors = load_rows(_PAYLOAD, payload, config, live_labels)
         backend = cls(config)
         if len(labels):

@@ -69,6 +69,7 @@ from ..pools import pinned_pool_size
 from ..quantization.base import make_codec
 from ..quantization.rerank import Rows, memory_stats, prepare, rerank
 from ..types import HnswConfig
+from ..validation import stored_row_flaw
 from .base import IndexBackend, MemoryLayout
 
 logger = logging.getLogger(__name__)
@@ -361,6 +362,13 @@ class UsearchBackend(IndexBackend):
         search_many = self._compiled.search_many
         return lambda q: search_many(q.reshape(1, -1), k, False, 1)
 
+    def direct_search_batch(self, k: int, ef_search: int) -> Callable[[np.ndarray], object] | None:
+        """The binding's ``search_many`` on a query matrix and one thread at this ef (float configs only)."""
+        if self.direct_search(k, ef_search) is None:  # also sets the ef, under the lock
+            return None
+        search_many = self._compiled.search_many
+        return lambda queries: search_many(queries, k, False, 1)
+
     # ------------------------------------------------------------------ persistence
     def to_bytes(self) -> bytes:
         """usearch's own serialization (rows, header, graph; removed nodes included), plus the float rows kept for
@@ -373,9 +381,11 @@ class UsearchBackend(IndexBackend):
         return container.dumps(PAYLOAD_KIND, meta, arrays)
 
     @classmethod
-    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray) -> UsearchBackend:
+    def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
+                   trust_native: bool = True) -> UsearchBackend:
         """Check the payload field by field (usearch's loader trusts it), load it, and make its live keys exactly
-        the facade's labels (missing ones are corruption; extra ones are removed)."""
+        the facade's labels (missing ones are corruption; extra ones are removed). With ``trust_native=False``
+        usearch reads nothing of it: the graph is rebuilt from the live rows (floats or codes) parsed here."""
         cls.check_config(config)
         meta, arrays = container.loads(payload, PAYLOAD_KIND)
         kind = config.quantization.kind if config.quantization is not None else None
@@ -397,6 +407,11 @@ class UsearchBackend(IndexBackend):
             if floats is None or floats.dtype != np.float32 or floats.ndim != 2 or (
                     floats.shape[1] != config.dimensions or floats.shape[0] <= top):
                 raise CorruptIndexError("usearch payload lacks the float rows its rerank needs")
+        flaw = stored_row_flaw(floats) if floats is not None else None
+        if flaw is not None:  # the insert rule: finite, with a finite float32 squared norm
+            raise CorruptIndexError(f"usearch payload holds a float row no insert accepts: {flaw}")
+        if not trust_native:
+            return cls._rebuilt(config, blob, keys, removed, live_labels, floats)
         index = Index(ndim=config.dimensions, metric=metric, dtype=dtype, connectivity=config.m,
                       expansion_add=config.ef_construction, expansion_search=config.ef_search)
         try:
@@ -412,6 +427,31 @@ class UsearchBackend(IndexBackend):
         if len(extra):
             logger.debug("removing %d usearch keys the index no longer holds", len(extra))
             backend.remove(extra)
+        return backend
+
+    @classmethod
+    def _rebuilt(cls, config: HnswConfig, blob: np.ndarray, keys: np.ndarray, removed: np.ndarray,
+                 live_labels: np.ndarray, floats: np.ndarray | None) -> UsearchBackend:
+        """A new index holding the facade's live rows, taken from the checked payload's row block (its
+        ``u32 rows, u32 bytes per row`` head, then the rows as usearch stores them: f32, i8 codes or b1 bits)."""
+        backend = cls(config)
+        rows, cols = _MATRIX_HEAD.unpack_from(memoryview(np.ascontiguousarray(blob)), 0)
+        stored = np.asarray(blob[_MATRIX_HEAD.size : _MATRIX_HEAD.size + rows * cols]).reshape(rows, cols)
+        keep = ~removed & np.isin(keys.view(np.int64), np.asarray(live_labels, dtype=np.int64))
+        if backend._dtype == "f32":
+            data = stored[keep].copy().view("<f4")
+        elif backend._dtype == "i8":
+            data = stored[keep].view(np.int8).copy()
+        else:
+            data = stored[keep].copy()
+        if keep.any():
+            try:
+                backend._compiled.add_many(np.ascontiguousarray(keys[keep]), np.ascontiguousarray(data), copy=True,
+                                           threads=pinned_pool_size() or 1)
+            except (RuntimeError, ValueError, MemoryError) as exc:
+                raise CorruptIndexError(f"usearch could not rebuild the index from its rows: {exc}") from None
+        if backend._floats is not None:
+            backend._floats.append(floats)  # type: ignore[arg-type]
         return backend
 
     def close(self) -> None:
@@ -479,8 +519,10 @@ def check_serialized(blob: np.ndarray, config: HnswConfig, dtype: str, metric: M
     levels = np.frombuffer(data, dtype="<i2", count=size, offset=levels_at).astype(np.int64)
     if levels.min() < 0 or levels.max() > max_level or levels[entry] != max_level:
         raise CorruptIndexError("usearch payload's node levels do not agree with its top level and entry point")
-    if dtype == "f32" and not np.isfinite(np.frombuffer(data, dtype="<f4", count=rows * d, offset=8)).all():
-        raise CorruptIndexError("usearch payload holds non-finite vector components")
+    flaw = stored_row_flaw(np.frombuffer(data, dtype="<f4", count=rows * d, offset=8).reshape(rows, d)) if (
+        dtype == "f32") else None
+    if flaw is not None:  # the insert rule: finite, with a finite float32 squared norm
+        raise CorruptIndexError(f"usearch payload holds a vector no insert accepts (non-finite): {flaw}")
     level0 = _NODE_HEAD + _COUNT + connectivity_base * _SLOT
     upper = _COUNT + connectivity * _SLOT
     node_bytes = level0 + levels * upper

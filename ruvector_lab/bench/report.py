@@ -86,7 +86,10 @@ def query_rows(queries: pl.DataFrame, noise_threshold: float = 0.2) -> list[dict
             "qps_max": q["qps_1_max"], "qps_spread": q["qps_1_rel_spread"], "qps_2t": q.get("qps_2"),
             "qps_pool_2t": q.get("qps_pool_2"), "p50_ms": q["p50_ms"], "p99_ms": q["p99_ms"],
             "cpu_1t": q.get("cpu_1"), "noisy": ", ".join(_noise_label(n) for n in q["noisy"]),
-            "pareto": q["pareto"]})
+            "pareto": q["pareto"], "direct_p50_ms": q["direct_p50_ms"], "direct_p99_ms": q["direct_p99_ms"],
+            "facade_paired_p50_ms": q["facade_paired_p50_ms"], "direct_qps": q["direct_qps_1"],
+            "facade_paired_qps": q["facade_paired_qps_1"], "latency_ratio": q["facade_latency_ratio"],
+            "qps_ratio": q["facade_qps_ratio"]})
     return rows
 
 
@@ -464,6 +467,35 @@ def scaling_lines(rows: Sequence[dict[str, Any]], scaling: pl.DataFrame) -> list
             *_table(header, table), ""]
 
 
+def direct_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The libraries' own figures beside the facade's: per backend the facade's overhead over every run (median and
+    range of facade p50 / direct p50 and of direct QPS / facade QPS), then each series' focus point with both
+    latencies and both 1-thread batch QPS, all from the paired measurement (runner.library_direct)."""
+    paired = [r for r in rows if r["latency_ratio"] is not None]
+    if not paired:
+        return []
+    summary = []
+    for (backend,), runs in group(paired, "backend").items():
+        lat = [r["latency_ratio"] for r in runs]
+        qps = [r["qps_ratio"] for r in runs]
+        summary.append([backend, len(runs), _range(float(np.median(lat)), min(lat), max(lat)),
+                        _range(float(np.median(qps)), min(qps), max(qps))])
+    focus = [r for r in focus_rows(rows) if r["latency_ratio"] is not None]
+    body = [[r["dataset"], r["series"], r["ef_search"], r["facade_paired_p50_ms"], r["direct_p50_ms"],
+             r["latency_ratio"], r["direct_p99_ms"], r["facade_paired_qps"], r["direct_qps"], r["qps_ratio"]]
+            for r in focus]
+    return ["## The libraries called directly", "",
+            "Every native backend's library called directly (the backend's `direct_search` and `direct_search_batch`"
+            ": the same index, parameters and thread, no facade) on the median build, measured together with "
+            "`HnswIndex.search` / `search_batch`: single queries dealt out alternately between the two, 1-thread "
+            "batch QPS in alternating windows. Overhead: facade p50 / direct p50 and direct QPS / facade QPS (1.00 = "
+            "no cost; the target is at most 1.10). Read the direct columns to compare the libraries themselves.", "",
+            *_table(["backend", "runs", "latency overhead median (range)", "QPS overhead median (range)"], summary),
+            "", "At each series' focus point (the cheapest ef reaching recall@10 0.95, else its most accurate):", "",
+            *_table(["dataset", "series", "ef", "facade p50 ms", "direct p50 ms", "overhead", "direct p99 ms",
+                     "facade QPS 1t", "direct QPS 1t", "overhead"], body), ""]
+
+
 # ------------------------------------------------------------------------------------------------------ metrics
 def adr_rows(t: tables.Tables) -> list[dict[str, Any]]:
     """One flat row per ADR result: backend ('common' for the cases measured once, first; then the backends in
@@ -553,7 +585,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                                                 "recall_at_1", "recall_at_10", "recall_at_10_min", "recall_at_10_max",
                                                 "recall_strict_10", "recall_at_100", "recall_p5", "qps", "qps_min",
                                                 "qps_max", "qps_2t", "qps_pool_2t", "qps_spread", "p50_ms", "p99_ms",
-                                                "noisy", "pareto"])
+                                                "direct_p50_ms", "direct_qps", "latency_ratio", "qps_ratio", "noisy",
+                                                "pareto"])
     _write_csv(plots / "quantization.csv", qrows, ["dataset", "codec", "rerank", "bytes_per_vector", "compression",
                                                    "recall_at_10", "recall_at_1", "qps"])
     _write_csv(plots / "builds.csv", brows, ["dataset", "backend", "build", "builds", "build_s", "build_s_min",
@@ -648,6 +681,7 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
     lines += tail_lines(rows, data.difficulty)
     lines += scaling_lines(rows, data.scaling)
+    lines += direct_lines(rows)
 
     lines += ["## Builds and memory", "",
               "Build time is the median over builds (min–max). Bytes per vector three ways: the serialized index, "

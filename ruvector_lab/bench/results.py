@@ -5,7 +5,7 @@ The notebooks and the report read these files; their schemas are stable (a chang
 Layout under the results root (``data/results`` in the pipeline)::
 
     runs/<dataset>/<backend>/<build-key>/build.json            one build configuration (schema ruvector-lab/build@2)
-    runs/<dataset>/<backend>/<build-key>/query-ef<ef>-k<k>.json one query setting     (schema ruvector-lab/query@2)
+    runs/<dataset>/<backend>/<build-key>/query-ef<ef>-k<k>.json one query setting     (schema ruvector-lab/query@3)
     runs/<dataset>/<backend>/<build-key>/perquery/query-ef<ef>-k<k>-b<build>.h5
                                                      every query's ids and true distances (ruvector-lab/perquery@1)
     quant/<dataset>/<codec-key>.json                            one codec sweep   (schema ruvector-lab/quant@1)
@@ -41,7 +41,7 @@ from .. import container
 from ..errors import InvalidParameterError
 
 SCHEMA_BUILD = "ruvector-lab/build@2"
-SCHEMA_QUERY = "ruvector-lab/query@2"
+SCHEMA_QUERY = "ruvector-lab/query@3"
 SCHEMA_QUANT = "ruvector-lab/quant@1"
 SCHEMA_ADR = "ruvector-lab/adr@1"
 

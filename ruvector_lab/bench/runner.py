@@ -32,13 +32,13 @@ from ..backends import names as backend_names
 from ..errors import InvalidParameterError
 from ..index import HnswIndex
 from ..runtime import Runtime
-from ..types import HnswConfig
+from ..types import HnswConfig, SearchBatch
 from . import env, perquery, results
 from .hdf5 import Dataset
 from .metrics import mean_recall, spread, true_distances
 from .params import section
 from .threads import CpuMeter, pin_worker, pinned_threads, pool_threads
-from .timer import Stopwatch, reference_seconds, summarize, time_calls
+from .timer import Stopwatch, alternating, reference_seconds, summarize
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,13 @@ def make_config(ds: Dataset, build: BuildParams, ef_search: int = 50) -> HnswCon
 
 def ids_matrix(rows: Sequence[Sequence[Any]], k: int) -> np.ndarray:
     """The int labels of search results as an ``(m, k)`` matrix, -1 where a row has fewer than ``k``."""
+    if isinstance(rows, SearchBatch):
+        ids = rows.ids[:, :k]
+        found = ids != None  # noqa: E711 - elementwise on an object array
+        if not (found[:, 1:] & ~found[:, :-1]).any():  # every row's hits first, padding last: map in one go
+            out = np.full((len(ids), k), -1, dtype=np.int64)
+            out[:, : ids.shape[1]][found] = np.fromiter(map(int, ids[found]), dtype=np.int64, count=int(found.sum()))
+            return out
     out = np.full((len(rows), k), -1, dtype=np.int64)
     for i, row in enumerate(rows):
         labels = [int(r.id) for r in row[:k]]
@@ -214,25 +221,79 @@ def qps_library_pool(index: HnswIndex, queries: np.ndarray, k: int, ef: int, thr
     return {**spread(values).to_dict(), "cpu_utilization": meter.utilization, "pools": pools}
 
 
-def latency(index: HnswIndex, queries: np.ndarray, k: int, ef: int, repeats: int, warmup: int) -> dict[str, Any]:
-    """Single-query latency percentiles (one caller, pools pinned to 1): median over repeats, with the spread of
-    p50 and p99 and the CPU utilisation."""
-    reps = []
+def _latency_runs(funcs: dict[str, Callable[[object], object]], queries: np.ndarray, repeats: int,
+                  warmup: int) -> dict[str, dict[str, Any]]:
+    """Single-query latency of each function (one caller, pools pinned to 1), the queries dealt out in turn
+    (:func:`~ruvector_lab.bench.timer.alternating`): percentiles as the median over repeats, with the spread of
+    p50 and p99 and the CPU utilisation of the whole measurement."""
+    reps: dict[str, list[Any]] = {name: [] for name in funcs}
     meter = CpuMeter()
     with pinned_threads(1):
         for rep in range(repeats):
             with meter:
-                samples = time_calls(lambda q: index.search(q, k, ef), list(queries), warmup=warmup if rep == 0 else 5)
-            reps.append(summarize(samples))
-    return {
-        "p50": float(np.median([r.p50_ms for r in reps])),
-        "p95": float(np.median([r.p95_ms for r in reps])),
-        "p99": float(np.median([r.p99_ms for r in reps])),
-        "mean": float(np.median([r.mean_ms for r in reps])),
-        "count": reps[0].count,
-        "spread": {"p50": spread(r.p50_ms for r in reps).to_dict(), "p99": spread(r.p99_ms for r in reps).to_dict()},
+                samples = alternating(funcs, list(queries), warmup=warmup if rep == 0 else 5)
+            for name, times in samples.items():
+                reps[name].append(summarize(times))
+    return {name: {
+        "p50": float(np.median([r.p50_ms for r in runs])),
+        "p95": float(np.median([r.p95_ms for r in runs])),
+        "p99": float(np.median([r.p99_ms for r in runs])),
+        "mean": float(np.median([r.mean_ms for r in runs])),
+        "count": runs[0].count,
+        "spread": {"p50": spread(r.p50_ms for r in runs).to_dict(), "p99": spread(r.p99_ms for r in runs).to_dict()},
         "cpu_utilization": meter.utilization,
+    } for name, runs in reps.items()}
+
+
+def latency(index: HnswIndex, queries: np.ndarray, k: int, ef: int, repeats: int, warmup: int) -> dict[str, Any]:
+    """Single-query latency percentiles of ``index.search`` (one caller, pools pinned to 1): median over repeats,
+    with the spread of p50 and p99 and the CPU utilisation."""
+    return _latency_runs({"facade": lambda q: index.search(q, k, ef)}, queries, repeats, warmup)["facade"]
+
+
+def library_direct(index: HnswIndex, queries: np.ndarray, k: int, ef: int, repeats: int,
+                   warmup: int) -> dict[str, Any] | None:
+    """The facade against its library called directly (the backend's ``direct_search`` and
+    ``direct_search_batch``: the same index, parameters and thread), measured together so the ratio is fair:
+    single-query latency with the queries dealt out alternately, and 1-thread batch QPS in alternating windows.
+
+    Returns ``{"latency_ms": {"facade", "direct"}, "qps": {"facade", "direct"}, "overhead": {"latency_p50",
+    "qps"}}`` (overhead: facade p50 / direct p50, and direct QPS / facade QPS: 1.0 is no cost), or None for a
+    backend with no library underneath (numpy) or whose search is not the library's alone (quantized, wasm).
+    """
+    backend = index.raw_backend
+    one, batch = backend.direct_search(k, ef), backend.direct_search_batch(k, ef)
+    if one is None or batch is None:
+        return None
+    lat = _latency_runs({"facade": lambda q: index.search(q, k, ef), "direct": one}, queries, repeats, warmup)
+    qps = qps_alternating({"facade": lambda c: index.search_batch(c, k, ef), "direct": batch}, queries, repeats)
+    return {
+        "latency_ms": lat,
+        "qps": qps,
+        "overhead": {"latency_p50": lat["facade"]["p50"] / lat["direct"]["p50"],
+                     "qps": qps["direct"]["median"] / qps["facade"]["median"]},
     }
+
+
+def qps_alternating(funcs: dict[str, Callable[[np.ndarray], object]], queries: np.ndarray,
+                    repeats: int) -> dict[str, dict[str, Any]]:
+    """1-thread batch QPS of each function over the whole query matrix, in one caller thread with every pool
+    pinned to 1 (as ``qps["1"]``), in timed windows that alternate between the functions (the order reversed on
+    every repeat), so machine drift hits all alike. Returns a Spread dict plus ``cpu_utilization`` each."""
+    names = list(funcs)
+    values: dict[str, list[float]] = {name: [] for name in names}
+    meters = {name: CpuMeter() for name in names}
+    with pinned_threads(1), caller_pool(1) as pool:
+        for func in funcs.values():
+            pool.submit(func, queries[:8]).result()  # warm the worker and caches
+        for rep in range(repeats):
+            for name in names if rep % 2 == 0 else names[::-1]:
+                func = funcs[name]
+                window, meter = _timed_passes(lambda f=func: pool.submit(f, queries).result(), len(queries), 1)
+                values[name] += window
+                meters[name].cpu_s += meter.cpu_s
+                meters[name].wall_s += meter.wall_s
+    return {name: {**spread(values[name]).to_dict(), "cpu_utilization": meters[name].utilization} for name in names}
 
 
 # ------------------------------------------------------------------------------------------------ run planning
@@ -389,6 +450,7 @@ def _measure_latency_and_scaling(index: HnswIndex, plan: _Plan, ef: int, setting
     k, repeats = settings.k, _timing_repeats(plan, settings)
     return {
         "latency_ms": latency(index, queries, k, ef, repeats, settings.warmup),
+        "direct": library_direct(index, queries, k, ef, repeats, settings.warmup),
         "qps": {str(t): qps_caller_threads(index, queries, k, ef, t, repeats) for t in settings.threads if t > 1},
         "qps_pool": {str(t): qps_library_pool(index, queries, k, ef, t, repeats) for t in settings.threads if t > 1},
     }
@@ -437,7 +499,8 @@ def _query_record(plan: _Plan, ef: int, fp: str, settings: RunSettings, k_big: i
                "ef_effective_big": max(ef, k_big) if plan.graph == "hnsw" else None},
         recall=mid["recall"], recall_strict=mid["recall_strict"], recall_builds=recall_builds,
         perquery=mid["perquery"], perquery_file=f"perquery/{mid['perquery_file']}",
-        latency_ms=mid["latency_ms"], qps=qps, qps_pool=qps_pool, repeats=mid["repeats"], warmup=settings.warmup,
+        latency_ms=mid["latency_ms"], direct=mid["direct"], qps=qps, qps_pool=qps_pool, repeats=mid["repeats"],
+        warmup=settings.warmup,
         builds=[{"seed": b["seed"], "recall": r["recall"], "recall_strict": r["recall_strict"],
                  "qps_1t": r["qps"]["1"]["median"],
                  "perquery_file": f"perquery/{r['perquery_file']}"} for b, r in zip(builds, runs, strict=True)],
@@ -447,7 +510,9 @@ def _query_record(plan: _Plan, ef: int, fp: str, settings: RunSettings, k_big: i
                             "(1 thread: every build; more: the median build)",
                      "qps_pool": "one caller, the library's own pools (OpenMP, BLAS, hnswlib) at N threads "
                                  "(the median build)",
-                     "latency_ms": "one caller, single queries, pools pinned to 1 (the median build)"})
+                     "latency_ms": "one caller, single queries, pools pinned to 1 (the median build)",
+                     "direct": "the facade against its library called directly on the median build: single "
+                               "queries dealt out alternately, and 1-thread batch QPS in alternating windows"})
     return record
 
 
@@ -513,6 +578,7 @@ def _sweep_builds(plan: _Plan, settings: RunSettings, progress: Progress | None
             sweeps[median][ef]["latency_ms"] = timing["latency_ms"]
             sweeps[median][ef]["qps"].update(timing["qps"])
             sweeps[median][ef]["qps_pool"] = timing["qps_pool"]
+            sweeps[median][ef]["direct"] = timing["direct"]
             if progress:
                 progress("query", plan.builds * len(plan.todo) + step + 1, total)
     finally:

@@ -8,7 +8,7 @@ Tags (a record's ``schema`` key; a change of a record's shape bumps its tag):
 
 - ``ruvector-lab/build@2`` (:data:`BUILD`): one build configuration, ``runs/<dataset>/<backend>/<build-key>/
   build.json`` (and the quantize stage's ``qhnsw/<dataset>/runs/...``);
-- ``ruvector-lab/query@2`` (:data:`QUERY`): one query setting of a build, ``.../query-ef<ef>-k<k>.json``;
+- ``ruvector-lab/query@3`` (:data:`QUERY`): one query setting of a build, ``.../query-ef<ef>-k<k>.json``;
 - ``ruvector-lab/quant@1`` (:data:`QUANT`): one codec sweep, ``quant/<dataset>/<codec-key>.json``;
 - ``ruvector-lab/adr@1`` (:data:`ADR`): the ADR-006 suite on one backend, ``adr/<backend>.json`` and
   ``adr/common.json``;
@@ -39,13 +39,17 @@ child (that process's figures, or {status, reason})}, ``reference`` {before_s, a
 workload timed before and after: the run's noise), ``noisy`` (names of figures whose rel_spread exceeds
 ``noise_threshold``), ``peak_rss_bytes``.
 
-query@2: the build's ``dataset``, ``backend``, ``tier``, ``graph``, ``build`` plus ``query`` {ef_search, k,
+query@3: the build's ``dataset``, ``backend``, ``tier``, ``graph``, ``build`` plus ``query`` {ef_search, k,
 n_queries, n_queries_requested, k_big, ef_effective (= max(ef_search, k): what a graph search really runs),
 ef_effective_big (= max(ef_search, k_big), the setting of recall@k_big)}; from the median build: ``recall``
 {"1", "10", "100"} (mean recall@k, distance ties tolerated), ``recall_strict`` {"10"} (ids only), ``perquery``
 (:func:`ruvector_lab.bench.perquery.summarize_run`: the recall distribution, and recall per difficulty quintile),
 ``perquery_file``, ``latency_ms`` {p50, p95, p99, mean: median over timing repeats; ``spread`` {p50, p99};
-``cpu_utilization``} (single queries, one caller, pools pinned to 1); over builds: ``recall_builds`` {"1", "10",
+``cpu_utilization``} (single queries, one caller, pools pinned to 1); ``direct`` (null for a backend without
+a library call of its own: numpy, wasm, quantized indexes) {``latency_ms`` {facade, direct}, ``qps`` {facade,
+direct}, ``overhead`` {latency_p50: facade p50 / direct p50, qps: direct QPS / facade QPS}} (the facade and the
+library called directly on the median build, measured together: single queries dealt out alternately, 1-thread
+batch windows alternating); over builds: ``recall_builds`` {"1", "10",
 "100": Spread}, ``qps`` {"<threads>": Spread + cpu_utilization + pools} (the batch split across that many caller
 threads, every library pool pinned to 1 inside each worker), ``qps_pool`` {"<threads>": the same} (one caller, the
 library's own pools at that many threads; a backend without a pool shows cpu_utilization about 1), ``builds``
@@ -201,7 +205,7 @@ BUILD: dict[str, Any] = _record(
     },
 )
 
-# -------------------------------------------------------------------------------------------------------- query@2
+# -------------------------------------------------------------------------------------------------------- query@3
 _QPS_FIGURE = {  # batch QPS at one thread count: a Spread plus the CPU that ran and the pools read back
     "allOf": [{"$ref": "#/$defs/spread"}],
     "properties": {"cpu_utilization": _NUM_NULL, "pools": _OBJ, "over": _STR},
@@ -234,12 +238,28 @@ _QUERY_BUILD = {  # one build's figures at this setting
                    "qps_1t": _NUM_NULL, "perquery_file": _STR},
 }
 
-#: ``ruvector-lab/query@2``: one query setting of a build configuration
+_LATENCY = {"allOf": [{"$ref": "#/$defs/percentiles"}], "required": ["mean"],
+            "properties": {"count": _INT, "cpu_utilization": _NUM_NULL,
+                           "spread": {"type": "object", "additionalProperties": {"$ref": "#/$defs/spread"}}}}
+_DIRECT = {  # runner.library_direct: the facade and its library measured together; null without a direct call
+    "type": ["object", "null"],
+    "required": ["latency_ms", "qps", "overhead"],
+    "properties": {
+        "latency_ms": {"type": "object", "required": ["facade", "direct"],
+                       "properties": {"facade": _LATENCY, "direct": _LATENCY}},
+        "qps": {"type": "object", "required": ["facade", "direct"],
+                "properties": {"facade": _QPS_FIGURE, "direct": _QPS_FIGURE}},
+        "overhead": {"type": "object", "required": ["latency_p50", "qps"],
+                     "properties": {"latency_p50": _NUM, "qps": _NUM}},
+    },
+}
+
+#: ``ruvector-lab/query@3``: one query setting of a build configuration
 QUERY: dict[str, Any] = _record(
     SCHEMA_QUERY,
     ok={
         "required": ["dataset", "backend", "tier", "graph", "build", "query", "recall", "recall_strict",
-                     "recall_builds", "perquery", "perquery_file", "latency_ms", "qps", "qps_pool", "builds",
+                     "recall_builds", "perquery", "perquery_file", "latency_ms", "direct", "qps", "qps_pool", "builds",
                      "median_build", "repeats", "warmup", "noisy", "noise_threshold", "reference"],
         "properties": {
             "dataset": {"$ref": "#/$defs/dataset"}, "backend": _STR, "tier": _STR,
@@ -251,11 +271,8 @@ QUERY: dict[str, Any] = _record(
             "recall": {"$ref": "#/$defs/recall"}, "recall_strict": {"$ref": "#/$defs/recall"},
             "recall_builds": {"type": "object", "additionalProperties": {"$ref": "#/$defs/spread"}},
             "perquery": _PERQUERY_SUMMARY, "perquery_file": _STR,
-            "latency_ms": {"allOf": [{"$ref": "#/$defs/percentiles"}],
-                           "required": ["mean"],
-                           "properties": {"count": _INT, "cpu_utilization": _NUM_NULL,
-                                          "spread": {"type": "object",
-                                                     "additionalProperties": {"$ref": "#/$defs/spread"}}}},
+            "latency_ms": _LATENCY,
+            "direct": _DIRECT,
             "qps": {**_QPS, "required": ["1"]}, "qps_pool": _QPS,
             "builds": {"type": "array", "minItems": 1, "items": _QUERY_BUILD}, "median_build": _INT,
             "repeats": _INT, "warmup": _INT, "noisy": {"$ref": "#/$defs/noisy"}, "noise_threshold": _NUM,

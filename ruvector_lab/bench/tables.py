@@ -1,6 +1,6 @@
 """The results reader: every result file under a results root as polars DataFrames, read and derived in one place.
 
-The pipeline writes JSON records (build@2, query@2, quant@1, adr@1) and per-query HDF5 files (perquery@1) under a
+The pipeline writes JSON records (build@2, query@3, quant@1, adr@1) and per-query HDF5 files (perquery@1) under a
 results root (where each lives: :mod:`ruvector_lab.bench.results`; their schemas: :mod:`ruvector_lab.bench.schemas`).
 The report (:mod:`ruvector_lab.bench.report`) and the notebooks (``notebooks/_nbdata.py``) read them only through
 this module, and the figures both derive from them are computed here, once: the effective ef of a search
@@ -27,7 +27,7 @@ identity: ``dataset``, ``backend``, ``tier``, ``graph``, ``m``, ``ef_constructio
 - ``files``: one row per readable record of any kind and status: ``kind``, ``schema``, ``status``, ``reason``,
   what it is about (the identity above, ``ef_search``, ``k``, ``spec``) and ``environment`` (JSON text);
 - ``builds``: one row per build@2 record (:data:`BUILD_COLUMNS`);
-- ``queries``: one row per status-'ok' query@2 record (:data:`QUERY_COLUMNS`, then per thread count t found:
+- ``queries``: one row per status-'ok' query@3 record (:data:`QUERY_COLUMNS`, then per thread count t found:
   ``qps_<t>``, ``qps_<t>_min``, ``qps_<t>_max``, ``qps_<t>_rel_spread``, ``cpu_<t>`` for the batch split across
   t caller threads, and the same with ``qps_pool_``/``cpu_pool_`` for one caller with the library's pools at t);
 - ``query_builds``: one row per (query setting, build) with that build's recall and per-query file;
@@ -117,7 +117,11 @@ BUILD_COLUMNS: dict[str, Any] = {
 #: latency (ms; one caller, pools pinned to 1): ``p50_ms`` .. ``mean_ms``, ``p50_rel_spread`` over timing repeats,
 #: ``latency_cpu``. ``ef_effective`` is the ef the search really ran (:func:`effective_ef`), ``ef_effective_big``
 #: that of recall@k_big; ``series`` names the line a plot draws (backend and :func:`build_label`). ``reference_*``
-#: and ``drift``: the build configuration's reference workload; ``noisy`` the record's own noise flags.
+#: and ``drift``: the build configuration's reference workload; ``noisy`` the record's own noise flags. The library
+#: called directly on the median build, measured together with the facade (null where the backend has no call of
+#: its own): ``direct_p50_ms`` / ``direct_p99_ms`` and ``facade_paired_p50_ms`` (the facade in the same alternating
+#: run), ``direct_qps_1`` and ``facade_paired_qps_1`` (1-thread batch windows, alternating), and the overhead
+#: factors ``facade_latency_ratio`` (facade p50 / direct p50) and ``facade_qps_ratio`` (direct QPS / facade QPS).
 QUERY_COLUMNS: dict[str, Any] = {
     **_IDENTITY, "series": _S, "metric": _S, "n_train": _I, "dimensions": _I, "ef_search": _I, "k": _I,
     "k_big": _I, "n_queries": _I, "ef_effective": _I, "ef_effective_big": _I, "n_builds": _I, "median_build": _I,
@@ -125,7 +129,9 @@ QUERY_COLUMNS: dict[str, Any] = {
     "recall_at_10_min": _F, "recall_at_10_max": _F, "recall_at_10_median_build": _F, "recall_strict_at_10": _F,
     "recall_min": _F, "recall_p1": _F, "recall_p5": _F, "recall_p50": _F, "share_below_0.5": _F, "p50_ms": _F,
     "p95_ms": _F, "p99_ms": _F, "mean_ms": _F, "p50_rel_spread": _F, "latency_cpu": _F, "noisy": pl.List(_S),
-    "noise_threshold": _F, "reference_before_s": _F, "reference_after_s": _F, "drift": _F, "perquery_file": _S}
+    "noise_threshold": _F, "reference_before_s": _F, "reference_after_s": _F, "drift": _F, "perquery_file": _S,
+    "direct_p50_ms": _F, "direct_p99_ms": _F, "facade_paired_p50_ms": _F, "direct_qps_1": _F,
+    "facade_paired_qps_1": _F, "facade_latency_ratio": _F, "facade_qps_ratio": _F}
 
 #: :attr:`Tables.query_builds`: one row per build of a query setting (``build_index`` into the record's builds;
 #: ``median_build`` marks the one the record's recall comes from), ``perquery_file`` relative to the build's folder
@@ -382,7 +388,7 @@ def _query_row(rec: dict[str, Any]) -> dict[str, Any]:
         "latency_cpu": lat.get("cpu_utilization"), "noisy": list(rec.get("noisy") or []),
         "noise_threshold": rec.get("noise_threshold"), "reference_before_s": reference.get("before_s"),
         "reference_after_s": reference.get("after_s"), "drift": reference.get("drift"),
-        "perquery_file": rec.get("perquery_file")}
+        "perquery_file": rec.get("perquery_file")} | _direct_columns(rec.get("direct"))
     for field, prefix, cpu in (("qps", "qps_", "cpu_"), ("qps_pool", "qps_pool_", "cpu_pool_")):
         for threads, figure in sorted((rec.get(field) or {}).items(), key=lambda item: int(item[0])):
             sp = spread_of(figure)
@@ -390,6 +396,18 @@ def _query_row(rec: dict[str, Any]) -> dict[str, Any]:
                     f"{prefix}{threads}_max": sp["max"], f"{prefix}{threads}_rel_spread": sp["rel_spread"],
                     f"{cpu}{threads}": figure.get("cpu_utilization") if isinstance(figure, dict) else None}
     return row
+
+
+def _direct_columns(direct: dict[str, Any] | None) -> dict[str, Any]:
+    """The library-direct columns of a query row (all None when the record has no direct figures)."""
+    if not direct:
+        return dict.fromkeys(("direct_p50_ms", "direct_p99_ms", "facade_paired_p50_ms", "direct_qps_1",
+                              "facade_paired_qps_1", "facade_latency_ratio", "facade_qps_ratio"))
+    lat, qps, overhead = direct["latency_ms"], direct["qps"], direct["overhead"]
+    return {"direct_p50_ms": lat["direct"]["p50"], "direct_p99_ms": lat["direct"]["p99"],
+            "facade_paired_p50_ms": lat["facade"]["p50"], "direct_qps_1": spread_of(qps["direct"])["median"],
+            "facade_paired_qps_1": spread_of(qps["facade"])["median"],
+            "facade_latency_ratio": overhead["latency_p50"], "facade_qps_ratio": overhead["qps"]}
 
 
 def _qps_columns(threads: Iterable[int], pool: Iterable[int]) -> dict[str, Any]:

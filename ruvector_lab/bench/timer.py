@@ -80,6 +80,32 @@ def interleaved(funcs: dict[str, Callable[[object], object]], args: Sequence[obj
     return samples
 
 
+def alternating(funcs: dict[str, Callable[[object], object]], args: Sequence[object],
+                warmup: int = 20) -> dict[str, np.ndarray]:
+    """Time several functions over the same args, each arg going to one function per round, in turn.
+
+    Round ``r`` gives arg ``i`` to function ``(i + r) % n``; after ``n`` rounds every function has timed every arg
+    exactly once. Unlike :func:`interleaved`, no function runs an arg right after another did (which would find
+    that query's graph nodes in cache), so each figure is a cold-ish query as in real use, while alternating call
+    by call makes drift on a shared machine hit all alike. With one function this is :func:`time_calls`.
+    Returns per-call seconds per function, in arg order.
+    """
+    names = list(funcs)
+    for func in funcs.values():
+        for arg in list(args)[:warmup]:
+            func(arg)
+    samples = {name: np.empty(len(args), dtype=np.float64) for name in names}
+    clock = time.perf_counter
+    for round_ in range(len(names)):
+        for i, arg in enumerate(args):
+            name = names[(i + round_) % len(names)]
+            func = funcs[name]
+            start = clock()
+            func(arg)
+            samples[name][i] = clock() - start
+    return samples
+
+
 def time_repeats(func: Callable[[], object], repeats: int = 3, warmup: int = 1) -> np.ndarray:
     """Run ``func()`` ``warmup`` times untimed, then ``repeats`` times; return the seconds of each timed run."""
     if repeats < 1 or warmup < 0:
