@@ -46,6 +46,14 @@ def _resolve_backend(name: str | None) -> type[IndexBackend]:
     return Runtime.require(name) if name is not None else Runtime.initialize().backend_class
 
 
+def _rows_fine(matrix: np.ndarray, cosine: bool) -> bool:
+    """One pass for a batch of float32 rows: every squared norm finite proves every component finite (a NaN or
+    inf term makes its sum NaN or inf) and, under cosine, every row non-zero; False sends the batch to the
+    general checks, which name the bad row."""
+    squared = np.einsum("ij,ij->i", matrix, matrix)
+    return bool(np.isfinite(squared).all() and (not cosine or squared.min() > _TINY))
+
+
 class HnswIndex:
     """A k-nearest-neighbour index with string ids on the runtime's backend (or the one named).
 
@@ -76,8 +84,10 @@ class HnswIndex:
         self._backend = backend if backend is not None else impl(config)
         self._ids = ids  # label -> id, None once deleted or replaced
         self._labels = {ids[label]: label for label in live_labels}  # id -> live label
-        # the same label -> id map as an object array for batch searches (one fancy index maps a whole result
-        # matrix); kept at least one slot longer than _ids so label -1 (padding) reads the last slot, always None
+        # label -> id as an object array for batch searches (one fancy index maps a whole result matrix, when a
+        # SearchBatch's ids are first read). Append-only: a label's id is never edited, not even when the label
+        # dies (backends never return dead labels), so a batch keeps the ids of its search's moment; replaced by
+        # a longer copy when full, at least one slot longer than the labels so label -1 (padding) reads None
         self._id_table = np.full(len(ids) + 1, None, dtype=object)
         self._id_table[: len(ids)] = ids
         self._lock = ReadWriteLock()
@@ -143,10 +153,10 @@ class HnswIndex:
                     self._ids[label] = None
             self._ids.extend(checked)
             self._labels.update(zip(checked, labels.tolist(), strict=True))
-            self._extend_table(start, checked, replaced)
+            self._extend_table(start, checked)
 
-    def _extend_table(self, start: int, added: list[str], removed: list[int]) -> None:
-        """Mirror an insert into the id table: new labels from ``start``, ``removed`` labels cleared."""
+    def _extend_table(self, start: int, added: list[str]) -> None:
+        """Append an insert's ids to the id table (new labels from ``start``), growing it first if full."""
         table = self._id_table
         needed = start + len(added) + 1  # + the padding slot
         if needed > len(table):
@@ -154,8 +164,6 @@ class HnswIndex:
             grown[:start] = table[:start]
             self._id_table = table = grown
         table[start : start + len(added)] = added
-        if removed:
-            table[removed] = None
 
     def delete(self, id: str) -> bool:  # noqa: A002
         """Remove ``id``; return True if it was present, False if the index did not hold it."""
@@ -167,7 +175,6 @@ class HnswIndex:
                 return False
             self._backend.remove(np.asarray([label], dtype=np.int64))
             self._ids[label] = None
-            self._id_table[label] = None
             return True
 
     # ---------------------------------------------------------------- searches
@@ -229,14 +236,18 @@ class HnswIndex:
         """
         with self._lock.read:
             self._check_open()
-            matrix = as_matrix(queries, self.config.dimensions, "queries")
-            if self._cosine:
-                check_nonzero(matrix, "queries")
+            matrix = queries
+            if not (type(matrix) is np.ndarray and matrix.dtype is _FLOAT32 and matrix.ndim == 2
+                    and matrix.shape[1] == self._shape[0] and matrix.flags.c_contiguous and len(matrix)
+                    and _rows_fine(matrix, self._cosine)):
+                matrix = as_matrix(queries, self.config.dimensions, "queries")
+                if self._cosine:
+                    check_nonzero(matrix, "queries")
             k_eff, ef = self._query_args(k, ef_search)
             if not len(matrix):
                 return SearchBatch(np.empty((0, k_eff), dtype=object), np.empty((0, k_eff), dtype=np.float32))
             distances, labels = self._backend.search(matrix, k_eff, ef)
-            return SearchBatch(self._id_table[labels], distances)
+            return SearchBatch.from_labels(labels, self._id_table, distances)
 
     # ------------------------------------------------------------ inspection
     def __len__(self) -> int:

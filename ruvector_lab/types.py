@@ -168,20 +168,49 @@ class SearchBatch(Sequence[SearchHits]):
 
     ``batch[i]`` is query ``i``'s :class:`SearchHits`, what :meth:`~ruvector_lab.HnswIndex.search` returns for it;
     iterating yields those rows; ``==`` compares them with any sequence of sequences. The rows
-    are built when read: the batch itself holds two arrays, so answering a thousand queries does not cost ten
+    are built when read: the batch itself holds arrays, so answering a thousand queries does not cost ten
     thousand result objects up front (and code that wants arrays reads them directly):
 
     - ``ids``: ``(m, k)`` object array of id strings, None where a query found fewer than ``k``;
     - ``scores``: ``(m, k)`` float32 distances (the :class:`SearchResult` convention), inf where padded.
+
+    From a search, ``ids`` too is made on first use, from the result's labels and the index's label -> id table
+    (append-only, so the ids are those of the search's moment): mapping ten thousand labels touches ten thousand
+    string objects, which costs more than the rest of the facade's batch path together.
     """
 
-    __slots__ = ("ids", "scores")
+    __slots__ = ("_ids", "_labels", "_table", "scores")
 
     def __init__(self, ids: np.ndarray, scores: np.ndarray) -> None:
         if ids.shape != scores.shape or ids.ndim != 2:
             raise ValueError(f"ids {ids.shape} and scores {scores.shape} must be matrices of one shape")
-        self.ids = ids
+        self._ids: np.ndarray | None = ids
+        self._labels: np.ndarray | None = None
+        self._table: np.ndarray | None = None
         self.scores = scores
+
+    @classmethod
+    def from_labels(cls, labels: np.ndarray, table: np.ndarray, scores: np.ndarray) -> SearchBatch:
+        """A batch whose ids are ``table[labels]``, looked up when first read. ``table`` maps every label the
+        result can hold to its id and must not change afterwards (the index appends to its table, never edits
+        it); label -1 (padding) must read None, i.e. ``table[-1]`` is None."""
+        if labels.shape != scores.shape or labels.ndim != 2:
+            raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be matrices of one shape")
+        batch = cls.__new__(cls)
+        batch._ids, batch._labels, batch._table, batch.scores = None, labels, table, scores
+        return batch
+
+    @property
+    def ids(self) -> np.ndarray:
+        """``(m, k)`` object array of id strings, None where a query found fewer than ``k``."""
+        if self._ids is None:
+            self._ids = self._table[self._labels]  # type: ignore[index]
+        return self._ids
+
+    def _row_ids(self, index: int | slice) -> list:
+        if self._ids is None:
+            return self._table[self._labels[index]].tolist()  # type: ignore[index]
+        return self._ids[index].tolist()
 
     @staticmethod
     def _row(ids: list[str | None], scores: list[float]) -> SearchHits:
@@ -191,7 +220,7 @@ class SearchBatch(Sequence[SearchHits]):
         return SearchHits([ids[i] for i in kept], [scores[i] for i in kept])
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.scores)
 
     @overload
     def __getitem__(self, index: int) -> SearchHits: ...
@@ -201,9 +230,9 @@ class SearchBatch(Sequence[SearchHits]):
 
     def __getitem__(self, index: int | slice) -> SearchHits | list[SearchHits]:
         if isinstance(index, slice):
-            rows = zip(self.ids[index].tolist(), self.scores[index].tolist(), strict=True)
+            rows = zip(self._row_ids(index), self.scores[index].tolist(), strict=True)
             return [self._row(ids, scores) for ids, scores in rows]
-        return self._row(self.ids[index].tolist(), self.scores[index].tolist())
+        return self._row(self._row_ids(index), self.scores[index].tolist())
 
     def __iter__(self) -> Iterator[SearchHits]:
         for ids, scores in zip(self.ids.tolist(), self.scores.tolist(), strict=True):
@@ -225,7 +254,7 @@ class SearchBatch(Sequence[SearchHits]):
         return [list(row) for row in self]
 
     def __repr__(self) -> str:
-        return f"SearchBatch({len(self)} queries, k={self.ids.shape[1]})"
+        return f"SearchBatch({len(self)} queries, k={self.scores.shape[1]})"
 
 
 @dataclass(frozen=True)

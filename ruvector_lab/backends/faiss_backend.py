@@ -13,7 +13,7 @@ from collections.abc import Callable
 import faiss
 import numpy as np
 
-from ..distances import cosine_from_dots, from_dots, from_squared_l2, normalize_rows
+from ..distances import cosine_from_dots, from_dots, from_squared_l2
 from ..errors import BackendError, CorruptIndexError
 from ..types import HnswConfig
 from . import faiss_format
@@ -73,7 +73,10 @@ class FaissBackend(LiveBitmap, IndexBackend):
 
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
         if self.config.metric == "cosine":
-            return np.ascontiguousarray(normalize_rows(vectors), dtype=np.float32)
+            # faiss' own normalisation on a copy (one C pass, zero rows left zero), as a faiss user does it
+            unit = np.array(vectors, dtype=np.float32, order="C", copy=True)
+            faiss.normalize_L2(unit)
+            return unit
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
@@ -117,11 +120,14 @@ class FaissBackend(LiveBitmap, IndexBackend):
             if self._selector is not None:
                 flat_params.sel = self._selector
             distances[short], labels[short] = self._index.storage.search(prepared[short], k, params=flat_params)
-        missing = labels < 0
         metric = self.config.metric  # faiss returns squared L2, or inner products (of unit rows under cosine)
-        scores = from_squared_l2(distances) if metric == "euclidean" else from_dots(distances, metric)
-        scores = scores.astype(np.float32, copy=False)
-        scores[missing] = np.inf
+        if metric == "cosine":  # 1 - dot, in place: faiss' output array is ours
+            scores = np.subtract(np.float32(1.0), distances, out=distances)
+        else:
+            scores = from_squared_l2(distances) if metric == "euclidean" else from_dots(distances, metric)
+            scores = scores.astype(np.float32, copy=False)
+        if len(short):  # only a short row can hold padding (label -1)
+            scores[labels < 0] = np.inf
         return scores, labels.astype(np.int64, copy=False)
 
     def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:

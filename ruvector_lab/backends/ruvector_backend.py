@@ -8,6 +8,8 @@ own beyond ``export_items``: serialization stores the live vectors and deseriali
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 import ruvector
@@ -20,6 +22,7 @@ from .layout import MALLOC_OVERHEAD, expected_upper_levels
 _PAYLOAD = "ruvector-backend"
 _METRICS = {"cosine": "cosine", "euclidean": "euclidean", "dot_product": "dot_product"}
 _FLOAT_COPIES = 3
+_first, _second = itemgetter(0), itemgetter(1)  # a hit is (id, score, metadata)
 
 
 class RuvectorBackend(IndexBackend):
@@ -92,10 +95,11 @@ class RuvectorBackend(IndexBackend):
         search = self._index.search
         rows = [search(q, fetch, ef_search=ef)[:k] for q in queries]
         # the common case, every row full: two array conversions instead of an element-wise fill
-        if all(len(hits) == k for hits in rows):
-            flat = [hit for hits in rows for hit in hits]
-            labels = np.fromiter((int(label) for label, _s, _m in flat), dtype=np.int64, count=len(flat))
-            scores = np.fromiter((score for _l, score, _m in flat), dtype=np.float32, count=len(flat))
+        if rows and min(map(len, rows)) == k:
+            hits = list(chain.from_iterable(rows))
+            # ids come back as strings: parsed in C (map), as are the scores
+            labels = np.fromiter(map(int, map(_first, hits)), dtype=np.int64, count=len(hits))
+            scores = np.fromiter(map(_second, hits), dtype=np.float32, count=len(hits))
             return scores.reshape(len(rows), k), labels.reshape(len(rows), k)
         out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
         out_l = np.full((len(queries), k), -1, dtype=np.int64)
