@@ -22,6 +22,7 @@ from . import container
 from ._rwlock import ReadWriteLock
 from .backends import IndexBackend
 from .errors import (
+    BackendError,
     CorruptIndexError,
     EmptyIndexError,
     IndexClosedError,
@@ -44,6 +45,15 @@ _INF = math.inf
 
 def _resolve_backend(name: str | None) -> type[IndexBackend]:
     return Runtime.require(name) if name is not None else Runtime.initialize().backend_class
+
+
+#: what a backend call raises through unchanged; anything else a library raises (RuntimeError, MemoryError, or a
+#: pyo3 PanicException, which derives from BaseException) becomes a BackendError naming the backend
+_PASS_THROUGH = (RuvectorLabError, KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def _backend_failure(backend: str, action: str, exc: BaseException) -> BackendError:
+    return BackendError(f"the {backend} backend failed to {action}: {type(exc).__name__}: {exc}")
 
 
 def _rows_fine(matrix: np.ndarray, cosine: bool) -> bool:
@@ -145,10 +155,16 @@ class HnswIndex:
                 return
             start = len(self._ids)
             labels = np.arange(start, start + len(checked), dtype=np.int64)
-            self._backend.add(labels, matrix)
             replaced = [self._labels[i] for i in checked if i in self._labels]
+            try:
+                self._backend.add(labels, matrix)
+                if replaced:
+                    self._backend.remove(np.asarray(replaced, dtype=np.int64))
+            except _PASS_THROUGH:
+                raise
+            except BaseException as exc:
+                raise _backend_failure(self._backend_name, "insert", exc) from None
             if replaced:
-                self._backend.remove(np.asarray(replaced, dtype=np.int64))
                 for label in replaced:
                     self._ids[label] = None
             self._ids.extend(checked)
@@ -173,7 +189,14 @@ class HnswIndex:
             label = self._labels.pop(id, None)
             if label is None:
                 return False
-            self._backend.remove(np.asarray([label], dtype=np.int64))
+            try:
+                self._backend.remove(np.asarray([label], dtype=np.int64))
+            except _PASS_THROUGH:
+                self._labels[id] = label
+                raise
+            except BaseException as exc:
+                self._labels[id] = label
+                raise _backend_failure(self._backend_name, "delete", exc) from None
             self._ids[label] = None
             return True
 
@@ -215,7 +238,12 @@ class HnswIndex:
                 k_eff, ef = k, self._default_ef
             else:
                 k_eff, ef = self._query_args(k, ef_search)
-            distances, labels = self._backend.search_one(q, k_eff, ef)
+            try:  # no cost unless something is raised (3.11's zero-cost exceptions)
+                distances, labels = self._backend.search_one(q, k_eff, ef)
+            except _PASS_THROUGH:
+                raise
+            except BaseException as exc:
+                raise _backend_failure(self._backend_name, "search", exc) from None
             if labels and labels[-1] >= 0:  # padding (-1) comes last, so a full row has none
                 ids = self._ids
                 found = _pick(*labels)(ids) if len(labels) > 1 else (ids[labels[0]],)
@@ -246,7 +274,12 @@ class HnswIndex:
             k_eff, ef = self._query_args(k, ef_search)
             if not len(matrix):
                 return SearchBatch(np.empty((0, k_eff), dtype=object), np.empty((0, k_eff), dtype=np.float32))
-            distances, labels = self._backend.search(matrix, k_eff, ef)
+            try:
+                distances, labels = self._backend.search(matrix, k_eff, ef)
+            except _PASS_THROUGH:
+                raise
+            except BaseException as exc:
+                raise _backend_failure(self._backend_name, "search", exc) from None
             return SearchBatch.from_labels(labels, self._id_table, distances)
 
     # ------------------------------------------------------------ inspection
@@ -297,6 +330,12 @@ class HnswIndex:
 
     # ---------------------------------------------------------- persistence
     def _serialize(self) -> bytes:
+        try:
+            payload = self._backend.to_bytes()
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:
+            raise _backend_failure(self._backend_name, "serialize", exc) from None
         encoded = [(i or "").encode("utf-8") for i in self._ids]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(e) for e in encoded])
@@ -308,7 +347,7 @@ class HnswIndex:
             "id_offsets": offsets,
             "live": live,
             "tombstones": tombstones,
-            "payload": np.frombuffer(self._backend.to_bytes(), dtype=np.uint8),
+            "payload": np.frombuffer(payload, dtype=np.uint8),
         }
         return container.dumps(CONTAINER_KIND, meta, arrays)
 

@@ -362,3 +362,34 @@ def test_search_batch_pads_past_the_live_count_and_skips_removed_ids(backend, da
     index.close()
     with pytest.raises(rl.IndexClosedError):
         index.ids()
+
+
+class _Panic(BaseException):
+    """Stands for pyo3's PanicException, which derives from BaseException, not Exception."""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_whatever_a_library_raises_reaches_the_caller_as_backend_error(backend, data, monkeypatch):
+    base, queries = data
+    index = build(backend, "euclidean", base[:50])
+    raw = type(index.raw_backend)
+
+    def panic(*_args, **_kwargs):
+        raise _Panic("a Rust panic")
+
+    for method, call in (("search_one", lambda: index.search(queries[0], k=3)),
+                         ("search", lambda: index.search_batch(queries[:2], k=3)),
+                         ("add", lambda: index.insert("new", base[60])),
+                         ("remove", lambda: index.delete("doc-3")),
+                         ("to_bytes", index.serialize)):
+        with monkeypatch.context() as patched:
+            patched.setattr(raw, method, panic)
+            with pytest.raises(rl.BackendError, match=f"{backend} backend failed.*_Panic: a Rust panic"):
+                call()
+    assert "doc-3" in index and "new" not in index and len(index) == 50  # a failed call loses nothing
+    assert [r.id for r in index.search(base[3], k=1)] == ["doc-3"]
+    with monkeypatch.context() as patched:
+        patched.setattr(raw, "search_one", lambda *_a: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            index.search(queries[0], k=3)
+    index.close()
