@@ -1,7 +1,7 @@
 """ruvector-lab: a research workbench for vector search, the Python realisation of RuVector's ADR-006.
 
 >>> import ruvector_lab as rl
->>> rt = rl.Runtime.initialize()           # native (faiss, hnswlib, ruvector), then wasm, then numpy
+>>> rt = rl.Runtime.initialize()           # native (faiss, hnswlib, ruvector, usearch), then wasm, then numpy
 >>> idx = rl.HnswIndex(rl.HnswConfig(dimensions=384))
 
 Every name but the exceptions is imported on first use: optional parts (embeddings, quantization, learning) so a

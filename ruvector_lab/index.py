@@ -426,10 +426,11 @@ class HnswIndex:
         return container.write_atomic(path, self.serialize())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> HnswIndex:
-        """Read an index written by :meth:`save`; anything but a regular file (a FIFO, a device, a directory) is
-        refused with :class:`~ruvector_lab.errors.NotARegularFileError` without blocking on it."""
-        return cls.deserialize(container.read_file(path))
+    def load(cls, path: str | os.PathLike[str], trust_native: bool = True) -> HnswIndex:
+        """Read an index written by :meth:`save` (``trust_native`` as in :meth:`deserialize`); anything but a
+        regular file (a FIFO, a device, a directory) is refused with
+        :class:`~ruvector_lab.errors.NotARegularFileError` without blocking on it."""
+        return cls.deserialize(container.read_file(path), trust_native=trust_native)
 
     # ------------------------------------------------------------- lifetime
     def close(self) -> None:

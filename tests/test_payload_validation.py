@@ -693,3 +693,11 @@ def test_index_container_arrays_of_another_shape_or_dtype_are_refused(field: str
     arrays[field] = np.array(arrays[field][0]) if bad == "scalar" else arrays[field].astype(np.float64)
     with pytest.raises(CorruptIndexError):
         rl.HnswIndex.deserialize(container.dumps(CONTAINER_KIND, meta, arrays))
+
+
+def test_load_passes_trust_native_on(tmp_path) -> None:
+    index, data = _built("hnswlib", _config("cosine"))
+    path = index.save(tmp_path / "i.idx")
+    for trust in (True, False):
+        loaded = rl.HnswIndex.load(path, trust_native=trust)
+        assert _ids(loaded.search(data[2], k=3)) == _ids(index.search(data[2], k=3))

@@ -31,8 +31,9 @@ SET_PER_ITEM = 3 * 16
 #: a backend's ``dict[int, int]`` label -> row map (numpy, quantized flat): entry plus two int objects
 ROW_MAP_PER_VECTOR = DICT_PER_ITEM + 2 * PY_INT
 #: the facade (ruvector_lab/index.py): ``_ids`` list slot -> the id str, ``_labels`` str -> int dict, whose
-#: int values come from ``labels.tolist()`` (new int objects); the str objects are shared by both maps
-FACADE_IDS_PER_VECTOR = PY_LIST_SLOT + PY_STR + DICT_PER_ITEM_STR + PY_INT
+#: int values come from ``labels.tolist()`` (new int objects), and ``_id_table`` (an object array of the same str
+#: pointers for batch searches, one 8-byte slot); the str objects are shared by all three maps
+FACADE_IDS_PER_VECTOR = PY_LIST_SLOT + PY_STR + DICT_PER_ITEM_STR + PY_INT + 8
 #: glibc malloc's per-chunk cost rounded: what one separately malloc'd block adds
 MALLOC_OVERHEAD = 16
 

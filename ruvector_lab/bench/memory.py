@@ -28,10 +28,11 @@ same :mod:`ruvector_lab.errors` class, and a child that crashes, is killed or ti
 code and the tail of its stderr.
 
 :func:`analytic_bytes_per_vector` gives the memory per vector that each backend's data structure should take
-(vectors or codes, graph links, id maps, other per-vector bookkeeping), from the libraries' layouts; comments
-name the source of each formula. It assumes containers sized to exactly ``n``: arrays that grow by doubling can
-hold up to twice that, touched (``np.full``) or not (``malloc`` without a write), so a measured growth of
-about 1x-1.5x the estimate is what a correct layout gives.
+(vectors or codes, graph links, id maps, other per-vector bookkeeping), from the libraries' layouts: each
+backend states its own (``memory_layout`` in its file, whose comments name the source of each formula). It
+assumes containers sized to exactly ``n``: arrays that grow by doubling can hold up to twice that, touched
+(``np.full``) or not (``malloc`` without a write), so a measured growth of about 1x-1.5x the estimate is what a
+correct layout gives.
 """
 
 from __future__ import annotations
