@@ -61,6 +61,8 @@ def test_run_build_writes_build_and_query_records(small, tmp_path):
         assert direct["overhead"]["qps"] == pytest.approx(
             direct["qps"]["direct"]["median"] / direct["qps"]["facade"]["median"])
         assert len(direct["qps"]["direct"]["values"]) == FAST.repeats
+        assert direct["latency_ms"]["facade"] == rec["latency_ms"]  # one paired run, each query timed once a side
+        assert direct["qps"]["facade"]["median"] in rec["qps"]["1"]["values"]  # the median build's own figure
     flat = runner.run_build(small, "numpy", runner.BuildParams(8, 40), [10], FAST, tmp_path)
     assert flat.unavailable is None
     rec = json.loads(results.query_file(results.run_dir(tmp_path, "small", "numpy", "M8-efc40-none"), 10,

@@ -591,8 +591,9 @@ else:
 # Every figure above is `HnswIndex.search` / `search_batch`: the library plus the facade's validation, read lock,
 # id mapping and result objects. To compare the libraries themselves, the runner also times each native
 # backend's library called directly (the backend's `direct_search` / `direct_search_batch`: the same index,
-# parameters and single thread, no facade) on the median build, *together* with the facade: single queries dealt
-# out alternately between the two, and 1-thread batch QPS in alternating windows, so drift hits both alike.
+# parameters and single thread, no facade) on the median build: single queries dealt out alternately between it
+# and the facade, so drift hits both alike (the facade's half is the latency shown everywhere else), and its
+# 1-thread batch QPS beside the build's own `search_batch` figure (one 0.2 s window a side: noisier).
 # The overhead factors are facade p50 / direct p50 and direct QPS / facade QPS (1.00 = the facade costs nothing;
 # the project's target is at most 1.10). Backends without a library call of their own (the NumPy fallback, the
 # WASM tier) have none. Asserted: which rows carry direct figures, and that each overhead is the ratio of its own

@@ -486,10 +486,12 @@ def direct_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
             for r in focus]
     return ["## The libraries called directly", "",
             "Every native backend's library called directly (the backend's `direct_search` and `direct_search_batch`"
-            ": the same index, parameters and thread, no facade) on the median build, measured together with "
-            "`HnswIndex.search` / `search_batch`: single queries dealt out alternately between the two, 1-thread "
-            "batch QPS in alternating windows. Overhead: facade p50 / direct p50 and direct QPS / facade QPS (1.00 = "
-            "no cost; the target is at most 1.10). Read the direct columns to compare the libraries themselves.", "",
+            ": the same index, parameters and thread, no facade) on the median build: single queries dealt out "
+            "alternately between it and `HnswIndex.search` (the facade's half is the latency shown everywhere "
+            "else), and its 1-thread batch QPS beside the build's own `search_batch` figure. Overhead: facade p50 / "
+            "direct p50 and direct QPS / facade QPS (1.00 = no cost; the target is at most 1.10; one 0.2 s batch "
+            "window a side, so the QPS ratio carries that window's noise). Read the direct columns to compare the "
+            "libraries themselves.", "",
             *_table(["backend", "runs", "latency overhead median (range)", "QPS overhead median (range)"], summary),
             "", "At each series' focus point (the cheapest ef reaching recall@10 0.95, else its most accurate):", "",
             *_table(["dataset", "series", "ef", "facade p50 ms", "direct p50 ms", "overhead", "direct p99 ms",

@@ -47,12 +47,12 @@ ef_effective_big (= max(ef_search, k_big), the setting of recall@k_big)}; from t
 ``perquery_file``, ``latency_ms`` {p50, p95, p99, mean: median over timing repeats; ``spread`` {p50, p99};
 ``cpu_utilization``} (single queries, one caller, pools pinned to 1); ``direct`` (null for a backend without
 a library call of its own: numpy, wasm, quantized indexes) {``latency_ms`` {facade, direct}, ``qps`` {facade,
-direct}, ``overhead`` {latency_p50: facade p50 / direct p50, qps: direct QPS / facade QPS}} (the facade and the
-library called directly on the median build, measured together: single queries dealt out alternately, 1-thread
-batch windows alternating); over builds: ``recall_builds`` {"1", "10",
-"100": Spread}, ``qps`` {"<threads>": Spread + cpu_utilization + pools} (the batch split across that many caller
-threads, every library pool pinned to 1 inside each worker), ``qps_pool`` {"<threads>": the same} (one caller, the
-library's own pools at that many threads; a backend without a pool shows cpu_utilization about 1), ``builds``
+direct}, ``overhead`` {latency_p50: facade p50 / direct p50, qps: direct QPS / facade QPS}} (the library called
+directly on the median build: single queries dealt out alternately between it and the facade, whose half is the
+record's ``latency_ms``; its 1-thread batch QPS beside the median build's own); over builds: ``recall_builds``
+{"1", "10", "100": Spread}, ``qps`` {"<threads>": Spread + cpu_utilization + pools} (the batch split across that many
+caller threads, every library pool pinned to 1 inside each worker), ``qps_pool`` {"<threads>": the same} (one caller,
+the library's own pools at that many threads; a backend without a pool shows cpu_utilization about 1), ``builds``
 [{seed, recall, recall_strict, qps_1t, p50_ms, perquery_file}], ``median_build``, ``repeats`` (timing repeats per
 build), ``warmup``, ``noisy``, ``noise_threshold``, ``reference``, ``parallelism`` (what each mode means),
 ``peak_rss_bytes``.

@@ -118,9 +118,9 @@ BUILD_COLUMNS: dict[str, Any] = {
 #: ``latency_cpu``. ``ef_effective`` is the ef the search really ran (:func:`effective_ef`), ``ef_effective_big``
 #: that of recall@k_big; ``series`` names the line a plot draws (backend and :func:`build_label`). ``reference_*``
 #: and ``drift``: the build configuration's reference workload; ``noisy`` the record's own noise flags. The library
-#: called directly on the median build, measured together with the facade (null where the backend has no call of
-#: its own): ``direct_p50_ms`` / ``direct_p99_ms`` and ``facade_paired_p50_ms`` (the facade in the same alternating
-#: run), ``direct_qps_1`` and ``facade_paired_qps_1`` (1-thread batch windows, alternating), and the overhead
+#: called directly on the median build (null where the backend has no call of its own): ``direct_p50_ms`` /
+#: ``direct_p99_ms`` and ``facade_paired_p50_ms`` (the facade in the same alternating run: ``p50_ms`` itself),
+#: ``direct_qps_1`` and ``facade_paired_qps_1`` (the median build's own 1-thread QPS), and the overhead
 #: factors ``facade_latency_ratio`` (facade p50 / direct p50) and ``facade_qps_ratio`` (direct QPS / facade QPS).
 QUERY_COLUMNS: dict[str, Any] = {
     **_IDENTITY, "series": _S, "metric": _S, "n_train": _I, "dimensions": _I, "ef_search": _I, "k": _I,
