@@ -18,7 +18,7 @@ import pytest
 
 import ruvector_lab as rl
 from ruvector_lab import container
-from ruvector_lab.errors import CorruptIndexError
+from ruvector_lab.errors import CorruptIndexError, RuvectorLabError
 from ruvector_lab.index import CONTAINER_KIND
 
 N = 120
@@ -113,11 +113,51 @@ def test_hnswlib_load_needs_no_temporary_file(monkeypatch: pytest.MonkeyPatch) -
 
 
 # ------------------------------------------------------------------ header against payload
-@pytest.mark.parametrize("backend", ["faiss", "hnswlib"])
-def test_cosine_header_over_euclidean_payload_is_refused(backend: str) -> None:
-    index, _ = _built(backend, _config("euclidean"))
-    with pytest.raises(CorruptIndexError):
-        rl.HnswIndex.deserialize(_with_config(index.serialize(), metric="cosine"))
+_METRICS = ("euclidean", "cosine", "dot_product")
+_SERVING = [(backend, None) for backend in ("faiss", "hnswlib", "usearch", "numpy", "ruvector", "wasm")] + [
+    ("faiss", kind) for kind in ("scalar", "int4", "product", "binary", "rabitq")] + [
+    ("usearch", "scalar"), ("usearch", "binary"), ("numpy", "int4"), ("numpy", "product"), ("wasm", "scalar"),
+    ("ruvector", "rabitq")]
+
+
+@pytest.mark.parametrize(("backend", "kind"), _SERVING)
+@pytest.mark.parametrize(("written", "claimed"), [(a, b) for a in _METRICS for b in _METRICS if a != b])
+def test_header_metric_that_disagrees_with_the_payload_is_refused(backend: str, kind: str | None, written: str,
+                                                                  claimed: str) -> None:
+    """Every payload knows the metric it was written under: a header edited to another one is refused (or,
+    where the codec cannot serve the claimed metric at all, refused as a quantization error)."""
+    q = None if kind is None else (rl.QuantizationConfig(kind=kind, m=4) if kind == "product"
+                                   else rl.QuantizationConfig(kind=kind))
+    try:
+        index, _ = _built(backend, _config(written, quantization=q))
+    except RuvectorLabError:
+        pytest.skip(f"{backend} {kind} does not serve {written}")
+    with pytest.raises(RuvectorLabError, match=r"metric|serve"):
+        rl.HnswIndex.deserialize(_with_config(index.serialize(), metric=claimed))
+
+
+@pytest.mark.parametrize(("backend", "kind"), [("faiss", "scalar"), ("faiss", "rabitq"), ("usearch", "binary"),
+                                               ("numpy", "int4"), ("wasm", "product")])
+@pytest.mark.parametrize(("written", "claimed"), [(4, 0), (0, 4), (4, 9)])
+def test_header_rerank_that_disagrees_with_the_payload_is_refused(backend: str, kind: str, written: int,
+                                                                  claimed: int) -> None:
+    """The rerank depth decides whether float rows were kept and whether scores are exact: a header edited to
+    another depth would change every score without an error."""
+    q = rl.QuantizationConfig(kind=kind, m=4) if kind == "product" else rl.QuantizationConfig(kind=kind)
+    metric = "euclidean" if kind == "rabitq" else "cosine"
+    index, _ = _built(backend, _config(metric, quantization=q, rerank=written))
+    with pytest.raises(CorruptIndexError, match=f"rerank {written}, the index header says {claimed}"):
+        rl.HnswIndex.deserialize(_with_config(index.serialize(), rerank=claimed))
+
+
+@pytest.mark.parametrize("backend", ["faiss", "hnswlib", "wasm"])
+def test_bare_library_payload_written_before_the_metric_was_kept_still_loads(backend: str) -> None:
+    """Files saved before the payload recorded its metric hold the library's bytes alone: nothing is lost."""
+    index, data = _built(backend, _config("dot_product"))
+    blob = index.serialize()
+    bare = container.loads(bytes(_payload(blob)), f"{backend}-backend")[1]["native"].tobytes()
+    old = rl.HnswIndex.deserialize(_with_payload(blob, bare))
+    assert _ids(old.search(data[9], k=5)) == _ids(index.search(data[9], k=5))
 
 
 def test_faiss_euclidean_header_over_inner_product_payload_is_refused() -> None:
@@ -150,14 +190,31 @@ def test_payload_of_another_count_is_refused(backend: str) -> None:
 
 
 # ------------------------------------------------------------------ non-finite stored vectors
-def _nan_in_hnswlib(payload: bytearray) -> None:
-    # first element's vector: after the 96-byte header, the level-0 links (4 + 2M*4 bytes)
-    struct.pack_into("<f", payload, 96 + 4 + 2 * 8 * 4 + 4 * 3, float("nan"))
+def _in_native(kind: str, edit: object) -> object:
+    """A payload edit applied to the library's own bytes inside a ``dump_native`` payload."""
+    def mangle(payload: bytearray) -> None:
+        meta, arrays = container.loads(bytes(payload), kind)
+        raw = bytearray(arrays["native"].tobytes())
+        edit(raw)  # type: ignore[operator]
+        arrays["native"] = np.frombuffer(bytes(raw), dtype=np.uint8)
+        payload[:] = container.dumps(kind, meta, arrays)
+    return mangle
 
 
-def _nan_in_faiss(payload: bytearray) -> None:
+def _nan_at_first_hnswlib_vector(raw: bytearray) -> None:
+    # after the 96-byte header, the level-0 links (4 + 2M*4 bytes)
+    struct.pack_into("<f", raw, 96 + 4 + 2 * 8 * 4 + 4 * 3, float("nan"))
+
+
+_nan_in_hnswlib = _in_native("hnswlib-backend", _nan_at_first_hnswlib_vector)
+
+
+def _nan_at_last_faiss_vector(raw: bytearray) -> None:
     # the flat storage's rows are the payload's last ntotal * d floats
-    struct.pack_into("<f", payload, len(payload) - 4 * 7, float("nan"))
+    struct.pack_into("<f", raw, len(raw) - 4 * 7, float("nan"))
+
+
+_nan_in_faiss = _in_native("faiss-backend", _nan_at_last_faiss_vector)
 
 
 def _nan_in_usearch(payload: bytearray) -> None:
@@ -211,6 +268,38 @@ def test_faiss_length_field_past_the_end_never_reaches_faiss(monkeypatch: pytest
     monkeypatch.setattr(faiss, "deserialize_index_binary", never)
     with pytest.raises(CorruptIndexError, match="length field"):
         rl.HnswIndex.deserialize(crafted)
+
+
+def _faiss_rabitq_with_factors(row: int, factors: tuple[float, float]) -> bytes:
+    """A faiss RaBitQ index whose code ``row`` ends in the given f32 correction factors."""
+    from ruvector_lab.backends import faiss_format
+
+    index, _ = _built("faiss", _config("euclidean", quantization=rl.QuantizationConfig(kind="rabitq")))
+    blob = index.serialize()
+    meta, arrays = container.loads(bytes(_payload(blob)), "faiss-quantized-backend")
+    raw = bytearray(arrays["faiss"].tobytes())
+    parsed = faiss_format.parse_index(bytes(raw), fourcc=b"IHNr", d=16, metric=1, m=8, ef_construction=64)
+    codes = parsed.parts["codes"]
+    start = bytes(raw).find(codes.tobytes())  # the codes array, as parsed out of this very payload
+    at = start + (row + 1) * parsed.fields["code_size"] - faiss_format.RABITQ_FACTOR_BYTES
+    struct.pack_into("<ff", raw, at, *factors)
+    arrays["faiss"] = np.frombuffer(bytes(raw), dtype=np.uint8)
+    return _with_payload(blob, container.dumps("faiss-quantized-backend", meta, arrays))
+
+
+@pytest.mark.parametrize(("factors", "message"), [
+    ((float("nan"), 1.0), "correction factors"),
+    ((1.0, float("inf")), "correction factors"),
+    ((-4.0, 1.0), "correction factors"),
+    ((3.0e38, 3.0e38), "decode to a vector no insert accepts"),  # finite factors, rows past float32
+])
+def test_faiss_rabitq_codes_whose_factors_decode_non_finite_are_refused(factors: tuple[float, float],
+                                                                        message: str) -> None:
+    """A RaBitQ code carries its own scale: spliced or edited factors decoded to NaN rows that then loaded."""
+    crafted = _faiss_rabitq_with_factors(7, factors)
+    for trust in (True, False):
+        with pytest.raises(CorruptIndexError, match=message):
+            rl.HnswIndex.deserialize(crafted, trust_native=trust)
 
 
 # ------------------------------------------------------------------ the backend boundary
@@ -273,7 +362,9 @@ _HNSWLIB_CASES = textwrap.dedent("""
     index, data = built("hnswlib", config)
     blob = index.serialize()
     meta, arrays = container.loads(blob, CONTAINER_KIND)
-    good = bytearray(arrays["payload"].tobytes())
+    from ruvector_lab.backends.base import dump_native
+    good = bytearray(container.loads(arrays["payload"].tobytes(), "hnswlib-backend")[1]["native"].tobytes())
+    wrap = lambda raw: dump_native("hnswlib-backend", bytes(raw), "euclidean")
     per = 4 + 8 * 4 + 8 * 4 + 8      # level-0 record: header, 2M links, 8 floats, label
     count = struct.unpack_from("<Q", good, 16)[0]
     links_at = 96 + count * per
@@ -289,13 +380,13 @@ _HNSWLIB_CASES = textwrap.dedent("""
             except struct.error:
                 struct.pack_into(fmt, payload, at, 7)
             if payload != good:
-                attempt(f"{name}={value}", reblob(blob, payload), data)
+                attempt(f"{name}={value}", reblob(blob, wrap(payload)), data)
     # a level-0 neighbour that does not exist, a count beyond capacity, a stray flag byte
     for name, at, fmt, value in [("link0", 96 + 4, "<I", 10**6), ("count0", 96, "<H", 9),
                                  ("flag", 96 + 2, "<B", 7), ("unused", 96 + 3, "<B", 1)]:
         payload = bytearray(good)
         struct.pack_into(fmt, payload, at, value)
-        attempt(name, reblob(blob, payload), data)
+        attempt(name, reblob(blob, wrap(payload)), data)
     # the first element with upper levels: its link-list size, and a link to a node below its level
     pos = links_at
     for i in range(count):
@@ -306,11 +397,11 @@ _HNSWLIB_CASES = textwrap.dedent("""
                 payload = bytearray(good)
                 struct.pack_into("<H", payload, pos + 4, max(1, struct.unpack_from("<H", good, pos + 4)[0]))
                 struct.pack_into(fmt, payload, at, value)
-                attempt(name, reblob(blob, payload), data)
+                attempt(name, reblob(blob, wrap(payload)), data)
             break
         pos += 4
-    attempt("truncated", reblob(blob, good[:-3]), data)
-    attempt("extended", reblob(blob, good + b"\\0" * 4), data)
+    attempt("truncated", reblob(blob, wrap(good[:-3])), data)
+    attempt("extended", reblob(blob, wrap(good + b"\\0" * 4)), data)
 """)
 
 _FAISS_CASES = textwrap.dedent("""
@@ -318,13 +409,14 @@ _FAISS_CASES = textwrap.dedent("""
     index, data = built("faiss", config)
     blob = index.serialize()
     meta, arrays = container.loads(blob, CONTAINER_KIND)
-    good = bytes(arrays["payload"].tobytes())
+    from ruvector_lab.backends.base import dump_native
+    good = container.loads(arrays["payload"].tobytes(), "faiss-backend")[1]["native"].tobytes()
     rng = np.random.default_rng(0)
     for trial in range(300):   # single bit flips anywhere in the graph and headers
         payload = bytearray(good)
         at = int(rng.integers(0, len(good) - 150 * 8 * 4))
         payload[at] ^= 1 << int(rng.integers(0, 8))
-        attempt(f"flip{trial}@{at}", reblob(blob, payload), data)
+        attempt(f"flip{trial}@{at}", reblob(blob, dump_native("faiss-backend", bytes(payload), "euclidean")), data)
 """)
 
 _USEARCH_CASES = textwrap.dedent("""
@@ -624,11 +716,14 @@ def test_quantized_codes_of_another_dtype_are_refused() -> None:
 
 
 # ------------------------------------------------------------------ issue 18, fuzz findings: huge finite rows
-def _huge_in_wasm(payload: bytearray) -> None:
+def _huge_at_first_rvf_vector(raw: bytearray) -> None:
     from ruvector_lab.wasm.rvf_format import SEGMENT_HEADER_SIZE
 
     # vector segment payload: u16 count, u32 dim, then records of (u64 id, d float32)
-    struct.pack_into("<f", payload, SEGMENT_HEADER_SIZE + 6 + 8 + 4 * 2, 1.0e30)
+    struct.pack_into("<f", raw, SEGMENT_HEADER_SIZE + 6 + 8 + 4 * 2, 1.0e30)
+
+
+_huge_in_wasm = _in_native("wasm-backend", _huge_at_first_rvf_vector)
 
 
 def _huge_in_rows(kind: str) -> object:

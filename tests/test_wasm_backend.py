@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from helpers import requires_wasm
 
 import ruvector_lab as rl
+from ruvector_lab import container
 from ruvector_lab.backends import wasm_backend
 from ruvector_lab.distances import pairwise_float32
 from ruvector_lab.errors import (
@@ -110,9 +112,12 @@ def test_export_round_trip(metric, data):
     backend.add(np.arange(len(base), dtype=np.int64), base)
     backend.remove(np.arange(0, 400, 3, dtype=np.int64))
     payload = backend.to_bytes()
-    assert payload[:4] == b"SFVR"
+    meta, _ = container.loads(payload, wasm_backend.PAYLOAD_KIND)
+    assert meta == {"metric": metric}
+    export = _export(payload)
+    assert export[:4] == b"SFVR"
     live = np.setdiff1d(np.arange(400), np.arange(0, 400, 3))
-    parsed = rvf_format.parse_export(payload, base.shape[1])
+    parsed = rvf_format.parse_export(export, base.shape[1])
     np.testing.assert_array_equal(parsed.ids.astype(np.int64), live)
     stored = base[live] / np.linalg.norm(base[live].astype(np.float64), axis=1, keepdims=True) if metric == "cosine" \
         else base[live]  # cosine keeps unit rows
@@ -122,6 +127,13 @@ def test_export_round_trip(metric, data):
     np.testing.assert_array_equal(a[1], b[1])
     np.testing.assert_array_equal(a[0], b[0])
     assert copy.to_bytes() == payload
+    legacy = wasm_backend.WasmBackend.from_bytes(backend.config, export, live)  # a bare export, as written before
+    np.testing.assert_array_equal(legacy.search(queries, 10, 10)[1], a[1])
+    other = "euclidean" if metric != "euclidean" else "cosine"
+    with pytest.raises(CorruptIndexError, match=f"written under the '{metric}' metric"):
+        wasm_backend.WasmBackend.from_bytes(replace(backend.config, metric=other), payload, live)
+    legacy.close()
+    copy.close()
     backend.close()
     copy.close()
 
@@ -134,7 +146,7 @@ def test_export_of_more_than_65535_vectors_round_trips():
     backend = make(2)
     backend.add(np.arange(n, dtype=np.int64), base)
     payload = backend.to_bytes()
-    assert struct.unpack_from("<H", payload, 64)[0] == n % 65536
+    assert struct.unpack_from("<H", _export(payload), 64)[0] == n % 65536
     copy = wasm_backend.WasmBackend.from_bytes(backend.config, payload, np.arange(n))
     q = base[:3] + 0.01
     np.testing.assert_array_equal(backend.search(q, 5, 5)[1], copy.search(q, 5, 5)[1])
@@ -142,11 +154,17 @@ def test_export_of_more_than_65535_vectors_round_trips():
     copy.close()
 
 
+def _export(payload: bytes) -> bytes:
+    """The module's own export bytes inside a backend payload."""
+    return container.loads(payload, wasm_backend.PAYLOAD_KIND)[1]["native"].tobytes()
+
+
 def _payload(n: int = 5, dim: int = 4) -> bytes:
+    """A bare rvf export (the loader takes one as it is), so its fields can be damaged at known offsets."""
     backend = make(dim)
     backend.add(np.arange(n, dtype=np.int64), np.arange(n * dim, dtype=np.float32).reshape(n, dim))
     try:
-        return backend.to_bytes()
+        return _export(backend.to_bytes())
     finally:
         backend.close()
 

@@ -166,10 +166,37 @@ def dump_rows(kind: str, labels: np.ndarray, vectors: np.ndarray, metric: str | 
 def load_rows(kind: str, payload: bytes, config: HnswConfig, live_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Read :func:`dump_rows` output; the rows must have the configured width and exactly the facade's labels."""
     meta, arrays = container.loads(payload, kind)
-    if "metric" in meta and meta["metric"] != config.metric:  # payloads written before it was kept lack it
-        raise CorruptIndexError(f"{kind} payload was written under the {meta['metric']!r} metric, the index "
-                                f"header says {config.metric!r}")
+    if "metric" in meta:  # payloads written before it was kept lack it
+        check_recorded_metric(kind, meta, config)
     return check_rows(kind, arrays.get("labels"), arrays.get("vectors"), config, live_labels)
+
+
+def check_recorded_metric(kind: str, meta: dict, config: HnswConfig) -> None:
+    """Refuse a payload whose recorded ``metric`` is not the header's (:class:`CorruptIndexError`)."""
+    if meta.get("metric") != config.metric:
+        raise CorruptIndexError(f"{kind} payload was written under the {meta.get('metric')!r} metric, the index "
+                                f"header says {config.metric!r}")
+
+
+def dump_native(kind: str, native: bytes, metric: str) -> bytes:
+    """The payload of a backend whose library format does not record the metric (hnswlib's file cannot tell
+    ``l2`` from ``ip``; the rvf export has no metric): the library's bytes beside the metric they were written
+    under, so a header whose metric was changed is refused."""
+    return container.dumps(kind, {"metric": metric}, {"native": np.frombuffer(native, dtype=np.uint8)})
+
+
+def load_native(kind: str, payload: bytes, config: HnswConfig) -> bytes:
+    """The library's bytes inside :func:`dump_native` output, once its metric is the header's. A payload that
+    is not a container is a bare library payload, as written before the metric was kept: returned as it is
+    (the library's own parser checks it all the same, but cannot check the metric)."""
+    if bytes(payload[: len(container.MAGIC)]) != container.MAGIC:
+        return bytes(payload)
+    meta, arrays = container.loads(payload, kind)
+    check_recorded_metric(kind, meta, config)
+    native = arrays.get("native")
+    if native is None or native.dtype != np.uint8 or native.ndim != 1:
+        raise CorruptIndexError(f"{kind} payload lacks the library's bytes")
+    return native.tobytes()
 
 
 def check_rows(kind: str, labels: np.ndarray | None, vectors: np.ndarray | None, config: HnswConfig,

@@ -17,8 +17,11 @@ from ..distances import cosine_from_dots, from_dots, from_squared_l2
 from ..errors import BackendError, CorruptIndexError
 from ..types import HnswConfig
 from . import faiss_format
-from .base import IndexBackend, MemoryLayout
+from .base import IndexBackend, MemoryLayout, dump_native, load_native
 from .faiss_common import LIVE_FLAG_BYTES, LiveBitmap, graph_bytes_per_node
+
+#: container kind of the persisted index: faiss' serialization beside the metric
+PAYLOAD_KIND = "faiss-backend"
 
 
 def _distance_kernel(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -169,8 +172,9 @@ class FaissBackend(LiveBitmap, IndexBackend):
         return lambda queries: lib.search(queries, k, params=params)
 
     def to_bytes(self) -> bytes:
-        """faiss' own serialization of the graph and vectors (dead nodes included: they route searches)."""
-        return faiss.serialize_index(self._index).tobytes()
+        """faiss' own serialization of the graph and vectors (dead nodes included: they route searches), beside
+        the metric (:func:`~.base.dump_native`: faiss records inner product for both cosine and dot_product)."""
+        return dump_native(PAYLOAD_KIND, faiss.serialize_index(self._index).tobytes(), self.config.metric)
 
     @classmethod
     def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
@@ -179,6 +183,7 @@ class FaissBackend(LiveBitmap, IndexBackend):
         finite and, under cosine, unit vectors), load it with faiss, then mark every label the facade does not
         hold as dead. With ``trust_native=False`` faiss reads nothing of it: the graph is rebuilt from the stored
         rows (dead ones included, so rows stay the facade's labels)."""
+        payload = load_native(PAYLOAD_KIND, payload, config)
         faiss_metric = faiss.METRIC_L2 if config.metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
         parsed = faiss_format.parse_index(
             payload, fourcc=b"IHNf", d=config.dimensions, metric=int(faiss_metric), m=config.m,

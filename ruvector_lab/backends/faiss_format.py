@@ -19,7 +19,8 @@ groups then the bytes)::
                vec<u8> codes
     IxPq       header, u64 d, u64 M, u64 nbits, vec<f32> centroids, vec<u8> codes, i32 search_type,
                u8 encode_signs, i32 polysemous_ht
-    Ixrq       header, u64 d, u64 code_size, i32 metric, vec<u8> codes, vec<f32> center, u8 qb, u8 centered
+    Ixrq       header, u64 d, u64 code_size, i32 metric, vec<u8> codes, vec<f32> center, u8 qb, u8 centered;
+               a one-bit code is (d + 7) / 8 sign bytes then f32 or_minus_c_l2sqr, f32 dp_multiplier
     binary     IBHf: (i32 d, i32 code_size, i64 ntotal, u8 is_trained, i32 metric), HNSW, storage IBxF:
                binary header, vec<u8> xb
 """
@@ -40,6 +41,8 @@ METRIC_L2 = 1
 QT_8BIT = 0
 QT_4BIT = 1
 _UNIT_TOLERANCE = 1e-3
+#: a one-bit RaBitQ code (the only kind this library writes) ends in two f32 correction factors
+RABITQ_FACTOR_BYTES = 8
 
 
 def _fail(message: str) -> CorruptIndexError:
@@ -213,10 +216,14 @@ def _storage(r: _Reader, out: FaissPayload) -> None:
         codes = r.vector("<u1")
         center = r.vector("<f4")
         qb, centered = r.unpack("<BB")  # faiss 1.15.1 writes IndexRaBitQ::centered after qb
-        if rq_d != d or rq_metric != metric or code_size < (d + 7) // 8 or code_size > (d + 7) // 8 + 64 or (
+        if rq_d != d or rq_metric != metric or code_size != (d + 7) // 8 + RABITQ_FACTOR_BYTES or (
                 len(codes) != ntotal * code_size) or len(center) not in (0, d) or qb > 8 or centered > 1:
             raise _fail(f"RaBitQ storage (d {rq_d}, code size {code_size}, {len(codes)} code bytes, "
-                        f"{len(center)} center values) does not fit {ntotal} vectors of {d} dimensions")
+                        f"{len(center)} center values) does not fit {ntotal} one-bit codes of {d} dimensions")
+        # each code ends in its own f32 factors: the squared distance to the center (>= 0) and a multiplier
+        factors = codes.reshape(ntotal, code_size)[:, code_size - RABITQ_FACTOR_BYTES :].copy().view("<f4")
+        if factors.size and (not np.isfinite(factors).all() or (factors[:, 0] < 0).any()):
+            raise _fail("RaBitQ codes hold non-finite or negative correction factors")
         out.parts.update(codes=codes, center=center)
         out.fields.update(code_size=code_size, qb=qb)
     else:

@@ -37,11 +37,11 @@ from ..distances import from_dots, from_squared_l2
 from ..errors import BackendError, CorruptIndexError, QuantizationError
 from ..quantization.base import make_codec
 from ..quantization.product import KSUB
-from ..quantization.rerank import Rows, memory_stats, prepare, rerank
+from ..quantization.rerank import Rows, check_recorded_rerank, memory_stats, prepare, rerank
 from ..types import HnswConfig
 from ..validation import stored_row_flaw
 from . import faiss_format
-from .base import IndexBackend, MemoryLayout
+from .base import IndexBackend, MemoryLayout, check_recorded_metric
 from .faiss_common import LIVE_FLAG_BYTES, LiveBitmap, graph_bytes_per_node
 from .layout import empty_stats
 
@@ -142,6 +142,25 @@ def _rebuild(config: HnswConfig, parsed: faiss_format.FaissPayload, vectors: np.
             np.ascontiguousarray(codes).reshape(parsed.ntotal, -1))
         index.add(np.ascontiguousarray(rows, dtype=np.float32))
     return index
+
+
+#: rows decoded at a time when a loaded index's codes are checked (bounds the temporary float array)
+_DECODE_CHUNK = 8192
+
+
+def _check_decoded(storage: Any, parsed: faiss_format.FaissPayload) -> None:
+    """Refuse codes that decode to a row no insert accepts (non-finite, or a squared norm past float32).
+
+    The parser checks the trained state, but a RaBitQ code carries its own scale factors, and finite factors
+    or SQ ranges can still decode to rows whose distances overflow; decoding is arithmetic over checked
+    lengths, so it is safe to run on any parsed payload.
+    """
+    codes = np.ascontiguousarray(parsed.parts["codes"]).reshape(parsed.ntotal, -1)
+    for start in range(0, parsed.ntotal, _DECODE_CHUNK):
+        with np.errstate(over="ignore", invalid="ignore"):
+            flaw = stored_row_flaw(storage.sa_decode(codes[start : start + _DECODE_CHUNK]))
+        if flaw is not None:
+            raise CorruptIndexError(f"faiss payload holds codes that decode to a vector no insert accepts: {flaw}")
 
 
 class FaissQuantizedBackend(LiveBitmap, IndexBackend):
@@ -286,11 +305,13 @@ class FaissQuantizedBackend(LiveBitmap, IndexBackend):
         return np.asarray(blob, dtype=np.uint8)
 
     def to_bytes(self) -> bytes:
-        """faiss' own serialization of graph and codes, plus the float vectors when kept for rerank."""
+        """faiss' own serialization of graph and codes, plus the float vectors when kept for rerank; the kind,
+        rerank depth and metric they were written under."""
         arrays = {"faiss": self._faiss_bytes()}
         if self._floats is not None:
             arrays["vectors"] = self._floats.view
-        return container.dumps(PAYLOAD_KIND, {"kind": self._kind, "rerank": int(self.config.rerank)}, arrays)
+        meta = {"kind": self._kind, "rerank": int(self.config.rerank), "metric": self.config.metric}
+        return container.dumps(PAYLOAD_KIND, meta, arrays)
 
     @classmethod
     def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
@@ -302,6 +323,9 @@ class FaissQuantizedBackend(LiveBitmap, IndexBackend):
         meta, arrays = container.loads(payload, PAYLOAD_KIND)
         if config.quantization is None or meta.get("kind") != config.quantization.kind or "faiss" not in arrays:
             raise CorruptIndexError("faiss quantized payload does not match the configured quantization")
+        check_recorded_rerank(meta, config.rerank, "faiss quantized")
+        if "metric" in meta:  # faiss stores cosine and euclidean codes alike, as L2; payloads before it lack it
+            check_recorded_metric("faiss quantized", meta, config)
         check_serves(config)
         raw = arrays["faiss"].copy()
         parsed = _parse_faiss(config, raw.tobytes())
@@ -322,6 +346,8 @@ class FaissQuantizedBackend(LiveBitmap, IndexBackend):
         expected = type(build_index(config))
         if type(index) is not expected:
             raise CorruptIndexError(f"faiss payload holds a {type(index).__name__}, expected {expected.__name__}")
+        if config.quantization.kind != "binary":
+            _check_decoded(faiss.downcast_index(index.storage), parsed)
         backend = cls(config, index)
         if backend._floats is not None:
             backend._floats.append(vectors.astype(np.float32))  # type: ignore[union-attr]

@@ -21,11 +21,13 @@ from ..errors import CorruptIndexError
 from ..pools import pinned_pool_size
 from ..types import HnswConfig
 from . import hnswlib_format
-from .base import IndexBackend, MemoryLayout
+from .base import IndexBackend, MemoryLayout, dump_native, load_native
 from .layout import MALLOC_OVERHEAD, PY_INT, SET_PER_ITEM, expected_upper_levels
 
 _SPACES = {"cosine": "cosine", "euclidean": "l2", "dot_product": "ip"}
 _INITIAL_CAPACITY = 1024
+#: container kind of the persisted index: hnswlib's file beside the metric
+PAYLOAD_KIND = "hnswlib-backend"
 # hnswlib/hnswalg.h (HierarchicalNSW): std::mutex = 40 bytes (glibc x86-64), MAX_LABEL_OPERATION_LOCKS = 65536;
 # label_lookup_ (std::unordered_map<labeltype, tableint>) costs a 24-byte node (next, key, value) in a 32-byte
 # malloc chunk plus about one 8-byte bucket pointer per element (max_load_factor 1)
@@ -193,13 +195,14 @@ class HnswlibBackend(IndexBackend):
         return lambda queries: lib.knn_query(queries, k=k, num_threads=1)
 
     def to_bytes(self) -> bytes:
-        """hnswlib's own file format, through a temporary file (it only writes to paths)."""
+        """hnswlib's own file format (written through a temporary file: it only writes to paths), beside the
+        metric (:func:`~.base.dump_native`: the file cannot tell ``l2`` from ``ip``)."""
         fd, path = tempfile.mkstemp(suffix=".hnswlib")
         os.close(fd)
         try:
             self._index.save_index(path)
             with open(path, "rb") as handle:
-                return handle.read()
+                return dump_native(PAYLOAD_KIND, handle.read(), self.config.metric)
         finally:
             os.unlink(path)
 
@@ -213,7 +216,7 @@ class HnswlibBackend(IndexBackend):
         an index sized from the configuration, never from the file), and no temporary file exists. With
         ``trust_native=False`` hnswlib reads nothing of the payload: the graph is rebuilt from the live vectors.
         """
-        parsed = hnswlib_format.parse(payload, config)
+        parsed = hnswlib_format.parse(load_native(PAYLOAD_KIND, payload, config), config)
         hnswlib_format.check_labels(parsed, live_labels)
         if not trust_native:
             backend = cls(config)

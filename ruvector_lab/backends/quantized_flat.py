@@ -20,7 +20,7 @@ import numpy as np
 from .. import container
 from ..errors import BackendError, CorruptIndexError
 from ..quantization.base import Codec, make_codec
-from ..quantization.rerank import Rows, memory_stats, prepare, rerank
+from ..quantization.rerank import Rows, check_recorded_rerank, memory_stats, prepare, rerank
 from ..types import HnswConfig
 from ..validation import stored_row_flaw
 from .base import IndexBackend, MemoryLayout
@@ -140,14 +140,18 @@ class QuantizedFlatBackend(IndexBackend):
                    trust_native: bool = True) -> QuantizedFlatBackend:
         """Rebuild from :meth:`to_bytes`; the codec must match the config and the labels the facade's
         (``trust_native`` changes nothing: codes and rows are parsed by the library itself)."""
-        _, arrays = container.loads(payload, PAYLOAD_KIND)
+        meta, arrays = container.loads(payload, PAYLOAD_KIND)
+        check_recorded_rerank(meta, config.rerank, "quantized")
         if not {"codec", "labels", "codes"} <= set(arrays):
             raise CorruptIndexError("quantized payload lacks its codec, labels or codes")
         codec = Codec.from_bytes(arrays["codec"].tobytes())
         if codec.config != config.quantization or codec.dimensions != config.dimensions or (
             codec.metric != config.metric
         ):
-            raise CorruptIndexError("the stored codec does not match the index configuration")
+            raise CorruptIndexError(
+                f"the stored codec ({codec.config.kind}, {codec.dimensions}-d, {codec.metric!r} metric) does not "
+                f"match the index header ({config.quantization.kind}, {config.dimensions}-d, "  # type: ignore[union-attr]
+                f"{config.metric!r} metric)")
         labels, codes = arrays["labels"], arrays["codes"]
         vectors = arrays.get("vectors")
         if codes.shape != (len(labels), codec.code_size) or (config.rerank and (

@@ -67,7 +67,7 @@ from ..distances import from_squared_l2
 from ..errors import BackendError, CorruptIndexError, QuantizationError
 from ..pools import pinned_pool_size
 from ..quantization.base import make_codec
-from ..quantization.rerank import Rows, memory_stats, prepare, rerank
+from ..quantization.rerank import Rows, check_recorded_rerank, memory_stats, prepare, rerank
 from ..types import HnswConfig
 from ..validation import stored_row_flaw
 from .base import IndexBackend, MemoryLayout
@@ -394,6 +394,7 @@ class UsearchBackend(IndexBackend):
         if meta.get("kind") != kind or meta.get("dtype") != dtype or blob is None or blob.dtype != np.uint8 or (
                 blob.ndim != 1):
             raise CorruptIndexError("usearch payload does not match the configured quantization")
+        check_recorded_rerank(meta, config.rerank, "usearch")
         metric = MetricKind.Hamming if kind == "binary" else (
             MetricKind.Cos if kind == "scalar" else _FLOAT_METRICS[config.metric])
         keys, removed = check_serialized(blob, config, dtype, metric)

@@ -41,10 +41,12 @@ from ..wasm.rvf import (
     check_magnitude,
     unit_rows,
 )
-from .base import IndexBackend, MemoryLayout
+from .base import IndexBackend, MemoryLayout, dump_native, load_native
 
 #: the module takes k as an i32
 MAX_K = (1 << 31) - 1
+#: container kind of the persisted store: the module's export beside the metric it was written under
+PAYLOAD_KIND = "wasm-backend"
 
 
 class WasmBackend(IndexBackend):
@@ -163,20 +165,23 @@ class WasmBackend(IndexBackend):
             return out_d, out_l
 
     def to_bytes(self) -> bytes:
-        """The store's own ``rvf_store_export`` bytes (live vectors with their labels as ids)."""
+        """The store's own ``rvf_store_export`` bytes (live vectors with their labels as ids), with the metric
+        they were written under (the export does not record it, and cosine rows are stored at unit length)."""
         with self._module.lock:
             self._check_open()
-            return self._store.export()
+            export = self._store.export()
+        return dump_native(PAYLOAD_KIND, export, self.config.metric)
 
     @classmethod
     def from_bytes(cls, config: HnswConfig, payload: bytes, live_labels: np.ndarray, *,
                    trust_native: bool = True) -> WasmBackend:
-        """A backend whose store is opened from export bytes; the ids must be exactly ``live_labels``
+        """A backend whose store is opened from :meth:`to_bytes` output; the ids must be exactly ``live_labels``
         (``trust_native`` changes nothing: the export is parsed in Python and replayed into a sandboxed store)."""
+        export = load_native(PAYLOAD_KIND, payload, config)
         backend = cls(config)
         try:
             with backend._module.lock:
-                store, parsed = RvfStore.from_export(backend._module, bytes(payload), config.dimensions)
+                store, parsed = RvfStore.from_export(backend._module, export, config.dimensions)
                 stored = np.sort(parsed.ids.astype(np.int64))
                 if not np.array_equal(stored, np.sort(np.asarray(live_labels, dtype=np.int64))):
                     store.close()

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..distances import normalize_rows, query_to_rows_unit
+from ..errors import CorruptIndexError
 
 
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -63,6 +64,19 @@ def rerank(queries: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, lab
         out_d[row, : len(order)] = scores[order]
         out_l[row, : len(order)] = labels[cand][order]
     return out_d, out_l
+
+
+def check_recorded_rerank(meta: dict[str, Any], rerank_k: int, what: str) -> None:
+    """Refuse a payload whose recorded rerank depth is not the header's ``rerank_k``.
+
+    The depth decides what was stored (float rows or not) and which scores a search returns (exact or code
+    estimates), so a header edited to another depth over the same payload would change every answer without
+    an error. Every quantized payload has recorded it since it was first written.
+    """
+    recorded = meta.get("rerank")
+    if type(recorded) is not int or recorded != rerank_k:
+        raise CorruptIndexError(f"{what} payload was written with rerank {recorded!r}, the index header says "
+                                f"{rerank_k}")
 
 
 def memory_stats(kind: str, dimensions: int, code_bytes: int, keeps_floats: bool, rerank_k: int,
