@@ -14,8 +14,8 @@ from helpers import available_backends
 from ruvector_lab import container, fuzz
 from ruvector_lab.backends import names
 
-#: inputs per backend in the bounded run: a few hundred across the suite, well under a minute on 2 cores
-PER_BACKEND = 150
+#: inputs per backend in the bounded run (issue 18: a few hundred per backend): ~10 s a backend on 2 cores
+PER_BACKEND = 300
 
 
 @pytest.fixture(scope="module")
