@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from ruvector_lab import HnswConfig, HnswIndex
 from ruvector_lab.bench import adr, datasets, env, groundtruth, params, quant, report, results, runner, threads, timer
 from ruvector_lab.bench.hdf5 import write_hdf5
+from ruvector_lab.bench.targets import variant_case
 from ruvector_lab.errors import InvalidParameterError
 
 FAST = runner.RunSettings(n_queries=60, repeats=2, warmup=5, threads=(1, 2), build_threads=1, insert_chunk=200,
@@ -397,7 +398,16 @@ def test_adr_common_cases_are_measured_or_absent(small):
                                n_patterns=100)
     rec = adr.run_common(small, settings)
     assert rec["backend"] == "common" and rec["schema"] == results.SCHEMA_ADR
-    assert set(rec["cases"]) == {"embed_single", "embed_batch_32", "distance", "quantize", "pattern_match"}
+    matrix = {variant_case(case, p, f"{t}t", texts) for p in ("fp32", "int8") for t in (1, 2)
+              for case, texts in (("embed_single", "short"), ("embed_batch_32", "short"), ("embed_batch_32", "mixed"))}
+    assert set(rec["cases"]) == {"embed_single", "embed_batch_32", "distance", "quantize", "pattern_match", *matrix}
+    # the ADR's own setting (fp32, 1 thread, short texts) is the matrix's cell, measured once
+    assert rec["cases"]["embed_batch_32"] is rec["cases"][variant_case("embed_batch_32", "fp32", "1t", "short")]
+    mixed = rec["cases"][variant_case("embed_batch_32", "int8", "2t", "mixed")]
+    if mixed["status"] == "ok":
+        assert mixed["info"]["threads"] == 2 and mixed["info"]["texts"] == "mixed"
+        assert mixed["info"]["parts_ms"]["p50"] > 0 and mixed["info"]["graph"] in ("fused", "plain")
+        assert mixed["protocols"]["honest"]["verdict"] in ("pass", "fail")  # judged against embed_batch_32's target
     for case in rec["cases"].values():
         assert case["scope"] == "common"
         if case["status"] == "ok":

@@ -258,10 +258,15 @@ def test_a_cached_model_onnxruntime_cannot_load_is_rebuilt(tmp_path, reference):
         cache.set(pin.key, default_cache().fetch(pin, keep_in_memory=False), keep_in_memory=False)
     cache.set(model_key(MINILM_L6_V2, "fp32"), b"these bytes are not an ONNX model")
     cache.clear_memory()
-    with Embedder(threads=1, cache=cache) as emb:
+    with Embedder(threads=1, cache=cache, graph="plain") as emb:
         got = emb.embed(reference["texts"][3])
     assert cache.stats.repairs == 1 and cache.stats.builds == 1
     assert np.abs(got - reference["vectors"][3]).max() <= 1e-5
+    # the fused graph is built from the repaired plain one, and checked as it is
+    with Embedder(threads=1, cache=cache) as emb:
+        assert emb.info()["graph"]["running"] == "fused"
+        assert np.abs(emb.embed(reference["texts"][3]) - reference["vectors"][3]).max() <= 1e-5
+    assert cache.stats.builds == 2
 
 
 def test_probe_token_ids_are_what_the_tokenizer_makes(fp32):

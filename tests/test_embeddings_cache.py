@@ -244,7 +244,7 @@ def test_embedder_repairs_a_tampered_model_in_its_cache(tmp_path, caplog):
     for pin in (SPEC.tokenizer, SPEC.weights):
         shutil.copy(source.path_for(pin.key), root / key_filename(pin.key))
     first = ModelCache(root, fetcher=_no_download)
-    with Embedder(threads=1, cache=first) as emb:
+    with Embedder(threads=1, cache=first, graph="plain") as emb:
         expected = emb.embed("tamper test")
         model_file = root / key_filename(_fp32_key())
         assert first.stats.builds == 1 and model_file.exists()
@@ -254,7 +254,7 @@ def test_embedder_repairs_a_tampered_model_in_its_cache(tmp_path, caplog):
     (root / key_filename(SPEC.tokenizer.key)).write_bytes(b"{}")
     second = ModelCache(root, fetcher=_copy_from(source))
     with caplog.at_level(logging.WARNING, logger="ruvector_lab.embeddings.cache"), \
-            Embedder(threads=1, cache=second) as emb:
+            Embedder(threads=1, cache=second, graph="plain") as emb:
         np.testing.assert_array_equal(emb.embed("tamper test"), expected)
     assert second.stats.repairs == 2 and second.stats.builds == 1
     assert caplog.text.count("tampered") == 2
@@ -314,9 +314,10 @@ def test_setup_command_verifies_the_cache(tmp_path, capsys):
     from ruvector_lab.embeddings.__main__ import main
 
     default_cache().fetch(SPEC.tokenizer)
-    Embedder(precision="int8", threads=1).close()  # both builds are in the default cache now
+    for graph in ("fused", "plain"):  # every build is in the default cache now
+        Embedder(precision="int8", threads=1, graph=graph).close()
     assert main(["--verify", "--cache", str(default_root())]) == 0
-    assert capsys.readouterr().out.count("ok ") == 4
+    assert capsys.readouterr().out.count("ok ") == 6
     assert main(["--verify", "--cache", str(tmp_path / "empty")]) == 1
     assert "MISSING OR BAD" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -375,7 +376,7 @@ def test_forged_int8_build_under_the_fp32_key_is_detected_and_rebuilt(tmp_path, 
     assert ModelCache(root).get(_fp32_key(), keep_in_memory=False) == int8  # its container is valid
     cache = ModelCache(root, fetcher=_no_download)
     with caplog.at_level(logging.WARNING, logger="ruvector_lab.embeddings.cache"), \
-            Embedder(threads=1, cache=cache) as emb:
+            Embedder(threads=1, cache=cache, graph="plain") as emb:
         vector = emb.embed(SPEC.probe.text)
     assert "not its check" in caplog.text and "what the int8 build computes" in caplog.text
     assert cache.stats.repairs == 1 and cache.stats.builds == 1

@@ -10,6 +10,7 @@ module, a backend) are recorded as not available, never faked.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,7 +27,7 @@ from . import env, results
 from .hdf5 import Dataset
 from .metrics import mean_recall, true_distances
 from .params import section
-from .targets import verdict
+from .targets import variant_case, verdict
 from .threads import pinned_threads
 from .timer import summarize, time_calls
 
@@ -59,7 +60,16 @@ class AdrSettings:
     ef_search: int = 50
     threads: int = 1
     embed_precision: str = "fp32"
+    #: the embedding matrix beside the ADR's own setting: every precision x thread count, on short texts (as the
+    #: ADR) and on mixed-length batches (30 short texts and 2 long paragraphs, as users send them)
+    embed_precisions: tuple[str, ...] = ("fp32", "int8")
+    embed_threads: tuple[int, ...] = (1, 2)
     seed: int = 7
+
+    def __post_init__(self) -> None:
+        # params.yaml gives lists; a frozen dataclass keeps tuples
+        object.__setattr__(self, "embed_precisions", tuple(self.embed_precisions))
+        object.__setattr__(self, "embed_threads", tuple(int(t) for t in self.embed_threads))
 
 
 def distinct_sentences(n: int, seed: int = 7) -> list[str]:
@@ -67,6 +77,83 @@ def distinct_sentences(n: int, seed: int = 7) -> list[str]:
     rng = np.random.default_rng(seed)
     return [f"{_SUBJECTS[rng.integers(len(_SUBJECTS))]} {_VERBS[rng.integers(len(_VERBS))]} "
             f"{_OBJECTS[rng.integers(len(_OBJECTS))]} on day {i}." for i in range(n)]
+
+
+#: a mixed-length batch: this many short texts and the rest long paragraphs (past the model's 256 tokens)
+MIXED_LONG = 2
+
+
+def long_paragraph(seed: int, sentences: int = 40) -> str:
+    """A paragraph of ``sentences`` distinct short sentences (~400 tokens, so the model reads its first 256)."""
+    return " ".join(distinct_sentences(sentences, seed)).replace(" on day", ", on day")
+
+
+def mixed_batches(n: int, seed: int = 7, size: int = 32) -> list[list[str]]:
+    """``n`` batches of ``size`` texts: ``size - MIXED_LONG`` distinct short sentences and :data:`MIXED_LONG` long
+    paragraphs at seeded positions (what a user's batch looks like; one long text pads a fixed-size chunk)."""
+    rng = np.random.default_rng(seed)
+    short = distinct_sentences(n * (size - MIXED_LONG), seed + 1)
+    out = []
+    for i in range(n):
+        batch = list(short[i * (size - MIXED_LONG) : (i + 1) * (size - MIXED_LONG)])
+        for j in range(MIXED_LONG):
+            batch.insert(int(rng.integers(len(batch) + 1)), long_paragraph(seed * 1000 + i * MIXED_LONG + j))
+        out.append(batch)
+    return out
+
+
+def embed_cases(settings: AdrSettings) -> dict[str, Any]:
+    """The embedding cases: ``embed_single`` and ``embed_batch_32`` at the ADR's setting (``embed_precision``,
+    ``threads``, short texts), and every precision x thread count of the matrix as variants
+    (:func:`~.targets.variant_case`): single short text, batch of 32 short texts, batch of 32 mixed-length texts.
+    A mixed batch's info holds ``parts_ms``: the same texts embedded as two batches (short, long), whose ratio
+    shows what one batch's padding costs."""
+    try:
+        from ..embeddings import Embedder
+    except ImportError as exc:
+        reason = f"Embedder unavailable: {type(exc).__name__}: {exc}"
+        return {"embed_single": _absent(reason), "embed_batch_32": _absent(reason)}
+    n_single, n_batch = settings.embed_iterations, settings.batch_iterations
+    texts = distinct_sentences(n_single + 32 * n_batch, settings.seed)
+    singles = texts[:n_single]
+    short = [texts[n_single + 32 * i : n_single + 32 * (i + 1)] for i in range(n_batch)]
+    mixed = mixed_batches(n_batch, settings.seed)
+    adr_mixed = mixed_batches(1, settings.seed + 1)[0]
+    canonical = (settings.embed_precision, settings.threads)
+    configs = [canonical, *[(p, t) for p in settings.embed_precisions for t in settings.embed_threads
+                            if (p, t) != canonical]]
+    cases: dict[str, Any] = {}
+    for precision, threads in configs:
+        names = {"single": variant_case("embed_single", precision, f"{threads}t", "short"),
+                 "short": variant_case("embed_batch_32", precision, f"{threads}t", "short"),
+                 "mixed": variant_case("embed_batch_32", precision, f"{threads}t", "mixed")}
+        try:
+            embedder = Embedder(precision=precision, threads=threads)
+        except Exception as exc:  # no model files, or a precision this installation cannot build
+            reason = f"Embedder unavailable: {type(exc).__name__}: {exc}"
+            cases.update({name: _absent(reason) for name in names.values()})
+            continue
+        with embedder:
+            info = {"precision": precision, "threads": threads, "graph": embedder.info()["graph"]["running"]}
+            got = {"single": _measure("embed_single", embedder.embed, ADR_SENTENCE, singles, n_single, 5),
+                   "short": _measure("embed_batch_32", embedder.embed_batch, [ADR_SENTENCE] * 32, short, n_batch, 2),
+                   "mixed": _measure("embed_batch_32", embedder.embed_batch, adr_mixed, mixed, n_batch, 2)}
+            parts = summarize(time_calls(functools.partial(_embed_apart, embedder), mixed, warmup=2))
+            for kind, case in got.items():
+                case["info"] = info | {"texts": "mixed" if kind == "mixed" else "short"}
+            got["mixed"]["info"]["parts_ms"] = {"p50": parts.p50_ms, "p95": parts.p95_ms, "mean": parts.mean_ms}
+        for kind, case in got.items():
+            cases[names[kind]] = case
+        if (precision, threads) == canonical:
+            cases["embed_single"], cases["embed_batch_32"] = got["single"], got["short"]
+    return cases
+
+
+def _embed_apart(embedder: Any, batch: Sequence[str]) -> None:
+    """Embed a mixed batch as two: its short texts, then its long ones (the reference a mixed batch is held to)."""
+    cut = sorted(batch, key=len)
+    embedder.embed_batch(cut[: len(cut) - MIXED_LONG])
+    embedder.embed_batch(cut[len(cut) - MIXED_LONG :])
 
 
 def _measure(case: str, func: Callable[[Any], Any], adr_arg: Any, honest_args: Sequence[Any], adr_iterations: int,
@@ -104,23 +191,7 @@ def run_common(ds: Dataset, settings: AdrSettings, progress: Progress | None = N
     step = _stepper(progress, COMMON_STEPS)
     with pinned_threads(settings.threads):
         step(0)
-        try:
-            from ..embeddings import Embedder
-
-            embedder = Embedder(precision=settings.embed_precision, threads=settings.threads)
-        except Exception as exc:  # no embeddings package or no model files: the embed cases are absent
-            reason = f"Embedder unavailable: {type(exc).__name__}: {exc}"
-            cases["embed_single"] = cases["embed_batch_32"] = _absent(reason)
-        else:
-            with embedder:
-                texts = distinct_sentences(settings.embed_iterations + 32 * settings.batch_iterations, settings.seed)
-                cases["embed_single"] = _measure("embed_single", embedder.embed, ADR_SENTENCE,
-                                                 texts[: settings.embed_iterations], settings.embed_iterations, 5)
-                batches = [texts[settings.embed_iterations + 32 * i : settings.embed_iterations + 32 * (i + 1)]
-                           for i in range(settings.batch_iterations)]
-                cases["embed_batch_32"] = _measure("embed_batch_32", embedder.embed_batch, [ADR_SENTENCE] * 32,
-                                                   batches, settings.batch_iterations, 2)
-                cases["embed_single"]["info"] = {"precision": settings.embed_precision, "threads": settings.threads}
+        cases.update(embed_cases(settings))
         step(1)
         pairs = [(ds.train[i], ds.train[i + 1]) for i in range(min(settings.op_iterations, len(ds.train) - 1))]
         cases["distance"] = _measure("distance", lambda p: ops.distance(p[0], p[1], ds.metric), pairs[0], pairs,

@@ -197,7 +197,7 @@ def split_wordnet(texts: WordnetTexts, n_base: int | None, n_queries: int,
 
 
 def wordnet_minilm(n_base: int | None = 20_000, n_queries: int = 1_000, seed: int = 42, precision: str = "int8",
-                   chunk_size: int = 64, directory: Path | None = None, name: str = "wordnet-minilm-384",
+                   chunk_size: int | None = None, directory: Path | None = None, name: str = "wordnet-minilm-384",
                    progress: Callable[[int], None] | None = None) -> Dataset:
     """WordNet texts embedded with the project's Embedder (cosine). ``n_base`` subsamples the ~200k base texts
     (None: all of them); the attrs record how many there were and how many were kept."""

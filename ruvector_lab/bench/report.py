@@ -24,7 +24,7 @@ import polars as pl
 
 from . import results, tables
 from .metrics import pareto_frontier
-from .targets import TARGETS
+from .targets import TARGETS, VARIANT_SEP, base_case
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +212,40 @@ def adr_tables(t: tables.Tables) -> list[str]:
         emb = common.get("embed_single", {})
         if emb.get("status") == "ok":
             lines.append(f"Embedder: {emb.get('info', {})}.")
+        lines += ["", *embedding_matrix_lines(t)]
     missing = [f"{r['backend']}: {r['reason']}" for r in records if r["status"] != "ok"]
     if missing:
         lines += ["", "Backends not available here: " + "; ".join(missing)]
     return lines
+
+
+def embedding_matrix_lines(t: tables.Tables) -> list[str]:
+    """The embedding variants of the ADR suite (precision x threads x short or mixed-length texts), each judged on
+    both protocols against its ADR target, with a mixed batch's cost over the same texts embedded apart."""
+    rows = t.adr.filter((pl.col("backend") == "common") & (pl.col("status") == "ok")
+                        & pl.col("case").str.contains(VARIANT_SEP, literal=True)).to_dicts()
+    if not rows:
+        return []
+    cases: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        cases.setdefault(r["case"], {"info": json.loads(r["info"] or "{}")})[r["protocol"]] = r
+    out = []
+    for case, c in cases.items():
+        info, adr, honest = c["info"], c.get("adr", {}), c.get("honest", {})
+        parts = info.get("parts_ms", {}).get("p50")
+        ratio = f"{honest['p50_ms'] / parts:.2f}" if parts and honest.get("p50_ms") else ""
+        mark = {"pass": "pass", "fail": "**FAIL**"}
+        out.append([base_case(case), info.get("precision"), info.get("threads"), info.get("texts"), info.get("graph"),
+                    f"{adr.get('mean_ms', float('nan')):.3g} {mark.get(adr.get('verdict'), '')}",
+                    f"{honest.get('p50_ms', float('nan')):.3g}",
+                    f"{honest.get('p95_ms', float('nan')):.3g} {mark.get(honest.get('verdict'), '')}", ratio])
+    header = ["case", "precision", "threads", "texts", "graph", "ADR protocol: mean ms", "honest p50 ms",
+              "honest p95 ms (judged)", "mixed / apart (p50)"]
+    return ["### Embedding: precision x threads x texts", "",
+            "The ADR's embed cases under every precision and thread count, on distinct short sentences (as the ADR) "
+            "and on batches of 30 short sentences with 2 long paragraphs (as users send them); *mixed / apart* is "
+            "a mixed batch's p50 over the same texts embedded as two batches (short, long).", "",
+            *_table(header, out), ""]
 
 
 def backend_cases(t: tables.Tables) -> list[tuple[str, dict[str, dict[str, Any]]]]:

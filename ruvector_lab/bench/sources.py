@@ -385,8 +385,9 @@ def _json_type(value: object) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def embed_texts(base: Sequence[str], queries: Sequence[str], precision: str = "int8", chunk_size: int = 64,
-                name: str = "texts", progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def embed_texts(base: Sequence[str], queries: Sequence[str], precision: str = "int8",
+                chunk_size: int | None = None, name: str = "texts",
+                progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Embed base and query texts with one :class:`~ruvector_lab.embeddings.Embedder` (all-MiniLM-L6-v2 at
     ``precision``): the base :data:`EMBED_BLOCK` texts at a time, calling ``progress`` with the count after each
     block, then the queries. Returns float32 ``(len(base), dims)`` and ``(len(queries), dims)`` unit rows.
@@ -419,7 +420,7 @@ def embed_texts(base: Sequence[str], queries: Sequence[str], precision: str = "i
 
 def text_dataset(path: str | os.PathLike[str] | None = None, queries: str | os.PathLike[str] | None = None,
                  n_queries: int | None = None, n_base: int | None = None, seed: int = 42, precision: str = "int8",
-                 chunk_size: int = 64, field: str | None = None, *, name: str = "texts", fmt: str = "text",
+                 chunk_size: int | None = None, field: str | None = None, *, name: str = "texts", fmt: str = "text",
                  progress: Callable[[int], None] | None = None) -> Dataset:
     """A dataset from a text corpus (``fmt`` ``text`` or ``jsonl``) embedded with the project's Embedder, cosine;
     queries held out of the corpus or read from ``queries`` (see the module docstring). ``progress`` is called with

@@ -57,7 +57,7 @@ from ..errors import InvalidParameterError
 from . import results, schemas
 from .metrics import operating_points as _cheapest
 from .metrics import pareto_frontier
-from .targets import TARGETS
+from .targets import TARGETS, VARIANT_SEP, base_case
 
 log = logging.getLogger(__name__)
 
@@ -498,7 +498,7 @@ def _adr_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     base = {"path": rec.get("_path"), "backend": rec["backend"], "tier": rec.get("tier")}
     for index, (case, body) in enumerate(rec["cases"].items()):
-        target = TARGETS[case].max_ms if case in TARGETS else None
+        target = TARGETS[base_case(case)].max_ms if base_case(case) in TARGETS else None
         row = base | {"scope": body.get("scope"), "case": case, "case_index": index, "status": body["status"],
                       "target_ms": target}
         if body["status"] != "ok":
@@ -761,6 +761,8 @@ def adr_view(adr_frame: pl.DataFrame, backends: Sequence[str] | None = None) -> 
     quantize, exact pattern match) with its own cases over them (its own replaces a common one of the same name).
     Columns of :attr:`Tables.adr` plus ``measured_on`` (the record the case comes from) and ``view_index`` (the
     case's place in the merged list: the common cases in their order, then the backend's own)."""
+    # variants (the embedding matrix) are reported on their own, never merged into a backend's cases
+    adr_frame = adr_frame.filter(~pl.col("case").str.contains(VARIANT_SEP, literal=True))
     common = adr_frame.filter(pl.col("backend") == "common")
     if backends is None:
         backends = [b for b in adr_frame["backend"].unique(maintain_order=True).to_list() if b != "common"]

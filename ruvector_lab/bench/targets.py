@@ -36,9 +36,32 @@ TARGETS: dict[str, Target] = {
 }
 
 
+#: separates an ADR case from the conditions of a variant of it (``embed_batch_32:int8:2t:mixed``)
+VARIANT_SEP = ":"
+
+
+def variant_case(case: str, *conditions: object) -> str:
+    """The name of ``case`` measured under other ``conditions`` (precision, threads, texts): judged against the
+    same ADR target, reported beside the canonical case, never counted in a backend's verdicts."""
+    if case not in TARGETS:
+        raise InvalidParameterError(f"unknown ADR case {case!r}; known: {', '.join(TARGETS)}")
+    return VARIANT_SEP.join([case, *(str(c) for c in conditions)])
+
+
+def base_case(case: str) -> str:
+    """The ADR case a (variant) case name is judged against (``embed_batch_32:int8:2t:mixed``: embed_batch_32)."""
+    return case.split(VARIANT_SEP, 1)[0]
+
+
+def is_variant(case: str) -> bool:
+    """True for a variant name made by :func:`variant_case`."""
+    return VARIANT_SEP in case
+
+
 def verdict(case: str, latency_ms: float | None) -> str:
     """'pass' if ``latency_ms`` is under the case's target, 'fail' if not, 'no target' for cases without one,
-    'not available' when there is no measurement."""
+    'not available' when there is no measurement. A variant is judged against its base case's target."""
+    case = base_case(case)
     if case not in TARGETS:
         raise InvalidParameterError(f"unknown ADR case {case!r}; known: {', '.join(TARGETS)}")
     if latency_ms is None:

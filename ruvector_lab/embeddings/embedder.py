@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import EmbedderClosedError, InvalidParameterError, InvalidTextError, ModelError
 from ..pools import pinned_pool_size
 from . import onnx_graph
-from .builds import PRECISIONS, model_bytes
+from .batching import DEFAULT_TOKEN_BUDGET, plan_chunks
+from .builds import PRECISIONS, load_model
 from .cache import ModelCache, default_cache
 from .models import get_model
 from .tokenizer import BertTokenizer
@@ -40,6 +41,17 @@ def _check_encodable(text: str, what: str) -> None:
         ) from None
 
 
+#: onnxruntime's own graph rewrites left out at session start: its SkipLayerNormFusion turns each residual Add +
+#: LayerNorm into a SkipLayerNormalization whose CPU kernel measured 4x slower than the pair here (onnxruntime
+#: 1.32, AVX2: 12 of 107 ms of an int8 batch of 32 at one thread; 3 ms for Add + LayerNormalization)
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
+
+def default_spin(threads: int) -> bool:
+    """Whether idle intra-op threads spin by default: only with one thread (no idle worker exists to spin)."""
+    return threads == 1
+
+
 def available_cores() -> int:
     """The number of CPU cores this process may run on."""
     try:
@@ -51,14 +63,18 @@ def available_cores() -> int:
 class Embedder:
     """Sentence embeddings with all-MiniLM-L6-v2 (384-d, L2-normalised, float32).
 
-    ``precision`` is ``'fp32'`` (matches sentence-transformers to 1e-5) or ``'int8'`` (dynamic quantization,
-    faster); ``threads`` is onnxruntime's intra-op thread count (None: the count pinned for library pools in this
-    thread by :mod:`ruvector_lab.pools`, else every core this process may use);
-    ``cache`` is the ModelCache to load from (None: the shared default cache).
+    ``precision`` is ``'fp32'`` (matches sentence-transformers to 1e-5) or ``'int8'`` (SmoothQuant-balanced
+    dynamic quantization, faster; mean cosine 0.999 to fp32); ``threads`` is onnxruntime's intra-op thread count
+    (None: the count pinned for library pools in this thread by :mod:`ruvector_lab.pools`, else every core this
+    process may use); ``cache`` is the ModelCache to load from (None: the shared default cache); ``graph`` is
+    ``'auto'`` (onnxruntime's fused graph where it builds and passes its checks, else the plain one; ``info()``
+    says which runs and why), ``'fused'`` or ``'plain'``; ``spin`` lets idle onnxruntime threads spin between
+    operators (lower latency on idle cores, lost throughput when the cores are shared; None: spin only when
+    ``threads`` is 1, where there is no idle worker to spin).
     """
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", precision: str = "fp32", threads: int | None = None, *,
-                 cache: ModelCache | None = None) -> None:
+                 cache: ModelCache | None = None, graph: str = "auto", spin: bool | None = None) -> None:
         import onnxruntime as ort
 
         self._spec = get_model(model)
@@ -66,21 +82,28 @@ class Embedder:
             raise InvalidParameterError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InvalidParameterError(f"threads must be None or an int >= 1, got {threads!r}")
+        if graph not in ("auto", "fused", "plain"):
+            raise InvalidParameterError(f"unknown graph {graph!r}; choose 'auto', 'fused' or 'plain'")
+        if spin is not None and not isinstance(spin, bool):
+            raise InvalidParameterError(f"spin must be None, True or False, got {spin!r}")
         self.precision = precision
         # an explicit count wins; else the pin of the calling thread (a benchmark's), else every usable core
         self.threads = threads if threads is not None else (pinned_pool_size() or available_cores())
         self._cache = cache if cache is not None else default_cache()
         self._tokenizer = BertTokenizer(self._cache.fetch(self._spec.tokenizer), self._spec.max_seq_length)
-        blob = model_bytes(self._spec, precision, self._cache)
+        self._built = load_model(self._spec, precision, self._cache, graph)
+        blob = self._built.blob
         self._model_sha256 = hashlib.sha256(blob).hexdigest()
+        self.spin = spin if spin is not None else default_spin(self.threads)
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1  # one chain of ops: a second pool would only compete for the same cores
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # onnxruntime's default, set explicitly so info() reports it: idle workers spin briefly for low latency
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        # spinning workers poll for the next operator: a little lower latency on idle cores, but on shared ones
+        # they burn the time slices the working threads need (measured in the README's embedding section)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         opts.log_severity_level = 3  # errors only: shape-merge notes on dynamic axes are not problems
         self._session_options = {
             "intra_op_num_threads": opts.intra_op_num_threads,
@@ -90,15 +113,18 @@ class Embedder:
             "enable_cpu_mem_arena": opts.enable_cpu_mem_arena,
             "enable_mem_pattern": opts.enable_mem_pattern,
             "intra_op_allow_spinning": opts.get_session_config_entry("session.intra_op.allow_spinning"),
+            "disabled_optimizers": list(DISABLED_OPTIMIZERS),
         }
         try:
-            self._session = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"],
+                                                 disabled_optimizers=list(DISABLED_OPTIMIZERS))
         except Exception as exc:  # onnxruntime raises its own exception types for a model it cannot load
-            raise ModelError(f"onnxruntime cannot load the {precision} {self._spec.name} model: {exc}") from None
+            raise ModelError(f"onnxruntime cannot load the {precision} {self._built.graph} {self._spec.name} model: "
+                             f"{exc}") from None
         self._ort_version = ort.__version__
         self._lock = threading.Lock()
-        log.info("Embedder %s %s ready: %d intra-op threads, model sha256 %s", self._spec.name, precision,
-                 self.threads, self._model_sha256[:12])
+        log.info("Embedder %s %s (%s graph) ready: %d intra-op threads, model sha256 %s", self._spec.name,
+                 precision, self._built.graph, self.threads, self._model_sha256[:12])
 
     @property
     def dimensions(self) -> int:
@@ -122,16 +148,22 @@ class Embedder:
         _check_encodable(text, "the text")
         return self.embed_batch([text])[0]
 
-    def embed_batch(self, texts: Iterable[str], chunk_size: int = 32) -> np.ndarray:
+    def embed_batch(self, texts: Iterable[str], chunk_size: int | None = None, *,
+                    token_budget: int = DEFAULT_TOKEN_BUDGET) -> np.ndarray:
         """Embed many texts; return (n, dims) float32 rows in the order given.
 
-        Texts are run ``chunk_size`` at a time, grouped by token length as sentence-transformers groups them,
-        each chunk padded to its longest text.
+        Texts are sorted by token length and run in chunks of similar length chosen to minimise padding
+        (:func:`~.batching.plan_chunks`): at most ``token_budget`` padded tokens per run (rows x longest row; a
+        single longer text runs alone) and at most ``chunk_size`` texts if given. The chunking never changes an
+        fp32 vector beyond float rounding (1e-6): each text's row depends only on its own tokens.
         """
         if isinstance(texts, (str, bytes)) or texts is None:
             raise InvalidTextError(f"embed_batch() takes a sequence of str, got {type(texts).__name__}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise InvalidParameterError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                       or chunk_size < 1):
+            raise InvalidParameterError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
+        if isinstance(token_budget, bool) or not isinstance(token_budget, int) or token_budget < 1:
+            raise InvalidParameterError(f"token_budget must be an int >= 1, got {token_budget!r}")
         try:
             items = list(texts)
         except TypeError:
@@ -145,10 +177,7 @@ class Embedder:
         if not items:
             return out
         token_ids = self._tokenizer.token_ids(items)
-        # like sentence-transformers, chunk texts of similar length together (longest first): less padding
-        order = sorted(range(len(items)), key=lambda i: -len(token_ids[i]))
-        for start in range(0, len(items), chunk_size):
-            rows = order[start : start + chunk_size]
+        for rows in plan_chunks([len(ids) for ids in token_ids], token_budget, chunk_size):
             batch = self._tokenizer.pad([token_ids[i] for i in rows])
             feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
                     "token_type_ids": batch.token_type_ids}
@@ -163,13 +192,18 @@ class Embedder:
         return self._tokenizer.token_ids([text])[0]
 
     def info(self) -> dict[str, Any]:
-        """What runs: model, precision, dimensions, threads, session options, model and source sha256s."""
+        """What runs: model, precision, dimensions, threads, graph (fused or plain, and why), batching, session
+        options, model and source sha256s."""
         return {
             "model": self._spec.name,
             "precision": self.precision,
             "dimensions": self.dimensions,
             "max_seq_length": self._spec.max_seq_length,
             "threads": self.threads,
+            "graph": {"running": self._built.graph, "requested": self._built.requested,
+                      "fused_operators": dict(self._built.fused_ops),
+                      "fallback_reason": self._built.fallback_reason},
+            "batching": {"token_budget_default": DEFAULT_TOKEN_BUDGET, "sorted_by_length": True},
             "session_options": dict(self._session_options),
             "providers": ["CPUExecutionProvider"],
             "onnxruntime": self._ort_version,

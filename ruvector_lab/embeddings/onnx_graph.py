@@ -21,9 +21,9 @@ from .models import BertSpec
 log = logging.getLogger(__name__)
 
 #: bump when the graph changes: the cache key of a built model includes it, so an old build is never reused
-GRAPH_VERSION = 1
-#: bump when the int8 recipe changes (which MatMuls are quantized, how)
-QUANT_VERSION = 1
+GRAPH_VERSION = 2
+#: bump when the int8 recipe changes (which MatMuls are quantized, how, the smoothing before it)
+QUANT_VERSION = 2
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "sentence_embedding"
@@ -90,16 +90,19 @@ def build_fp32_model(weights: dict[str, np.ndarray], spec: BertSpec) -> bytes:
     hidden = _layer_norm(g, g.op("Add", [g.op("Add", [word, pos]), tok]), weights, "embeddings.LayerNorm",
                          spec.layer_norm_eps)
 
-    # additive attention mask as transformers makes it: (1 - mask) * float32 lowest, shape [batch, 1, 1, seq]
-    mask_f = g.op("Cast", [mask], to=TensorProto.FLOAT)
+    # additive attention mask as transformers makes it: (1 - mask) * float32 lowest, shape [batch, 1, 1, seq], in
+    # the node order of a PyTorch export (unsqueeze, cast, sub, mul), which onnxruntime's attention fusion matches
+    mask_4d = g.op("Unsqueeze", [g.op("Unsqueeze", [mask, g.const("axes_1", np.array([1], np.int64))]),
+                                 g.const("axes_2", np.array([2], np.int64))])
     lowest = g.const("f32_lowest", np.array(np.finfo(np.float32).min, np.float32))
-    inverted = g.op("Sub", [g.const("one_f32", np.array(1.0, np.float32)), mask_f])
-    additive = g.op("Unsqueeze", [g.op("Mul", [inverted, lowest]), g.const("axes_1_2", np.array([1, 2], np.int64))])
+    inverted = g.op("Sub", [g.const("one_f32", np.array(1.0, np.float32)),
+                            g.op("Cast", [mask_4d], to=TensorProto.FLOAT)])
+    additive = g.op("Mul", [inverted, lowest])
 
     split_heads = g.const("split_heads_shape", np.array([0, 0, spec.heads, head_dim], np.int64))
     merge_heads = g.const("merge_heads_shape", np.array([0, 0, spec.hidden], np.int64))
-    scale = g.const("attention_scale", np.array(1.0 / math.sqrt(head_dim), np.float32))
-    sqrt_half = g.const("inv_sqrt2", np.array(1.0 / math.sqrt(2.0), np.float32))
+    scale = g.const("attention_scale", np.array(math.sqrt(head_dim), np.float32))
+    sqrt_two = g.const("sqrt2", np.array(math.sqrt(2.0), np.float32))
     half = g.const("half_f32", np.array(0.5, np.float32))
 
     for i in range(spec.layers):
@@ -110,22 +113,23 @@ def build_fp32_model(weights: dict[str, np.ndarray], spec: BertSpec) -> bytes:
                                                 split_heads])], perm=[0, 2, 3, 1])
         v = g.op("Transpose", [g.op("Reshape", [_linear(g, hidden, weights, f"{p}.attention.self.value"),
                                                 split_heads])], perm=[0, 2, 1, 3])
-        scores = g.op("Add", [g.op("Mul", [g.op("MatMul", [q, k]), scale]), additive])
+        scores = g.op("Add", [g.op("Div", [g.op("MatMul", [q, k]), scale]), additive])
         context = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
         context = g.op("Reshape", [g.op("Transpose", [context], perm=[0, 2, 1, 3]), merge_heads])
         attn = _linear(g, context, weights, f"{p}.attention.output.dense")
         attn = _layer_norm(g, g.op("Add", [attn, hidden]), weights, f"{p}.attention.output.LayerNorm",
                            spec.layer_norm_eps)
         inter = _linear(g, attn, weights, f"{p}.intermediate.dense")
-        # exact GELU (erf form), as BERT's "gelu"
-        gelu = g.op("Mul", [g.op("Mul", [inter, half]),
-                            g.op("Add", [g.op("Erf", [g.op("Mul", [inter, sqrt_half])]), "one_f32"])])
+        # exact GELU (erf form), as BERT's "gelu" and in an export's node order (onnxruntime's GELU fusion)
+        gelu = g.op("Mul", [g.op("Mul", [inter, g.op("Add", [g.op("Erf", [g.op("Div", [inter, sqrt_two])]),
+                                                              "one_f32"])]), half])
         out = _linear(g, gelu, weights, f"{p}.output.dense")
         hidden = _layer_norm(g, g.op("Add", [out, attn]), weights, f"{p}.output.LayerNorm", spec.layer_norm_eps)
 
     # mean pooling over real tokens: sum(h * mask) / clamp(sum(mask), 1e-9), then x / max(||x||, 1e-12)
-    mask_3d = g.op("Unsqueeze", [mask_f, g.const("axes_2", np.array([2], np.int64))])
-    axis_1 = g.const("axes_1", np.array([1], np.int64))
+    mask_f = g.op("Cast", [mask], to=TensorProto.FLOAT)
+    mask_3d = g.op("Unsqueeze", [mask_f, "axes_2"])
+    axis_1 = "axes_1"
     summed = g.op("ReduceSum", [g.op("Mul", [hidden, mask_3d]), axis_1], keepdims=0)
     counts = g.op("Max", [g.op("ReduceSum", [mask_3d, axis_1], keepdims=0),
                           g.const("pool_eps", np.array(1e-9, np.float32))])
@@ -147,25 +151,41 @@ def build_fp32_model(weights: dict[str, np.ndarray], spec: BertSpec) -> bytes:
     return model.SerializeToString()
 
 
+def keeps_fp32(weight: str) -> bool:
+    """True for the weights whose MatMuls the int8 build leaves in fp32: the feed-forward down-projections. Their
+    inputs (after GELU) are one-sided and long-tailed, so one uint8 scale per tensor costs most of the int8 error
+    (mean cosine to sentence-transformers 0.992 with them quantized, 0.996 without), and SmoothQuant does not
+    help them (it made their error larger)."""
+    return weight.endswith(".output.dense.weight_t") and ".attention." not in weight
+
+
 def quantize_int8(fp32_model: bytes) -> bytes:
     """Dynamic int8 quantization of ``fp32_model`` with onnxruntime's quantizer; return the serialized model.
 
-    Weights of every MatMul with a constant weight are int8 per output channel, activations uint8 per tensor at
-    run time, except the feed-forward down-projections: their inputs (after GELU) are long-tailed, so one uint8
-    scale per tensor costs most of the error (mean cosine to fp32 0.992 with them, 0.996 without them).
+    Weights of every MatMul (and fused Attention) by a constant weight are int8 per output channel, activations
+    uint8 per tensor at run time, except the MatMuls :func:`keeps_fp32` names. The caller smooths the model first
+    (:mod:`.smoothing`), which is what brings the per-tensor activation scales close to fp32's answers.
+
+    Weights use 7 of their 8 bits (``reduce_range``): x86 CPUs without VNNI multiply uint8 by int8 with
+    ``vpmaddubsw``, which saturates pairs of products at 16 bits; with full-range weights that cost mean cosine
+    0.987 to fp32 (0.999 with 7-bit weights), and uint8 weights were 10% slower here. A cached build runs on
+    whatever CPU loads it, so the recipe must be safe on the oldest.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load_from_string(fp32_model)
-    keep_fp32 = [n.name for n in model.graph.node
-                 if n.op_type == "MatMul" and n.input[1].endswith(".output.dense.weight_t")
-                 and ".attention." not in n.input[1]]
+    keep_fp32 = [n.name for n in model.graph.node if n.op_type == "MatMul" and keeps_fp32(n.input[1])]
     with tempfile.TemporaryDirectory(prefix="ruvector-quant-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32_model)
-        quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         nodes_to_exclude=keep_fp32, extra_options={"MatMulConstBOnly": True})
+        try:
+            # DefaultTensorType: ONNX's shape inference cannot type the outputs of contrib ops (fused Attention)
+            quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8, reduce_range=True,
+                             op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=keep_fp32,
+                             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+        except Exception as exc:  # the quantizer raises whatever its passes raise
+            raise ModelError(f"onnxruntime's quantizer failed: {type(exc).__name__}: {exc}") from None
         log.info("quantized %d-byte fp32 model to %d bytes (int8 per-channel; %d MatMuls kept fp32)",
                  len(fp32_model), dst.stat().st_size, len(keep_fp32))
         return dst.read_bytes()
