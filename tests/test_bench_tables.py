@@ -15,7 +15,7 @@ from result_records import DATASET, SWEEP, build_record, quant_record, query_rec
 from ruvector_lab.backends import names
 from ruvector_lab.bench import groundtruth, perquery, results, tables
 from ruvector_lab.bench.hdf5 import Dataset, write_hdf5
-from ruvector_lab.errors import ResultSchemaError
+from ruvector_lab.errors import InvalidParameterError, ResultSchemaError
 
 NAME = DATASET["name"]
 
@@ -317,3 +317,36 @@ def test_the_sweep_written_is_the_sweep_read(t):
     graph = t.queries.filter(pl.col("backend") == "hnswlib").sort("ef_search")
     assert graph.select("ef_search", "recall_at_10").rows() == [(ef, r) for ef, r, _ in SWEEP[("hnswlib",
                                                                                                   "M8-efc40-none")]]
+
+
+def test_embedding_variants_are_reported_apart_and_never_counted_as_a_backends_verdict(tmp_path):
+    """The ADR suite's embedding matrix (variants such as embed_batch_32:int8:2t:mixed) is judged against its base
+    case's target, shown in its own report table with the mixed batch's cost over its parts, and left out of the
+    per-backend case view that the verdict counts come from."""
+    from result_records import adr_record
+
+    from ruvector_lab.bench import report
+    from ruvector_lab.bench.targets import base_case, variant_case, verdict
+
+    root = write_tree(tmp_path / "results")
+    common = adr_record("common")
+    mixed = variant_case("embed_batch_32", "int8", "2t", "mixed")
+    common["cases"][mixed] = {
+        "status": "ok", "scope": "common", "protocols": {
+            p: {"iterations": 20, "latency_ms": {"p50": ms, "p95": ms * 1.1, "p99": ms * 1.2, "mean": ms},
+                "judged_ms": ms * 1.1 if p == "honest" else ms, "verdict": verdict(mixed, ms * 1.1)}
+            for p, ms in (("adr", 90.0), ("honest", 120.0))},
+        "info": {"precision": "int8", "threads": 2, "texts": "mixed", "graph": "fused", "parts_ms": {"p50": 100.0}}}
+    results.write_json(root / "adr" / "common.json", common)
+    t = tables.load(root)
+    assert base_case(mixed) == "embed_batch_32" and verdict(mixed, 132.0) == "fail"
+    row = _one(t.adr, case=mixed, protocol="honest")
+    assert row["target_ms"] == 100.0 and row["verdict"] == "fail"
+    assert mixed not in set(tables.adr_view(t.adr)["case"])
+    before = report.adr_verdicts(tables.load(write_tree(tmp_path / "plain")))
+    assert report.adr_verdicts(t) == before
+    lines = "\n".join(report.embedding_matrix_lines(t))
+    assert "Embedding: precision x threads x texts" in lines
+    assert "| embed_batch_32 | int8 | 2 | mixed | fused |" in lines and "| 1.20 |" in lines
+    with pytest.raises(InvalidParameterError, match="unknown ADR case"):
+        variant_case("embed_triple", "fp32")

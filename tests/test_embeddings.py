@@ -94,11 +94,14 @@ def test_vectors_are_unit_length(fp32):
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
 
 
-def test_int8_parity(int8, reference):
-    got = int8.embed_batch(reference["texts"], chunk_size=1)
+@pytest.mark.parametrize("chunking", [{"chunk_size": 1}, {}], ids=["one-text-runs", "token-budget-chunks"])
+def test_int8_parity(int8, reference, chunking):
+    """The issue's bar for the int8 build: mean cosine >= 0.995 and min >= 0.99 to sentence-transformers, alone
+    and in padded chunks (padding rows widen a dynamic int8 range, so chunks are the harder case)."""
+    got = int8.embed_batch(reference["texts"], **chunking)
     cos = np.sum(got * reference["vectors"], axis=1) / np.linalg.norm(got, axis=1)
-    assert cos.mean() >= 0.99
-    assert cos.min() >= 0.95
+    assert cos.mean() >= 0.995
+    assert cos.min() >= 0.99
 
 
 def test_int8_is_a_different_model_than_fp32(int8, fp32):
@@ -153,6 +156,12 @@ def test_embed_batch_rejects_non_sequences(fp32, bad):
 def test_embed_batch_rejects_bad_chunk_size(fp32, bad):
     with pytest.raises(InvalidParameterError, match="chunk_size"):
         fp32.embed_batch(["x"], chunk_size=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True, None])
+def test_embed_batch_rejects_bad_token_budget(fp32, bad):
+    with pytest.raises(InvalidParameterError, match="token_budget"):
+        fp32.embed_batch(["x"], token_budget=bad)
 
 
 def test_unknown_model_and_precision():
