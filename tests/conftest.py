@@ -1,7 +1,11 @@
-"""Shared fixtures: the backends that work here, clustered data, a fresh runtime per test."""
+"""Shared fixtures: the backends that work here, clustered data, a fresh runtime per test, the MiniLM reference."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 import ruvector_lab as rl
@@ -14,3 +18,15 @@ def _fresh_runtime(monkeypatch: pytest.MonkeyPatch):
     rl.Runtime.reset()
     yield
     rl.Runtime.reset()
+
+
+#: sentence-transformers' vectors of the test texts (scripts/make_minilm_fixture.py)
+MINILM_FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict:
+    """The MiniLM reference: texts, the token ids sentence-transformers feeds, and its vectors (float32 array)."""
+    data = json.loads(MINILM_FIXTURE.read_text(encoding="utf-8"))
+    data["vectors"] = np.asarray(data["vectors"], dtype=np.float32)
+    return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,6 @@ from ruvector_lab.errors import (
     ModelError,
     RuvectorLabError,
 )
-
-FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
-
-
-@pytest.fixture(scope="module")
-def reference() -> dict:
-    data = json.loads(FIXTURE.read_text(encoding="utf-8"))
-    data["vectors"] = np.asarray(data["vectors"], dtype=np.float32)
-    return data
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ with it (input order kept, fp32 vectors unchanged by any chunking, a mixed batch
 from __future__ import annotations
 
 import itertools
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +11,6 @@ import pytest
 from ruvector_lab.embeddings import Embedder
 from ruvector_lab.embeddings.batching import plan_chunks
 from ruvector_lab.errors import InvalidParameterError
-
-FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
 
 
 def _cost(lengths: np.ndarray, chunks: list[np.ndarray], overhead: int) -> int:
@@ -93,13 +89,6 @@ def test_zero_length_rows_are_refused():
 def fp32() -> Embedder:
     with Embedder(precision="fp32", threads=1) as emb:
         yield emb
-
-
-@pytest.fixture(scope="module")
-def reference() -> dict:
-    data = json.loads(FIXTURE.read_text(encoding="utf-8"))
-    data["vectors"] = np.asarray(data["vectors"], dtype=np.float32)
-    return data
 
 
 @pytest.mark.parametrize("chunking", [{}, {"token_budget": 64}, {"token_budget": 300, "chunk_size": 3},

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,15 +15,6 @@ from ruvector_lab.embeddings import Embedder, ModelCache, builds, default_cache,
 from ruvector_lab.embeddings.embedder import DISABLED_OPTIMIZERS, default_spin
 from ruvector_lab.embeddings.models import MINILM_L6_V2
 from ruvector_lab.errors import InvalidParameterError, ModelError
-
-FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
-
-
-@pytest.fixture(scope="module")
-def reference() -> dict:
-    data = json.loads(FIXTURE.read_text(encoding="utf-8"))
-    data["vectors"] = np.asarray(data["vectors"], dtype=np.float32)
-    return data
 
 
 def _cosines(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
