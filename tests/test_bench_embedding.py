@@ -72,3 +72,28 @@ def test_wordnet_sample_is_seeded_and_distinct():
         pytest.skip(str(exc))
     assert first == embedding.wordnet_sample(200, seed=1) and first != embedding.wordnet_sample(200, seed=2)
     assert len(first) == 200 == len(set(first))
+
+
+def test_measure_workload_times_every_case_at_every_thread_count():
+    work = embedding.workload(distinct_sentences(30, 4), batches=1, singles=4)
+    work["threads"] = [1]
+    got = embedding.measure_workload(work)
+    assert set(got) == {"1"}
+    assert set(got["1"]) == {"single_short", "batch32_short", "batch32_mixed", "corpus"}
+    for case in ("single_short", "batch32_short", "batch32_mixed"):
+        assert 0 < got["1"][case]["p50_ms"] <= got["1"][case]["p95_ms"]
+    assert got["1"]["corpus"]["texts_per_s"] > 0
+
+
+def test_main_writes_the_anchor_workload(tmp_path):
+    import json
+
+    from ruvector_lab.errors import DatasetError
+
+    out = tmp_path / "workload.json"
+    try:
+        assert embedding.main(["--corpus", "50", "--workload", str(out)]) == 0
+    except DatasetError as exc:  # WordNet missing: `make setup` installs it where apt-get exists
+        pytest.skip(str(exc))
+    work = json.loads(out.read_text())
+    assert len(work["cases"]["corpus"]) == 50 and work["cases"]["batch32_mixed"] == mixed_batches(20, 7)

@@ -326,7 +326,7 @@ def test_embedding_variants_are_reported_apart_and_never_counted_as_a_backends_v
     from result_records import adr_record
 
     from ruvector_lab.bench import report
-    from ruvector_lab.bench.targets import base_case, variant_case, verdict
+    from ruvector_lab.bench.targets import base_case, is_variant, variant_case, verdict
 
     root = write_tree(tmp_path / "results")
     common = adr_record("common")
@@ -340,6 +340,7 @@ def test_embedding_variants_are_reported_apart_and_never_counted_as_a_backends_v
     results.write_json(root / "adr" / "common.json", common)
     t = tables.load(root)
     assert base_case(mixed) == "embed_batch_32" and verdict(mixed, 132.0) == "fail"
+    assert is_variant(mixed) and not is_variant("embed_batch_32") and base_case("quantize") == "quantize"
     row = _one(t.adr, case=mixed, protocol="honest")
     assert row["target_ms"] == 100.0 and row["verdict"] == "fail"
     assert mixed not in set(tables.adr_view(t.adr)["case"])
