@@ -33,7 +33,7 @@ import polars as pl
 
 from ruvector_lab.bench import tables
 from ruvector_lab.bench.tables import backend_rank
-from ruvector_lab.bench.targets import TARGETS, VARIANT_SEP, base_case
+from ruvector_lab.bench.targets import TARGETS, VARIANT_SEP
 
 #: the environment variable naming the results root (the folder holding runs/, quant/, adr/)
 RESULTS_ENV = "RUVECTOR_LAB_RESULTS"
@@ -194,25 +194,11 @@ def adr_scorecard(cases: pd.DataFrame, protocol: str = "honest") -> pd.DataFrame
 
 
 def embedding_matrix(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """The ADR suite's embedding variants, one row per (case, precision, threads, texts, protocol): latency
-    percentiles, the judged value and verdict against the base case's ADR target, the graph that ran, and for a
-    mixed-length batch its p50 over the same texts embedded apart (``mixed_over_apart``, honest rows)."""
-    import json
-
-    cols = ["case", "precision", "threads", "texts", "graph", "protocol", "p50_ms", "p95_ms", "mean_ms",
-            "judged_ms", "target_ms", "verdict", "status", "mixed_over_apart"]
-    adr = tables.load(_root(root), ("adr",)).adr
-    rows = []
-    for c in adr.filter(pl.col("case").str.contains(VARIANT_SEP, literal=True)).to_dicts():
-        info = json.loads(c["info"]) if c["info"] else {}
-        _, precision, threads, texts = c["case"].split(VARIANT_SEP)
-        parts = info.get("parts_ms", {}).get("p50")
-        ratio = c["p50_ms"] / parts if parts and c["protocol"] == "honest" and c["p50_ms"] else None
-        rows.append({"case": base_case(c["case"]), "precision": precision, "threads": int(threads.rstrip("t")),
-                     "texts": texts, "graph": info.get("graph"), "mixed_over_apart": ratio}
-                    | {k: c[k] for k in ("protocol", "p50_ms", "p95_ms", "mean_ms", "judged_ms", "target_ms",
-                                         "verdict", "status")})
-    return pd.DataFrame(rows, columns=cols)
+    """The ADR suite's embedding variants, one row per (case, precision, threads, texts, protocol)
+    (:func:`ruvector_lab.bench.tables.embedding_matrix`): latencies, the judged value and verdict against the base
+    case's ADR target, the graph that ran, and for a mixed batch its p50 over the same texts embedded apart."""
+    matrix = tables.embedding_matrix(tables.load(_root(root), ("adr",)).adr)
+    return pd.DataFrame(matrix.to_dicts(), columns=list(tables.EMBEDDING_COLUMNS))
 
 
 def adr_verdicts(cases: pd.DataFrame, protocol: str = "honest") -> pd.DataFrame:

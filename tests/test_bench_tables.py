@@ -346,6 +346,12 @@ def test_embedding_variants_are_reported_apart_and_never_counted_as_a_backends_v
     assert mixed not in set(tables.adr_view(t.adr)["case"])
     before = report.adr_verdicts(tables.load(write_tree(tmp_path / "plain")))
     assert report.adr_verdicts(t) == before
+    matrix = tables.embedding_matrix(t.adr)
+    assert list(matrix.columns) == list(tables.EMBEDDING_COLUMNS) and matrix.height == 2  # two protocols
+    honest = _one(matrix, protocol="honest")
+    assert (honest["case"], honest["precision"], honest["threads"], honest["texts"]) == ("embed_batch_32", "int8", 2,
+                                                                                         "mixed")
+    assert honest["mixed_over_apart"] == pytest.approx(1.2) and _one(matrix, protocol="adr")["mixed_over_apart"] is None
     lines = "\n".join(report.embedding_matrix_lines(t))
     assert "Embedding: precision x threads x texts" in lines
     assert "| embed_batch_32 | int8 | 2 | mixed | fused |" in lines and "| 1.20 |" in lines

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..container import write_atomic
-from .adr import distinct_sentences, mixed_batches
+from .adr import MIXED_LONG, distinct_sentences, mixed_batches
 from .sources import EMBED_BLOCK
 from .timer import summarize, time_calls
 
@@ -157,8 +157,8 @@ def workload(corpus: Sequence[str], seed: int = 7, batches: int = 20, singles: i
             "cases": {"single_short": texts[:singles],
                       "batch32_short": [texts[singles + 32 * i : singles + 32 * (i + 1)] for i in range(batches)],
                       "batch32_mixed": mixed,
-                      "mixed_parts": [{"short": sorted(b, key=len)[:-2], "long": sorted(b, key=len)[-2:]}
-                                      for b in mixed],
+                      "mixed_parts": [{"short": sorted(b, key=len)[:-MIXED_LONG],
+                                       "long": sorted(b, key=len)[-MIXED_LONG:]} for b in mixed],
                       "corpus": list(corpus)}}
 
 

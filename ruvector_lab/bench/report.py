@@ -24,7 +24,7 @@ import polars as pl
 
 from . import results, tables
 from .metrics import pareto_frontier
-from .targets import TARGETS, VARIANT_SEP, base_case
+from .targets import TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -222,23 +222,20 @@ def adr_tables(t: tables.Tables) -> list[str]:
 def embedding_matrix_lines(t: tables.Tables) -> list[str]:
     """The embedding variants of the ADR suite (precision x threads x short or mixed-length texts), each judged on
     both protocols against its ADR target, with a mixed batch's cost over the same texts embedded apart."""
-    rows = t.adr.filter((pl.col("backend") == "common") & (pl.col("status") == "ok")
-                        & pl.col("case").str.contains(VARIANT_SEP, literal=True)).to_dicts()
-    if not rows:
+    matrix = tables.embedding_matrix(t.adr).filter(pl.col("status") == "ok")
+    if matrix.is_empty():
         return []
-    cases: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        cases.setdefault(r["case"], {"info": json.loads(r["info"] or "{}")})[r["protocol"]] = r
+    mark = {"pass": "pass", "fail": "**FAIL**"}
     out = []
-    for case, c in cases.items():
-        info, adr, honest = c["info"], c.get("adr", {}), c.get("honest", {})
-        parts = info.get("parts_ms", {}).get("p50")
-        ratio = f"{honest['p50_ms'] / parts:.2f}" if parts and honest.get("p50_ms") else ""
-        mark = {"pass": "pass", "fail": "**FAIL**"}
-        out.append([base_case(case), info.get("precision"), info.get("threads"), info.get("texts"), info.get("graph"),
-                    f"{adr.get('mean_ms', float('nan')):.3g} {mark.get(adr.get('verdict'), '')}",
+    keys = ["case", "precision", "threads", "texts", "graph"]
+    for key, rows in matrix.group_by(keys, maintain_order=True):
+        by = {r["protocol"]: r for r in rows.to_dicts()}
+        adr, honest = by.get("adr", {}), by.get("honest", {})
+        ratio = honest.get("mixed_over_apart")
+        out.append([*key, f"{adr.get('mean_ms', float('nan')):.3g} {mark.get(adr.get('verdict'), '')}",
                     f"{honest.get('p50_ms', float('nan')):.3g}",
-                    f"{honest.get('p95_ms', float('nan')):.3g} {mark.get(honest.get('verdict'), '')}", ratio])
+                    f"{honest.get('p95_ms', float('nan')):.3g} {mark.get(honest.get('verdict'), '')}",
+                    f"{ratio:.2f}" if ratio is not None else ""])
     header = ["case", "precision", "threads", "texts", "graph", "ADR protocol: mean ms", "honest p50 ms",
               "honest p95 ms (judged)", "mixed / apart (p50)"]
     return ["### Embedding: precision x threads x texts", "",

@@ -684,6 +684,31 @@ def adr(source: Source) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ derived figures
+#: columns of :func:`embedding_matrix`
+EMBEDDING_COLUMNS: dict[str, Any] = {
+    "case": _S, "precision": _S, "threads": _I, "texts": _S, "graph": _S, "protocol": _S, "status": _S,
+    "p50_ms": _F, "p95_ms": _F, "mean_ms": _F, "judged_ms": _F, "target_ms": _F, "verdict": _S,
+    "parts_p50_ms": _F, "mixed_over_apart": _F}
+
+
+def embedding_matrix(adr_frame: pl.DataFrame) -> pl.DataFrame:
+    """The ADR suite's embedding variants (``embed_batch_32:int8:2t:mixed``: :func:`.targets.variant_case`) of
+    :attr:`Tables.adr`, one row per variant and protocol: the base case, precision, threads, texts, the graph that
+    ran, the latencies with the judged value and verdict, and for a mixed batch the p50 of the same texts embedded
+    apart with the honest p50 over it (``mixed_over_apart``). The one reader of these rows (report, notebook 02)."""
+    rows = []
+    for c in adr_frame.filter(pl.col("case").str.contains(VARIANT_SEP, literal=True)).to_dicts():
+        info = json.loads(c["info"]) if c["info"] else {}
+        base, precision, threads, texts = c["case"].split(VARIANT_SEP)  # as targets.variant_case names them
+        parts = (info.get("parts_ms") or {}).get("p50")
+        ratio = c["p50_ms"] / parts if parts and c["p50_ms"] and c["protocol"] == "honest" else None
+        rows.append({"case": base, "precision": precision, "threads": int(threads.rstrip("t")),
+                     "texts": texts, "graph": info.get("graph"), "parts_p50_ms": parts, "mixed_over_apart": ratio}
+                    | {k: c[k] for k in ("protocol", "status", "p50_ms", "p95_ms", "mean_ms", "judged_ms",
+                                         "target_ms", "verdict")})
+    return _frame(rows, EMBEDDING_COLUMNS)
+
+
 def mark_pareto(frame: pl.DataFrame, by: Sequence[str] = ("dataset", "backend"), x: str = "recall_at_10",
                 y: str = "qps_1", name: str = "pareto") -> pl.DataFrame:
     """``frame`` with a boolean column ``name``: whether the row is on its group's Pareto frontier of ``x`` and
@@ -955,10 +980,11 @@ def perquery_check(source: Source, datasets: Datasets = None) -> pl.DataFrame:
     return _frame(rows, QUERY_BUILD_COLUMNS | PERQUERY_CHECK_COLUMNS)
 
 
-__all__ = ["ADR_COLUMNS", "BUILD_COLUMNS", "BUILD_KEY", "CODEC_COLUMNS", "DIFFICULTY_COLUMNS", "FILE_COLUMNS",
+__all__ = ["ADR_COLUMNS", "BUILD_COLUMNS", "BUILD_KEY", "CODEC_COLUMNS", "DIFFICULTY_COLUMNS", "EMBEDDING_COLUMNS",
+           "FILE_COLUMNS",
            "GLOBS", "KINDS", "MODES", "PERQUERY_CHECK_COLUMNS", "QUERY_BUILD_COLUMNS", "QUERY_COLUMNS",
            "RECALL_TARGETS", "SCALING_COLUMNS", "SETTING_KEY", "TAGS", "Datasets", "PerQueryFile", "Source",
            "Tables", "absent", "adr", "adr_view", "backend_rank", "build_label", "builds", "codec_frame", "codecs",
-           "datasets_root", "effective_ef", "files", "find_per_query", "flag_noise", "ground_truth", "load",
-           "mark_pareto", "noise_figures", "operating_points", "pareto", "per_query", "perquery_check",
-           "queries", "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts"]
+           "datasets_root", "effective_ef", "embedding_matrix", "files", "find_per_query", "flag_noise",
+           "ground_truth", "load", "mark_pareto", "noise_figures", "operating_points", "pareto", "per_query",
+           "perquery_check", "queries", "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts"]
