@@ -17,6 +17,9 @@ configuration), :func:`recall_tail` (the per-query recall distribution), :func:`
 and RC quintile), :func:`memory_table` (bytes per vector three ways, build time), :func:`thread_scaling` (both
 thread modes), :func:`noise_table` (reference drift, noisy flags), and from the per-query HDF5 files
 :func:`perquery_files` (each file, with its mean recall recomputed) and :func:`per_query` (one setting's queries).
+
+The autotuner (schema ``tune@1``): :func:`tune_results` (one row per study), :func:`tune_trials` (one row per
+trial) and :func:`tune_pareto` (the tuner's Pareto front beside the grid's).
 """
 
 from __future__ import annotations
@@ -549,6 +552,39 @@ def float_bytes_per_vector(dimensions: int) -> int:
     return 4 * int(dimensions)
 
 
+# ---------------------------------------------------------------------------------------------------- autotuner
+TUNE_OBJECTIVES = tuple(tables.TUNE_OBJECTIVES)
+TUNE_COLUMNS = list(tables.TUNE_COLUMNS)
+TUNE_TRIAL_COLUMNS = list(tables.TUNE_TRIAL_COLUMNS)
+TUNE_PARETO_COLUMNS = list(tables.TUNE_PARETO_COLUMNS)
+
+
+def tune_column(objective: str) -> str:
+    """The column prefix of an objective's recommendation in :func:`tune_results` (``rec_build_time`` for
+    'build-time')."""
+    return tables.tune_column(objective)
+
+
+def tune_results(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """The autotuner's studies (``tune/<dataset>/recall-<target>.json``), one row each: the answer, the
+    recommendation per objective with its verification, the grid comparison and the replay
+    (:func:`ruvector_lab.bench.tables.tune_results`); empty when the tune stage has not run."""
+    return _pandas(tables.tune_results(_root(root)), TUNE_COLUMNS)
+
+
+def tune_trials(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Every trial of every study (the three objectives, feasibility, whether it is on the study's or the grid's
+    Pareto front), then the grid's stored points the tuner never tried (``in_grid_only``)
+    (:func:`ruvector_lab.bench.tables.tune_trials`); empty when the tune stage has not run."""
+    return _pandas(tables.tune_trials(_root(root)), TUNE_TRIAL_COLUMNS)
+
+
+def tune_pareto(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Each study's Pareto front over its trials (``front`` 'tuner') beside the grid's over the whole space
+    ('grid') (:func:`ruvector_lab.bench.tables.tune_pareto`); empty when the tune stage has not run."""
+    return _pandas(tables.tune_pareto(_root(root)), TUNE_PARETO_COLUMNS)
+
+
 __all__ = [
     "ADR_DATASET",
     "ADR_NATIVE_SPEEDUP",
@@ -586,6 +622,10 @@ __all__ = [
     "source",
     "spread_of",
     "thread_scaling",
+    "tune_column",
+    "tune_pareto",
+    "tune_results",
+    "tune_trials",
 ]
 
 

@@ -5,6 +5,7 @@
     ruvector-lab groundtruth NAME               exact top-k -> data/datasets/NAME.hdf5 (+ NAME.json summary)
     ruvector-lab build DATASET BACKEND ...      build one index and run its ef_search sweep -> data/results/runs
     ruvector-lab quantize DATASET               codec sweep (+ quantized HNSW builds) -> data/results/quant
+    ruvector-lab tune DATASET                   autotune: cheapest configuration for a recall -> data/results/tune
     ruvector-lab adr                            the ADR-006 suite for every backend -> data/results/adr
     ruvector-lab report                         results/report.md, results/metrics.json, results/plots/
 
@@ -405,6 +406,65 @@ def quantize(
     except RuvectorLabError as exc:
         _fail(exc)
     typer.echo(f"{dataset}: {len(written)} quantization results written")
+
+
+@app.command()
+def tune(
+    dataset: DatasetArg,
+    recall: Annotated[list[float] | None, typer.Option(
+        "--recall", help="recall@k target in (0, 1]; repeat for several (default: params tune.targets)")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="the headline objective: qps, memory or build-time (default: params tune.objective)")] = None,
+    backends: Annotated[str | None, typer.Option(
+        help="comma-separated backends to search (default: params tune.space.backends)")] = None,
+    trials: Annotated[int | None, typer.Option(help="builds per study (default: params tune.trials)")] = None,
+    memory_budget: Annotated[float | None, typer.Option(
+        "--memory-budget", help="bytes per vector no configuration may exceed (default: params tune.memory_budget)")
+    ] = None,
+    grid: Annotated[bool | None, typer.Option(
+        "--grid/--no-grid", help="also evaluate the whole space as the reference (default: params tune.grid)")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage URL (default: sqlite file tune/<DATASET>/optuna.db under --results)")] = None,
+    study: Annotated[str | None, typer.Option(help="study name (default: derived from the question)")] = None,
+    params_file: ParamsOpt = Path("params.yaml"),
+    results_root: ResultsOpt = Path("data/results"),
+    datasets_dir: DatasetsOpt = Path("data/datasets"),
+) -> None:
+    """Autotune DATASET: the cheapest configuration reaching a recall target, across backends, M,
+    ef_construction and codecs (Optuna; the study resumes where a killed run stopped).
+
+    Writes tune/DATASET/recall-TARGET.json under --results (every trial, the Pareto set, the recommendation per
+    objective checked with other seeds, the grid comparison) and a params.yaml fragment beside it.
+    """
+    import dataclasses
+
+    from .bench import params
+    from .bench import tune as tuner
+
+    try:
+        p = params.load_params(params_file)
+        tp = tuner.tune_params(p)
+        kwargs = tp.kwargs()
+        targets = tuple(recall) if recall else tp.targets
+        space = tp.space if backends is None else dataclasses.replace(
+            tp.space, backends=tuple(b.strip() for b in backends.split(",") if b.strip()))
+        kwargs.update(space=space, measure_targets=targets)
+        for key, value in (("objective", objective), ("trials", trials), ("memory_budget", memory_budget),
+                           ("grid", grid)):
+            if value is not None:
+                kwargs[key] = value
+        for target in targets:
+            with _StepBar(f"tune {dataset} recall {target:g}", "build") as bar:
+                result = tuner.tune(dataset, target, storage=storage, study_name=study, results_root=results_root,
+                                    datasets_dir=datasets_dir, progress=bar, **kwargs)
+            typer.echo(f"{dataset} recall {target:g}: {result.answer}")
+            if result.grid:
+                g = result.grid
+                ratio = f"{g['qps_ratio']:.3f}" if g.get("qps_ratio") is not None else "n/a"
+                typer.echo(f"  grid: {g['builds']} builds, best {g['best']['label'] if g.get('best') else 'none'}; "
+                           f"tuner {g['tuner_builds']} builds, QPS ratio to the grid's best {ratio}")
+    except RuvectorLabError as exc:
+        _fail(exc)
 
 
 @app.command()

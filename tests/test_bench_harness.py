@@ -283,6 +283,38 @@ def test_report_from_results(small, tmp_path):
     assert "recall_at_10" in csv_head and "qps" in csv_head
 
 
+
+def test_report_shows_the_autotuner_and_says_when_it_has_not_run(tmp_path):
+    """The "Autotuner" section: per study the answer, the recommendation per objective with its verification, the
+    grid comparison in one sentence (plainly 'not within 5%' when it is not) and the study; metrics.json gets the
+    headline recommendation. Without studies the section says so and metrics.json keeps its keys."""
+    bare = report.write_report(tmp_path / "none", tmp_path / "bare", None, {}).read_text()
+    assert "## Autotuner" in bare and "No tune results" in bare
+    assert "tune" not in json.loads((tmp_path / "bare" / "metrics.json").read_text())
+    example = Path(__file__).resolve().parent / "fixtures" / "tune-recall-0.95.json"
+    folder = tmp_path / "res" / "tune" / "wordnet-minilm-384"
+    (folder / "evals").mkdir(parents=True)
+    (folder / "recall-0.95.json").write_text(example.read_text())
+    (folder / "evals" / "cache.json").write_text('{"status": "ok"}')  # the tuner's cache: not a result
+    text = report.write_report(tmp_path / "res", tmp_path / "out", None, {}).read_text()
+    section = text[text.index("## Autotuner"):]
+    assert text.index("## Quantization trade-offs") < text.index("## Autotuner")
+    assert "### wordnet-minilm-384, recall@10 >= 0.95" in section
+    assert "**Answer** (objective qps): hnswlib M16 efc128 none at ef_search 32" in section
+    assert "| QPS | hnswlib M16 efc128 none | 32 | 0.953 | 8,697 | 2179 | 3.26 | median recall 0.954 over 2" in section
+    assert "| memory (bytes/vector) | faiss M8 efc64 none | 62 |" in section and "ef raised 61 → 62" in section
+    assert "the tuner built 3 of the 12 configurations" in section
+    assert "is 71% of the grid's best, faiss M16 efc128 none at 12,164 QPS: **not within 5%**" in section
+    assert "within 5% of the grid's best with 0 of 5 seeds" in section
+    assert "Study `wordnet-minilm-384-recall0.95-efdc6a6d`" in section
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    headline = metrics["tune"]["wordnet-minilm-384"]["r95"]
+    assert headline["config"] == "hnswlib M16 efc128 none" and headline["ef_search"] == 32
+    assert (headline["builds"], headline["grid_builds"], headline["within_tolerance"]) == (3, 12, False)
+    # params select the studies of their own tune section
+    other = report.write_report(tmp_path / "res", tmp_path / "other", None, {"tune": {"targets": [0.9]}}).read_text()
+    assert "No tune results" in other
+
 def test_results_helpers(tmp_path):
     assert results.build_key(16, 100, "none") == "M16-efc100-none"
     with pytest.raises(InvalidParameterError):

@@ -63,7 +63,8 @@ def test_a_record_written_and_read_back_is_accepted(tmp_path):
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="no pipeline results under data/results (make repro)")
 def test_every_real_result_file_matches_its_schema():
-    files = sorted(REAL.rglob("*.json"))
+    # the autotuner's evaluation caches (tune/<dataset>/evals/) are its working files, not result records
+    files = sorted(p for p in REAL.rglob("*.json") if not (p.parent.name == "evals" and "tune" in p.parts))
     tags = {schemas.validate(json.loads(p.read_text()), p) for p in files}
     assert tags <= set(schemas.SCHEMAS) and files
     h5 = sorted(REAL.rglob("*.h5"))
@@ -164,3 +165,41 @@ def test_a_truncated_or_missing_per_query_file_is_not_readable(tmp_path):
         schemas.validate_hdf5(path)
     with pytest.raises(DatasetError, match="no HDF5 result file"):
         schemas.validate_hdf5(tmp_path / "absent.h5")
+
+
+# ------------------------------------------------------------------------------------------------------- tune@1
+#: a study the autotuner wrote (ruvector_lab.bench.tune.write_result: 3 builds on wordnet-minilm-384, the grid)
+TUNE_EXAMPLE = Path(__file__).resolve().parent / "fixtures" / "tune-recall-0.95.json"
+
+
+def test_a_study_of_the_autotuner_is_accepted():
+    from ruvector_lab.bench import tables, tune
+    from ruvector_lab.bench.tune import SCHEMA_TUNE
+
+    assert schemas.SCHEMA_TUNE == SCHEMA_TUNE and tuple(tune.OBJECTIVES) == tables.TUNE_OBJECTIVES  # kept in step
+    record = json.loads(TUNE_EXAMPLE.read_text())
+    assert schemas.validate(record, TUNE_EXAMPLE, expect=SCHEMA_TUNE) == SCHEMA_TUNE == "ruvector-lab/tune@1"
+    # without the grid, without a recommendation, without a replay: still a study
+    bare = copy.deepcopy(record) | {"grid": None}
+    bare["recommended"]["memory"] = None
+    assert schemas.validate(bare) == SCHEMA_TUNE
+    record["grid"]["replay"] = {}
+    assert schemas.validate(record) == SCHEMA_TUNE
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda r: r["recommended"]["qps"].pop("ef_search"), "'ef_search' is a required property"),
+    (lambda r: r["recommended"].pop("memory"), "'memory' is a required property"),
+    (lambda r: r["recommended"]["qps"]["verification"].pop("meets_target"), "'meets_target' is a required"),
+    (lambda r: r["trials"][0].update(qps="fast"), "'fast' is not of type"),
+    (lambda r: r["grid"].pop("qps_ratio"), "'qps_ratio' is a required property"),
+    (lambda r: r["grid"]["replay"].pop("median_qps_ratio"), "is not valid under any"),
+    (lambda r: r.update(target=1.5), "maximum"),
+    (lambda r: r.update(objective="speed"), "'speed' is not one of"),
+])
+def test_a_broken_study_is_refused(mutate, message):
+    record = json.loads(TUNE_EXAMPLE.read_text())
+    mutate(record)
+    err = _refusal(record, path="tune/d/recall-0.95.json")
+    assert message in str(err), str(err)
+    assert err.tag == "ruvector-lab/tune@1" and "recall-0.95.json" in str(err)

@@ -357,3 +357,80 @@ def test_embedding_variants_are_reported_apart_and_never_counted_as_a_backends_v
     assert "| embed_batch_32 | int8 | 2 | mixed | fused |" in lines and "| 1.20 |" in lines
     with pytest.raises(InvalidParameterError, match="unknown ADR case"):
         variant_case("embed_triple", "fp32")
+
+
+# ------------------------------------------------------------------------------------------- autotuner studies
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A results root holding one real autotuner study on tiny data (1 trial over a 2-configuration hnswlib space,
+    the grid, 1 verification seed, 2 replay seeds), beside its evaluation caches and Optuna storage."""
+    from ruvector_lab.bench import datasets
+    from ruvector_lab.bench.trial import TrialSettings
+    from ruvector_lab.bench.tune import tune
+    from ruvector_lab.bench.tune_space import TuneSpace
+
+    root = tmp_path_factory.mktemp("tune") / "results"
+    ds = datasets.clustered(n=1000, n_queries=100, dimensions=16, clusters=10, seed=3, name="tune-tiny")
+    ds.neighbors, ds.distances = groundtruth.knn_ground_truth(ds.test, ds.train, 10, ds.metric)
+    result = tune(ds, 0.9, space=TuneSpace(backends=("hnswlib",), m=(8, 16), ef_construction=(32,)), trials=1,
+                  grid=True, verify_seeds=1, replay_seeds=2, results_root=root,
+                  settings=TrialSettings(n_queries=100, ef_max=128, repeats=1, warmup=5, build_threads=1,
+                                         insert_chunk=1000))
+    return root, result
+
+
+def test_tune_results_are_one_row_per_study_with_the_recommendation_per_objective(tuned):
+    root, result = tuned
+    assert list((root / "tune" / "tune-tiny" / "evals").glob("*.json"))  # caches beside it, not read as results
+    assert tables.result_paths(root, "tune") == [root / "tune" / "tune-tiny" / "recall-0.9.json"]
+    frame = tables.tune_results(root)
+    assert list(frame.columns) == list(tables.TUNE_COLUMNS) and len(frame) == 1
+    row = frame.row(0, named=True)
+    assert (row["dataset"], row["target"], row["objective"]) == ("tune-tiny", 0.9, "qps")
+    assert row["answer"] == result.answer and row["builds"] == result.builds == 1
+    rec = result.recommended["qps"]
+    assert rec is not None and row["rec_qps_label"] == rec["label"] and row["rec_qps_ef_search"] == rec["ef_search"]
+    assert row["rec_qps_meets_target"] and row["rec_qps_recall"] >= 0.9 and row["rec_qps_verify_builds"] == 2
+    assert row["rec_qps_median_recall"] == rec["verification"]["median_recall"]
+    assert row["rec_build_time_label"] == result.recommended["build-time"]["label"]  # '-' becomes '_'
+    grid = result.grid
+    assert (row["grid_builds"], row["tuner_builds"]) == (grid["builds"], 1) == (2, 1)
+    assert row["grid_best_label"] == grid["best"]["label"] and row["qps_ratio"] == grid["qps_ratio"]
+    assert row["within_tolerance"] == grid["within_tolerance"] and row["builds_ratio"] == 0.5
+    assert row["replay_seeds"] == 2 and row["replay_within"] == grid["replay"]["within_tolerance"]
+    assert row["replay_fraction_within"] == grid["replay"]["fraction_within_tolerance"]
+    assert tables.tune_results(tables.load(root, ())).equals(frame)  # a Tables' root reads the same
+
+
+def test_tune_trials_and_the_two_pareto_fronts(tuned):
+    root, result = tuned
+    trials = tables.tune_trials(root)
+    assert list(trials.columns) == list(tables.TUNE_TRIAL_COLUMNS)
+    mine = trials.filter(~pl.col("in_grid_only"))
+    assert mine["number"].to_list() == [t["number"] for t in result.trials]
+    first = mine.row(0, named=True)
+    assert first["backend"] == "hnswlib" and first["feasible"] and first["on_pareto"]
+    assert first["recall"] >= 0.9 and first["qps"] > 0 and first["bytes_per_vector"] > 0
+    assert "qps" in first["recommended_for"]
+    # the grid's other configuration (never tried by the tuner) is there when the grid stored it
+    others = trials.filter(pl.col("in_grid_only"))
+    assert others["number"].null_count() == len(others) and not others["on_pareto"].any()
+    assert set(others["label"].to_list()).isdisjoint(mine["label"].to_list())
+    fronts = tables.tune_pareto(root)
+    assert list(fronts.columns) == list(tables.TUNE_PARETO_COLUMNS)
+    assert set(fronts["front"].to_list()) == {"tuner", "grid"}
+    grid_best = _one(fronts, front="grid", best=True)
+    assert grid_best["label"] == result.grid["best"]["label"]
+
+
+def test_no_tune_results_and_a_broken_study_file(tmp_path):
+    assert tables.tune_results(tmp_path).is_empty() and tables.tune_trials(tmp_path).is_empty()
+    assert list(tables.tune_pareto(tmp_path).columns) == list(tables.TUNE_PARETO_COLUMNS)
+    folder = tmp_path / "tune" / "d"
+    folder.mkdir(parents=True)
+    (folder / "evals").mkdir()
+    (folder / "evals" / "x.json").write_text('{"status": "ok"}')  # an evaluation cache: no schema, not read
+    assert tables.tune_results(tmp_path).is_empty()
+    (folder / "recall-0.9.json").write_text(json.dumps({"schema": "ruvector-lab/tune@1", "status": "ok"}))
+    with pytest.raises(ResultSchemaError, match=r"recall-0\.9\.json"):
+        tables.tune_results(tmp_path)

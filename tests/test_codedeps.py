@@ -216,8 +216,8 @@ def test_dvc_status_relaunches_only_the_stages_that_run_an_edited_file(tmp_path)
 
     _append(pkg / "backends" / "hnswlib_backend.py", "\n# an edit\n")
     changed = _changed_stages(repo)
-    assert kinds(changed) == {"build", "quantize", "adr"}, changed
+    assert kinds(changed) == {"build", "quantize", "adr", "tune"}, changed
     assert all(deps == {"ruvector_lab/backends/hnswlib_backend.py"} for deps in changed.values())
 
     _append(pkg / "cli.py", "\n# an edit of a help text\n")  # cli.py is no stage's dependency
-    assert kinds(_changed_stages(repo)) == {"build", "quantize", "adr"}
+    assert kinds(_changed_stages(repo)) == {"build", "quantize", "adr", "tune"}

@@ -20,7 +20,7 @@ NB_DIR = ROOT / "notebooks"
 PY_DIR = NB_DIR / "py"
 PAIRING = "ipynb,py//py:percent"  # "py/" + "/py:percent": the folder py/, the extension .py
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9]*.ipynb"))
-EXPECTED = ["01-quickstart", "02-adr-targets", "03-hnsw-tuning", "04-quantization", "05-learning"]
+EXPECTED = ["01-quickstart", "02-adr-targets", "03-hnsw-tuning", "04-quantization", "05-learning", "06-autotune"]
 
 jupytext = pytest.importorskip("jupytext", reason="jupytext comes with the notebooks extra")
 pd = pytest.importorskip("pandas", reason="pandas comes with the notebooks extra")
@@ -407,3 +407,21 @@ def test_noise_table_flags_are_the_figures_above_the_threshold(root):
     noise = nd.noise_table(root)
     assert set(noise["kind"]) == {"build", "query"} and noise["flags_consistent"].all()
     assert (noise["drift"] >= 0).all()
+
+
+def test_tune_readers_give_studies_and_trials_or_empty_tables(tmp_path):
+    assert nd.tune_results(tmp_path).empty and list(nd.tune_results(tmp_path).columns) == nd.TUNE_COLUMNS
+    assert nd.tune_trials(tmp_path).empty and list(nd.tune_trials(tmp_path).columns) == nd.TUNE_TRIAL_COLUMNS
+    folder = tmp_path / "tune" / "wordnet-minilm-384"
+    folder.mkdir(parents=True)
+    (folder / "recall-0.95.json").write_text((ROOT / "tests" / "fixtures" / "tune-recall-0.95.json").read_text())
+    studies = nd.tune_results(tmp_path)
+    assert len(studies) == 1 and studies.loc[0, "rec_qps_label"] == "hnswlib M16 efc128 none"
+    assert studies.loc[0, f"{nd.tune_column('build-time')}_ef_search"] == 62
+    assert studies.loc[0, "grid_builds"] == 12 and not studies.loc[0, "within_tolerance"]
+    trials = nd.tune_trials(tmp_path)
+    assert list(trials.columns) == nd.TUNE_TRIAL_COLUMNS
+    assert trials.loc[~trials["in_grid_only"], "number"].tolist() == [0, 1, 2, 3]
+    assert trials["in_grid_only"].sum() >= 1  # the grid's best, never tried by the tuner
+    fronts = nd.tune_pareto(tmp_path)
+    assert set(fronts["front"]) == {"tuner", "grid"}

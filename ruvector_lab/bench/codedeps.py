@@ -77,6 +77,8 @@ STAGES: dict[str, StageEntry] = {
     "build": StageEntry((f"{_B}.params", f"{_B}.runner"), backends=True),
     "quantize": StageEntry((f"{_B}.params", f"{_B}.quant", f"{_B}.runner"), backends=True),
     "adr": StageEntry((f"{_B}.params", f"{_B}.adr", f"{_B}.results"), backends=True),
+    "tune": StageEntry((f"{_B}.params", f"{_B}.tune", f"{_B}.trial", f"{_B}.tune_space", f"{_B}.memory",
+                        f"{_B}.runner"), backends=True),
     "report": StageEntry((f"{_B}.params", f"{_B}.report")),
 }
 

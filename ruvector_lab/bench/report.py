@@ -576,7 +576,9 @@ def metrics_summary(t: tables.Tables, rows: Sequence[dict[str, Any]],
       recall@10 (median build) reaches 0.90 / 0.95 / 0.99, and ``config.<dataset>.r90|...`` the run that made it
       (backend, build, ef_search); a target nothing reaches is null and 'not reached';
     - ``codec.<dataset>``: ``bytes_per_vector`` and ``spec`` (codec and re-rank factor) of :func:`best_codec`;
-    - ``verdicts.<backend>``: ADR targets passed and failed under each protocol (:func:`adr_verdicts`).
+    - ``verdicts.<backend>``: ADR targets passed and failed under each protocol (:func:`adr_verdicts`);
+    - ``tune.<dataset>.r<target>`` (added by :func:`write_report` only when the results hold autotuner studies):
+      :func:`tune_metrics`.
     """
     out: dict[str, Any] = {"qps": {}, "config": {}, "codec": {}, "verdicts": adr_verdicts(t)}
     for (dataset,), runs in group(rows, "dataset").items():
@@ -592,6 +594,133 @@ def metrics_summary(t: tables.Tables, rows: Sequence[dict[str, Any]],
             "bytes_per_vector": best["bytes_per_vector"] if best else None,
             "spec": (f"{best['codec']}, " + (f"rerank x{best['rerank']}" if best["rerank"] > 1 else "codes only"))
             if best else f"none reaches recall@10 {CODEC_RECALL:.2f}"}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- autotuner
+#: how the report names the autotuner's objectives
+TUNE_OBJECTIVE_NAMES = {"qps": "QPS", "memory": "memory (bytes/vector)", "build-time": "build time"}
+
+
+def tune_results(root: str | os.PathLike[str], params: dict[str, Any] | None = None) -> pl.DataFrame:
+    """The autotuner's studies under ``root`` (:func:`tables.tune_results`), those of ``params``' ``tune`` section
+    only (its ``datasets`` and ``targets``, when it lists them: the results root keeps earlier experiments' studies)."""
+    frame = tables.tune_results(root)
+    section = (params or {}).get("tune") or {}
+    datasets, targets = section.get("datasets"), section.get("targets")
+    if isinstance(datasets, list):
+        frame = frame.filter(pl.col("dataset").is_in([str(d) for d in datasets]))
+    if isinstance(targets, list):
+        frame = frame.filter(pl.col("target").round(6).is_in([round(float(t), 6) for t in targets]))
+    return frame
+
+
+def _target_key(target: float) -> str:
+    """'r95' for 0.95, 'r97_5' for 0.975: a metrics key without '.' (DVC joins nested keys with '.')."""
+    return "r" + f"{target * 100:g}".replace(".", "_")
+
+
+def _verified(row: dict[str, Any], prefix: str) -> str:
+    """The verification of one recommendation in one cell."""
+    if row[f"{prefix}_meets_target"] is None:
+        return "—"
+    builds = row[f"{prefix}_verify_builds"]
+    cell = (f"median recall {row[f'{prefix}_median_recall']:.3f} over {builds} build{'s' if builds != 1 else ''}"
+            if builds > 1 else "not verified (one build)")
+    if row[f"{prefix}_min_recall"] is not None and builds > 1:
+        cell += f" (min {row[f'{prefix}_min_recall']:.3f})"
+    if row[f"{prefix}_raised_from"] is not None:
+        cell += f"; ef raised {row[f'{prefix}_raised_from']} → {row[f'{prefix}_ef_search']}"
+    if row[f"{prefix}_rejected"]:
+        cell += f"; {row[f'{prefix}_rejected']} better-ranked failed verification"
+    return cell
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def grid_sentence(row: dict[str, Any]) -> str:
+    """The grid comparison of one study in plain words, with its numbers; says plainly when the tuner's best is not
+    within the tolerance of the grid's."""
+    if row["grid_builds"] is None:
+        return ("No grid reference (`tune.grid: false`): the tuner's best is not checked against the whole space.")
+    tolerance = row["tolerance"]
+    text = (f"Grid reference: the tuner built {row['tuner_builds']} of the {row['grid_builds']} configurations of the "
+            f"space ({_pct(row['builds_ratio'])}; {row['tuner_wall_s']:.1f} s of evaluation against "
+            f"{row['grid_wall_s']:.1f} s for the whole grid). ")
+    if row["grid_best_qps"] is None:
+        text += "No configuration of the grid reaches the target."
+    elif row["tuner_best_qps"] is None:
+        text += (f"The tuner found nothing reaching the target; the grid's best is {row['grid_best_label']} at "
+                 f"{_fmt(row['grid_best_qps'])} QPS: **not within {tolerance:.0%}**.")
+    else:
+        same = " (the same configuration)" if row["same_configuration"] else ""
+        verdict = (f"within {tolerance:.0%}: yes" if row["within_tolerance"] else
+                   f"**not within {tolerance:.0%}** of the grid's best")
+        text += (f"Its best, {row['tuner_best_label']} at {_fmt(row['tuner_best_qps'])} QPS, is "
+                 f"{_pct(row['qps_ratio'])} of the grid's best, {row['grid_best_label']} at "
+                 f"{_fmt(row['grid_best_qps'])} QPS{same}: {verdict}.")
+    if row["replay_seeds"] and row["replay_within"] is not None:
+        text += (f" Replayed on the grid's measurements with {row['replay_seeds']} other sampler seeds and the same "
+                 f"budget of {row['replay_builds']} build{'s' if row['replay_builds'] != 1 else ''}, the tuner came "
+                 f"within {tolerance:.0%} of the grid's best with {row['replay_within']} of {row['replay_seeds']} "
+                 f"seeds (median {_pct(row['replay_median_ratio'])} of its QPS).")
+    elif row["replay_status"]:
+        text += f" No replay: {row['replay_status']}."
+    return text
+
+
+def tune_lines(tune: pl.DataFrame) -> list[str]:
+    """The report's "Autotuner" section from :func:`tune_results`: per dataset and recall target the answer, the
+    recommendation per objective with its verification, the grid comparison and the study's storage."""
+    lines = ["## Autotuner", ""]
+    if tune.is_empty():
+        return [*lines, "No tune results (stage `tune`, `ruvector-lab tune DATASET --recall 0.95`).", ""]
+    lines += ["An Optuna study per dataset and recall target (`ruvector-lab tune`): every trial builds one "
+              "configuration (backend, M, ef_construction, codec and re-rank depth) and finds the cheapest ef_search "
+              "reaching the target; the study maximises 1-thread QPS and minimises bytes per vector (RSS growth) and "
+              "build time, with recall@10 >= target as a constraint. Each objective's best is rebuilt with other "
+              "seeds and recommended only if the median build still meets the target.", ""]
+    for row in tune.to_dicts():
+        lines += [f"### {row['dataset']}, recall@10 >= {row['target']:g}", "",
+                  f"**Answer** (objective {row['objective']}): {row['answer']}", ""]
+        table = []
+        for objective, name in TUNE_OBJECTIVE_NAMES.items():
+            prefix = tables.tune_column(objective)
+            if row[f"{prefix}_label"] is None:
+                table.append([name, "no configuration holds the target", "—", "—", "—", "—", "—", "—"])
+                continue
+            table.append([name, row[f"{prefix}_label"], row[f"{prefix}_ef_search"], f"{row[f'{prefix}_recall']:.3f}",
+                          row[f"{prefix}_qps"], f"{row[f'{prefix}_bytes_per_vector']:.0f}",
+                          f"{row[f'{prefix}_build_time_s']:.2f}", _verified(row, prefix)])
+        lines += [*_table(["objective", "configuration", "ef_search", "recall@10", "QPS 1t", "bytes/vector",
+                           "build s", "verified"], table), ""]
+        lines += [grid_sentence(row), "",
+                  f"{_count(row['n_trials'], 'trial')} ({_count(row['builds'], 'build')}, {row['n_feasible']} "
+                  "reaching the target), "
+                  f"{row['wall_s']:.0f} s. Study `{row['study_name']}` in `{row['storage']}` (resume it with the same "
+                  "command; inspect it with `optuna.load_study` or `optuna trials`).", ""]
+    return lines
+
+
+def tune_metrics(tune: pl.DataFrame) -> dict[str, Any]:
+    """``tune.<dataset>.r<target>`` for metrics.json: the headline recommendation (configuration, ef_search, QPS,
+    bytes per vector, verified median recall), the builds it took and, with the grid reference, the grid's builds,
+    the QPS ratio and whether it is within the tolerance."""
+    out: dict[str, Any] = {}
+    for row in tune.to_dicts():
+        prefix = tables.tune_column(row["objective"])
+        out.setdefault(row["dataset"], {})[_target_key(row["target"])] = {
+            "config": row[f"{prefix}_label"] or "none meets the target", "ef_search": row[f"{prefix}_ef_search"],
+            "qps": round(row[f"{prefix}_qps"], 1) if row[f"{prefix}_qps"] is not None else None,
+            "bytes_per_vector": row[f"{prefix}_bytes_per_vector"], "median_recall": row[f"{prefix}_median_recall"],
+            "builds": row["builds"], "grid_builds": row["grid_builds"], "qps_ratio": row["qps_ratio"],
+            "within_tolerance": row["within_tolerance"]}
     return out
 
 
@@ -628,6 +757,9 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     png = plot_recall_qps(rows, plots)
     qpng = plot_quant(qrows, plots)
     metrics = metrics_summary(data, rows, qrows)
+    tune = tune_results(root, params)
+    if not tune.is_empty():  # only with studies: an experiment without the tune stage keeps the same metrics keys
+        metrics["tune"] = tune_metrics(tune)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
     lines = ["# ruvector-lab benchmark report", "",
@@ -745,7 +877,7 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         lines += ["", "Codecs not available:", "", *[f"- {a}" for a in qabsent]]
     if qrows:
         lines += ["", f"![quantization, one panel per dataset](plots/{qpng.name})"]
-    lines.append("")
+    lines += ["", *tune_lines(tune)]
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     log.info("report written to %s", path)

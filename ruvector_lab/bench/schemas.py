@@ -12,6 +12,9 @@ Tags (a record's ``schema`` key; a change of a record's shape bumps its tag):
 - ``ruvector-lab/quant@1`` (:data:`QUANT`): one codec sweep, ``quant/<dataset>/<codec-key>.json``;
 - ``ruvector-lab/adr@1`` (:data:`ADR`): the ADR-006 suite on one backend, ``adr/<backend>.json`` and
   ``adr/common.json``;
+- ``ruvector-lab/tune@1`` (:data:`TUNE`): one autotuner study for a dataset and a recall target,
+  ``tune/<dataset>/recall-<target>.json`` (written by :mod:`ruvector_lab.bench.tune`; its evaluation caches
+  ``tune/<dataset>/evals/*.json`` and the Optuna storage beside it are not results);
 - ``ruvector-lab/perquery@1`` (:data:`PERQUERY`, HDF5, not JSON): every query's returned ids and their true
   distances, ``.../perquery/query-ef<ef>-k<k>-b<build>.h5`` (written by :mod:`ruvector_lab.bench.perquery`).
 
@@ -68,6 +71,23 @@ adr@1: ``backend`` ('common' for the cases that do not depend on the index backe
 inputs} each {iterations, latency_ms {p50, p95, p99, mean}, ``judged_ms``, ``verdict``}, and for search
 ``recall_at_10``}}, ``config``, ``threads``. The ADR protocol is judged on the mean (the ADR's avgMs), the honest
 one on p95; cases whose capability is absent are ``{'status': 'not available', 'reason': ...}``.
+
+tune@1 (always status 'ok'; :meth:`ruvector_lab.bench.tune.TuneResult.to_dict`): ``dataset`` (the name),
+``target`` (recall@k), ``objective`` (the headline one: 'qps', 'memory' or 'build-time'), ``study_name`` and
+``storage`` (the Optuna study, resumable), ``trials`` [{number, state, candidate {backend, m, ef_construction,
+quantization, rerank} (null when the trial never got one), label, reused, pruned (why, or null), feasible,
+ef_search (the cheapest reaching the target), recall, qps (1 thread), latency_ms, bytes_per_vector, bytes
+{rss_growth, serialized, analytic}, build_time_s, wall_s, datetime_start}], ``pareto`` (the feasible trials no
+other beats on QPS, bytes per vector and build time), ``recommended`` {objective: null (nothing met the target
+over the verification builds) or the configuration with its ef_search, figures, ``verification`` {builds,
+median_recall, min_recall, meets_target, figures (re-measured at a raised ef, else null), raised_ef_search
+{from, to}} and ``rejected`` (configurations ranked above it that failed verification)}, ``builds`` (distinct
+configurations built), ``wall_s``, ``answer`` (one line), ``grid`` (null without the grid reference, else {builds,
+wall_s, feasible, best, pareto, tuner_best, tuner_builds, tuner_wall_s, builds_ratio, qps_ratio (tuner best QPS /
+grid best QPS), same_configuration, within_tolerance, tolerance, replay ({} when not replayed; {seeds, status}
+when the grid has nothing feasible; else {seeds, builds, qps_ratio [per seed], median_qps_ratio,
+within_tolerance (seeds within the tolerance), fraction_within_tolerance})}), ``space``, ``settings``,
+``excluded``, ``memory_budget``, ``dataset_record`` (the dataset as build@2 has it).
 """
 
 from __future__ import annotations
@@ -82,6 +102,11 @@ from typing import Any
 from ..errors import DatasetError, ResultSchemaError
 from .perquery import SCHEMA_PERQUERY
 from .results import SCHEMA_ADR, SCHEMA_BUILD, SCHEMA_QUANT, SCHEMA_QUERY
+
+#: the autotuner's study (:mod:`ruvector_lab.bench.tune` writes it under the same tag). Declared here rather than
+#: imported: importing the tuner would make its whole measurement code a dependency of every reader (the report
+#: stage's deps in dvc.yaml); tests/test_bench_schemas.py checks the two agree
+SCHEMA_TUNE = "ruvector-lab/tune@1"
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -351,8 +376,111 @@ ADR: dict[str, Any] = _record(
     defs={"protocol": _PROTOCOL, "case": _CASE},
 )
 
+# --------------------------------------------------------------------------------------------------------- tune@1
+_CANDIDATE = {
+    "type": "object",
+    "required": ["backend", "m", "ef_construction", "quantization", "rerank"],
+    "properties": {"backend": _STR, "m": _INT, "ef_construction": _INT, "quantization": _STR, "rerank": _INT},
+}
+_TUNE_BYTES = {"type": ["object", "null"], "properties": {"rss_growth": _NUM_NULL, "serialized": _NUM_NULL,
+                                                          "analytic": _NUM_NULL}}
+_TUNE_LATENCY = {"oneOf": [{"$ref": "#/$defs/percentiles"}, {"type": "null"}]}
+_TUNE_TRIAL = {  # one Optuna trial; a pruned or failed one has nulls where it has no figures
+    "type": "object",
+    "required": ["number", "state", "candidate", "label", "feasible", "ef_search", "recall", "qps",
+                 "bytes_per_vector", "build_time_s"],
+    "properties": {
+        "number": _INT, "state": _STR, "candidate": {"oneOf": [{"$ref": "#/$defs/candidate"}, {"type": "null"}]},
+        "label": {"type": ["string", "null"]}, "reused": {"type": ["boolean", "null"]},
+        "pruned": {"type": ["string", "null"]}, "feasible": {"type": ["boolean", "null"]}, "ef_search": _INT_NULL,
+        "recall": _NUM_NULL, "qps": _NUM_NULL, "latency_ms": _TUNE_LATENCY, "bytes_per_vector": _NUM_NULL,
+        "bytes": _TUNE_BYTES, "build_time_s": _NUM_NULL, "wall_s": _NUM_NULL,
+        "datetime_start": {"type": ["string", "null"]},
+    },
+}
+_TUNE_POINT = {  # a feasible configuration's figures at the cheapest ef_search reaching the target
+    "type": "object",
+    "required": ["candidate", "label", "ef_search", "recall", "qps", "bytes_per_vector", "build_time_s"],
+    "properties": {"candidate": {"$ref": "#/$defs/candidate"}, "label": _STR, "feasible": {"const": True},
+                   "ef_search": _INT, "recall": _NUM, "qps": _NUM, "latency_ms": _TUNE_LATENCY,
+                   "bytes_per_vector": _NUM, "bytes": _TUNE_BYTES, "build_time_s": _NUM},
+}
+_VERIFICATION = {  # the recommendation rebuilt with other seeds
+    "type": "object",
+    "required": ["meets_target", "builds"],
+    "properties": {
+        "meets_target": {"type": "boolean"}, "ef_search": _INT, "median_recall": _NUM, "min_recall": _NUM,
+        "builds": {"type": "array", "items": {"type": "object", "required": ["seed"], "properties": {
+            "seed": _INT, "recall": _NUM, "own_ef_search": _INT_NULL, "failed": {"type": ["string", "null"]}}}},
+        "figures": {"type": ["object", "null"]}, "reason": {"type": ["string", "null"]},
+        "raised_ef_search": {"type": "object", "required": ["from", "to"], "properties": {"from": _INT, "to": _INT}},
+    },
+}
+_RECOMMENDATION = {
+    "oneOf": [{"type": "null"}, {
+        "type": "object",
+        "allOf": [{"$ref": "#/$defs/candidate"}],
+        "required": ["label", "spec", "ef_search", "dimensions", "metric", "recall", "qps", "latency_ms",
+                     "bytes_per_vector", "bytes", "build_time_s", "verification", "rejected"],
+        "properties": {"label": _STR, "spec": _STR, "ef_search": _INT, "dimensions": _INT, "metric": _STR,
+                       "recall": _NUM, "qps": _NUM, "latency_ms": {"$ref": "#/$defs/percentiles"},
+                       "bytes_per_vector": _NUM, "bytes": _TUNE_BYTES, "build_time_s": _NUM,
+                       "verification": {"$ref": "#/$defs/verification"},
+                       "rejected": {"type": "array", "items": {"type": "object", "required": ["label"]}}},
+    }],
+}
+_REPLAY = {  # {} when not replayed; {seeds, status} when the grid has nothing feasible
+    "type": "object",
+    "properties": {"seeds": {"type": "array", "items": _INT}, "status": _STR, "builds": _INT,
+                   "qps_ratio": {"type": "array", "items": _NUM}, "median_qps_ratio": _NUM,
+                   "within_tolerance": _INT, "fraction_within_tolerance": _NUM},
+    "anyOf": [{"maxProperties": 0}, {"required": ["seeds", "status"]},
+              {"required": ["seeds", "builds", "qps_ratio", "median_qps_ratio", "within_tolerance",
+                            "fraction_within_tolerance"]}],
+}
+_GRID = {
+    "oneOf": [{"type": "null"}, {
+        "type": "object",
+        "required": ["builds", "wall_s", "feasible", "best", "pareto", "tuner_best", "tuner_builds", "tuner_wall_s",
+                     "builds_ratio", "qps_ratio", "same_configuration", "within_tolerance", "tolerance", "replay"],
+        "properties": {
+            "builds": _INT, "wall_s": _NUM, "feasible": _INT,
+            "best": {"oneOf": [{"$ref": "#/$defs/point"}, {"type": "null"}]},
+            "pareto": {"type": "array", "items": {"$ref": "#/$defs/point"}},
+            "tuner_best": {"oneOf": [{"$ref": "#/$defs/point"}, {"type": "null"}]},
+            "tuner_builds": _INT, "tuner_wall_s": _NUM, "builds_ratio": _NUM_NULL, "qps_ratio": _NUM_NULL,
+            "same_configuration": {"type": "boolean"}, "within_tolerance": {"type": "boolean"}, "tolerance": _NUM,
+            "replay": {"$ref": "#/$defs/replay"},
+        },
+    }],
+}
+
+#: ``ruvector-lab/tune@1``: one autotuner study (a dataset and a recall target)
+TUNE: dict[str, Any] = _record(
+    SCHEMA_TUNE,
+    ok={
+        "required": ["dataset", "target", "objective", "study_name", "storage", "trials", "pareto", "recommended",
+                     "builds", "wall_s", "answer", "grid", "space", "settings", "excluded", "memory_budget"],
+        "properties": {
+            "dataset": _STR, "target": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "objective": {"enum": ["qps", "memory", "build-time"]}, "study_name": _STR, "storage": _STR,
+            "trials": {"type": "array", "items": {"$ref": "#/$defs/trial"}},
+            "pareto": {"type": "array", "items": {"$ref": "#/$defs/point"}},
+            "recommended": {"type": "object", "required": ["qps", "memory", "build-time"],
+                            "additionalProperties": {"$ref": "#/$defs/recommendation"}},
+            "builds": _INT, "wall_s": _NUM, "answer": _STR, "grid": {"$ref": "#/$defs/grid"}, "space": _OBJ,
+            "settings": _OBJ, "excluded": {"type": "object", "additionalProperties": _STR},
+            "memory_budget": _NUM_NULL, "dataset_record": {"$ref": "#/$defs/dataset"},
+        },
+    },
+    absent={"required": ["dataset"], "properties": {"dataset": _STR}},
+    defs={"candidate": _CANDIDATE, "trial": _TUNE_TRIAL, "point": _TUNE_POINT, "verification": _VERIFICATION,
+          "recommendation": _RECOMMENDATION, "replay": _REPLAY, "grid": _GRID},
+)
+
 #: every JSON schema, by tag
-SCHEMAS: dict[str, dict[str, Any]] = {SCHEMA_BUILD: BUILD, SCHEMA_QUERY: QUERY, SCHEMA_QUANT: QUANT, SCHEMA_ADR: ADR}
+SCHEMAS: dict[str, dict[str, Any]] = {SCHEMA_BUILD: BUILD, SCHEMA_QUERY: QUERY, SCHEMA_QUANT: QUANT, SCHEMA_ADR: ADR,
+                                      SCHEMA_TUNE: TUNE}
 
 
 # ---------------------------------------------------------------------------------------------- perquery@1 (HDF5)
@@ -514,5 +642,5 @@ def check_schemas() -> None:
         Draft202012Validator.check_schema(schema)
 
 
-__all__ = ["ADR", "BUILD", "DRAFT", "LAYOUTS", "PERQUERY", "QUANT", "QUERY", "SCHEMAS", "STATUSES", "H5Array",
-           "H5Layout", "check_schemas", "validate", "validate_hdf5"]
+__all__ = ["ADR", "BUILD", "DRAFT", "LAYOUTS", "PERQUERY", "QUANT", "QUERY", "SCHEMAS", "SCHEMA_TUNE", "STATUSES",
+           "TUNE", "H5Array", "H5Layout", "check_schemas", "validate", "validate_hdf5"]

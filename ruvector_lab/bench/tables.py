@@ -38,6 +38,12 @@ identity: ``dataset``, ``backend``, ``tier``, ``graph``, ``m``, ``ef_constructio
 
 The per-query files: :func:`per_query` (one setting's queries: recall, strict recall and difficulty, recomputed
 from the dataset's ground truth) and :func:`perquery_check` (every file, with its mean recall recomputed).
+
+The autotuner's studies (tune@1, ``tune/<dataset>/recall-<target>.json``; not part of :class:`Tables`, whose
+frames are the pipeline's sweep): :func:`tune_results` (one row per study: the answer, the recommendation per
+objective, the grid comparison), :func:`tune_trials` (one row per trial, and the grid's stored points the tuner
+never tried) and :func:`tune_pareto` (the tuner's Pareto front beside the grid's). Only the study files are read:
+the evaluation caches under ``tune/<dataset>/evals/`` and the Optuna storage beside them are not results.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -57,6 +64,7 @@ from ..errors import InvalidParameterError
 from . import results, schemas
 from .metrics import operating_points as _cheapest
 from .metrics import pareto_frontier
+from .schemas import SCHEMA_TUNE
 from .targets import TARGETS, VARIANT_SEP, base_case
 
 log = logging.getLogger(__name__)
@@ -70,10 +78,15 @@ GLOBS: dict[str, tuple[str, ...]] = {
     "query": ("runs/*/*/*/query-*.json", "qhnsw/*/runs/*/*/*/query-*.json"),
     "quant": ("quant/*/*.json",),
     "adr": ("adr/*.json",),
+    # the autotuner's studies (read by tune_results and friends, not by load): never evals/*.json nor optuna.db
+    "tune": ("tune/*/recall-*.json",),
 }
 #: the schema tag each kind must carry
 TAGS: dict[str, str] = {"build": results.SCHEMA_BUILD, "query": results.SCHEMA_QUERY, "quant": results.SCHEMA_QUANT,
-                        "adr": results.SCHEMA_ADR}
+                        "adr": results.SCHEMA_ADR, "tune": SCHEMA_TUNE}
+#: the autotuner's objectives (:data:`ruvector_lab.bench.tune.OBJECTIVES`, in its order; not imported, so the
+#: readers do not depend on the tuner's measurement code)
+TUNE_OBJECTIVES = ("qps", "memory", "build-time")
 #: the recall@10 targets operating points are chosen for
 RECALL_TARGETS = (0.90, 0.95, 0.99)
 #: the two thread-scaling modes of a query record (``qps``, ``qps_pool``) as :attr:`Tables.scaling` names them
@@ -277,9 +290,10 @@ def _hardness(bin_index: int, n_bins: int, direction: str) -> int:
 
 # ------------------------------------------------------------------------------------------------------ reading
 def result_paths(root: str | os.PathLike[str], kind: str) -> list[Path]:
-    """Every file of ``kind`` ('build', 'query', 'quant', 'adr') under ``root``, in reading order, readable or not."""
+    """Every file of ``kind`` ('build', 'query', 'quant', 'adr', 'tune') under ``root``, in reading order, readable
+    or not."""
     if kind not in GLOBS:
-        raise InvalidParameterError(f"unknown kind of result {kind!r}; known: {', '.join(KINDS)}")
+        raise InvalidParameterError(f"unknown kind of result {kind!r}; known: {', '.join(GLOBS)}")
     base = Path(root)
     return [p for pattern in GLOBS[kind] for p in sorted(base.glob(pattern))]
 
@@ -980,11 +994,205 @@ def perquery_check(source: Source, datasets: Datasets = None) -> pl.DataFrame:
     return _frame(rows, QUERY_BUILD_COLUMNS | PERQUERY_CHECK_COLUMNS)
 
 
+
+# ------------------------------------------------------------------------------------------------ autotuner studies
+def tune_column(objective: str) -> str:
+    """The column prefix of an objective's recommendation in :func:`tune_results`: ``rec_qps``, ``rec_memory``,
+    ``rec_build_time`` ('-' becomes '_')."""
+    return "rec_" + objective.replace("-", "_")
+
+
+#: the figures of each objective's recommendation in :func:`tune_results`, each column ``<tune_column>_<name>``:
+#: the configuration (``label``, ``backend``, ``m``, ``ef_construction``, ``spec``: the codec with its re-rank
+#: depth), ``ef_search`` and its figures (recall, 1-thread QPS, bytes per vector, build seconds), and the
+#: verification: ``meets_target``, ``median_recall`` and ``min_recall`` over ``verify_builds`` builds (the trial's
+#: own and the extra seeds), ``raised_from`` (the trial's ef_search when the verification had to raise it, else null)
+#: and ``rejected`` (configurations ranked above it that failed the verification)
+TUNE_RECOMMENDATION: dict[str, Any] = {
+    "label": _S, "backend": _S, "m": _I, "ef_construction": _I, "spec": _S, "ef_search": _I, "recall": _F,
+    "qps": _F, "bytes_per_vector": _F, "build_time_s": _F, "meets_target": _B, "median_recall": _F,
+    "min_recall": _F, "verify_builds": _I, "raised_from": _I, "rejected": _I}
+
+#: :func:`tune_results`: one row per study (``tune/<dataset>/recall-<target>.json``): ``builds`` distinct
+#: configurations built, ``wall_s`` of the whole study, ``answer`` its one line; ``n_trials``, ``n_feasible``
+#: (trials reaching the target), ``n_pareto``; per objective of :data:`ruvector_lab.bench.tune.OBJECTIVES` the
+#: :data:`TUNE_RECOMMENDATION` columns (null when nothing held the target); the grid reference (null without one):
+#: ``grid_builds``, ``grid_wall_s``, ``grid_feasible``, its best (``grid_best_label``, ``grid_best_qps``), the
+#: tuner's best (``tuner_best_label``, ``tuner_best_qps``, ``tuner_builds``, ``tuner_wall_s``: the evaluation time
+#: of the tuner's builds), ``qps_ratio`` (tuner best / grid best), ``builds_ratio`` (tuner / grid builds),
+#: ``same_configuration``, ``within_tolerance`` (qps_ratio >= 1 - ``tolerance``); the replay on the grid's
+#: measurements with other sampler seeds and the tuner's build budget: ``replay_seeds``, ``replay_builds``,
+#: ``replay_within`` (seeds within the tolerance), ``replay_fraction_within``, ``replay_median_ratio``,
+#: ``replay_status`` (why there is no replay, when there is none)
+TUNE_COLUMNS: dict[str, Any] = {
+    "path": _S, "dataset": _S, "target": _F, "objective": _S, "study_name": _S, "storage": _S, "builds": _I,
+    "wall_s": _F, "answer": _S, "memory_budget": _F, "n_trials": _I, "n_feasible": _I, "n_pareto": _I,
+    **{f"{tune_column(o)}_{name}": dtype for o in TUNE_OBJECTIVES for name, dtype in TUNE_RECOMMENDATION.items()},
+    "grid_builds": _I, "grid_wall_s": _F, "grid_feasible": _I, "grid_best_label": _S, "grid_best_qps": _F,
+    "tuner_best_label": _S, "tuner_best_qps": _F, "tuner_builds": _I, "tuner_wall_s": _F, "qps_ratio": _F,
+    "builds_ratio": _F, "same_configuration": _B, "within_tolerance": _B, "tolerance": _F, "replay_seeds": _I,
+    "replay_builds": _I, "replay_within": _I, "replay_fraction_within": _F, "replay_median_ratio": _F,
+    "replay_status": _S}
+
+#: :func:`tune_trials`: one row per trial of a study (``number``, Optuna's ``state``), then the grid's stored points
+#: (its best and Pareto front) the tuner never tried, with ``in_grid_only`` True and no number or state. The
+#: configuration (``backend``, ``m``, ``ef_construction``, ``quantization`` with ``rerank`` its re-rank depth;
+#: ``label``); ``feasible`` (reached the target within ef_max), ``reused`` (the sampler asked for a configuration
+#: already built: no new build), ``pruned`` (why a trial has no objectives); at the cheapest ``ef_search`` reaching
+#: the target: ``recall``, ``qps`` (1 thread), latency; ``bytes_per_vector`` (the objective: RSS growth) and the
+#: other two measures, ``build_time_s``; ``on_pareto`` (on the study's Pareto front), ``on_grid_pareto`` (on the
+#: grid's), ``recommended_for`` (the objectives recommending it, comma-separated)
+TUNE_TRIAL_COLUMNS: dict[str, Any] = {
+    "path": _S, "dataset": _S, "target": _F, "number": _I, "state": _S, "label": _S, "backend": _S, "m": _I,
+    "ef_construction": _I, "quantization": _S, "rerank": _I, "feasible": _B, "reused": _B, "pruned": _S,
+    "ef_search": _I, "recall": _F, "qps": _F, "p50_ms": _F, "p99_ms": _F, "bytes_per_vector": _F,
+    "bytes_serialized": _F, "bytes_analytic": _F, "build_time_s": _F, "wall_s": _F, "datetime_start": _S,
+    "on_pareto": _B, "on_grid_pareto": _B, "recommended_for": _S, "in_grid_only": _B}
+
+#: :func:`tune_pareto`: one row per point of a study's Pareto front (``front`` 'tuner': over the trials) and of
+#: its grid's (``front`` 'grid': over the whole space, when the study has the grid reference); ``best`` marks each
+#: front's highest QPS
+TUNE_PARETO_COLUMNS: dict[str, Any] = {
+    "path": _S, "dataset": _S, "target": _F, "front": _S, "label": _S, "backend": _S, "m": _I,
+    "ef_construction": _I, "quantization": _S, "rerank": _I, "ef_search": _I, "recall": _F, "qps": _F,
+    "bytes_per_vector": _F, "build_time_s": _F, "best": _B}
+
+
+def _tune_root(source: Source) -> Path:
+    return source.root if isinstance(source, Tables) else Path(source)
+
+
+def tune_records(source: Source) -> list[dict[str, Any]]:
+    """Every autotuner study (tune@1) under a results root (or loaded :class:`Tables`' root), validated, sorted by
+    dataset and target; see :func:`read_records`."""
+    records = read_records(_tune_root(source), "tune")
+    return sorted(records, key=lambda r: (r["dataset"], r["target"]))
+
+
+def _candidate_key(candidate: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    if not candidate:
+        return None
+    return tuple(candidate.get(k) for k in ("backend", "m", "ef_construction", "quantization", "rerank"))
+
+
+def _recommendation_columns(objective: str, rec: Mapping[str, Any] | None) -> dict[str, Any]:
+    prefix = tune_column(objective)
+    if rec is None:
+        return {f"{prefix}_{name}": None for name in TUNE_RECOMMENDATION}
+    check = rec.get("verification") or {}
+    raised = check.get("raised_ef_search") or {}
+    values = {"label": rec["label"], "backend": rec["backend"], "m": rec["m"],
+              "ef_construction": rec["ef_construction"], "spec": rec["spec"], "ef_search": rec["ef_search"],
+              "recall": rec["recall"], "qps": rec["qps"], "bytes_per_vector": rec["bytes_per_vector"],
+              "build_time_s": rec["build_time_s"], "meets_target": check.get("meets_target"),
+              "median_recall": check.get("median_recall", rec["recall"]), "min_recall": check.get("min_recall"),
+              "verify_builds": max(1, len(check.get("builds") or [])), "raised_from": raised.get("from"),
+              "rejected": len(rec.get("rejected") or [])}
+    return {f"{prefix}_{name}": value for name, value in values.items()}
+
+
+def _tune_row(rec: dict[str, Any]) -> dict[str, Any]:
+    trials = rec["trials"]
+    row = {"path": rec["_path"], "dataset": rec["dataset"], "target": rec["target"], "objective": rec["objective"],
+           "study_name": rec["study_name"], "storage": rec["storage"], "builds": rec["builds"],
+           "wall_s": rec["wall_s"], "answer": rec["answer"], "memory_budget": rec.get("memory_budget"),
+           "n_trials": len(trials), "n_feasible": sum(bool(t.get("feasible")) for t in trials),
+           "n_pareto": len(rec["pareto"])}
+    for objective in TUNE_OBJECTIVES:
+        row |= _recommendation_columns(objective, rec["recommended"].get(objective))
+    grid = rec.get("grid")
+    if not grid:
+        return row
+    best, mine, replay = grid.get("best") or {}, grid.get("tuner_best") or {}, grid.get("replay") or {}
+    return row | {
+        "grid_builds": grid["builds"], "grid_wall_s": grid["wall_s"], "grid_feasible": grid["feasible"],
+        "grid_best_label": best.get("label"), "grid_best_qps": best.get("qps"), "tuner_best_label": mine.get("label"),
+        "tuner_best_qps": mine.get("qps"), "tuner_builds": grid["tuner_builds"], "tuner_wall_s": grid["tuner_wall_s"],
+        "qps_ratio": grid["qps_ratio"], "builds_ratio": grid["builds_ratio"],
+        "same_configuration": grid["same_configuration"], "within_tolerance": grid["within_tolerance"],
+        "tolerance": grid["tolerance"], "replay_seeds": len(replay["seeds"]) if "seeds" in replay else None,
+        "replay_builds": replay.get("builds"), "replay_within": replay.get("within_tolerance"),
+        "replay_fraction_within": replay.get("fraction_within_tolerance"),
+        "replay_median_ratio": replay.get("median_qps_ratio"),
+        "replay_status": replay.get("status", "not replayed" if not replay else None)}
+
+
+def _tune_point(rec: dict[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns a trial row and a grid point share: the study, the configuration and its figures."""
+    cand = point.get("candidate") or {}
+    bytes_ = point.get("bytes") or {}
+    latency = point.get("latency_ms") or {}
+    return {"path": rec["_path"], "dataset": rec["dataset"], "target": rec["target"], "label": point.get("label"),
+            "backend": cand.get("backend"), "m": cand.get("m"), "ef_construction": cand.get("ef_construction"),
+            "quantization": cand.get("quantization"), "rerank": cand.get("rerank"), "feasible": point.get("feasible"),
+            "ef_search": point.get("ef_search"), "recall": point.get("recall"), "qps": point.get("qps"),
+            "p50_ms": latency.get("p50"), "p99_ms": latency.get("p99"),
+            "bytes_per_vector": point.get("bytes_per_vector"), "bytes_serialized": bytes_.get("serialized"),
+            "bytes_analytic": bytes_.get("analytic"), "build_time_s": point.get("build_time_s"),
+            "wall_s": point.get("wall_s")}
+
+
+def _tune_trial_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    grid = rec.get("grid") or {}
+    front = {_candidate_key(p.get("candidate")) for p in rec["pareto"]}
+    grid_front = {_candidate_key(p.get("candidate")) for p in grid.get("pareto") or []}
+    chosen: dict[tuple[Any, ...] | None, list[str]] = defaultdict(list)
+    for objective, r in rec["recommended"].items():
+        if r is not None:
+            chosen[_candidate_key(r)].append(objective)
+    rows, tried = [], set()
+    for t in rec["trials"]:
+        key = _candidate_key(t.get("candidate"))
+        tried.add(key)
+        rows.append(_tune_point(rec, t) | {
+            "number": t["number"], "state": t["state"], "reused": t.get("reused"), "pruned": t.get("pruned"),
+            "datetime_start": t.get("datetime_start"), "on_pareto": key is not None and key in front,
+            "on_grid_pareto": key is not None and key in grid_front,
+            "recommended_for": ", ".join(chosen[key]) if key in chosen else None, "in_grid_only": False})
+    for point in [grid.get("best"), *(grid.get("pareto") or [])]:
+        key = _candidate_key((point or {}).get("candidate"))
+        if key is None or key in tried:
+            continue
+        tried.add(key)
+        rows.append(_tune_point(rec, point) | {"on_pareto": False, "on_grid_pareto": key in grid_front,
+                                               "in_grid_only": True})
+    return rows
+
+
+def _tune_pareto_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    grid = rec.get("grid") or {}
+    rows = []
+    for front, points in (("tuner", rec["pareto"]), ("grid", grid.get("pareto") or [])):
+        top = max((p["qps"] for p in points), default=None)
+        for p in points:
+            point = _tune_point(rec, p)
+            rows.append({c: point.get(c) for c in TUNE_PARETO_COLUMNS} | {"front": front, "best": p["qps"] == top})
+    return rows
+
+
+def tune_results(source: Source) -> pl.DataFrame:
+    """One row per autotuner study under a results root (:data:`TUNE_COLUMNS`), sorted by dataset and target."""
+    return _frame([_tune_row(rec) for rec in tune_records(source)], TUNE_COLUMNS)
+
+
+def tune_trials(source: Source) -> pl.DataFrame:
+    """One row per trial of every autotuner study, then the grid's stored points the tuner never tried
+    (:data:`TUNE_TRIAL_COLUMNS`)."""
+    return _frame([row for rec in tune_records(source) for row in _tune_trial_rows(rec)], TUNE_TRIAL_COLUMNS)
+
+
+def tune_pareto(source: Source) -> pl.DataFrame:
+    """Each study's Pareto front (QPS up, bytes per vector down, build time down) over its trials, beside the
+    grid's over the whole space when the study has one (:data:`TUNE_PARETO_COLUMNS`), each by descending QPS."""
+    return _frame([row for rec in tune_records(source) for row in _tune_pareto_rows(rec)], TUNE_PARETO_COLUMNS)
+
+
 __all__ = ["ADR_COLUMNS", "BUILD_COLUMNS", "BUILD_KEY", "CODEC_COLUMNS", "DIFFICULTY_COLUMNS", "EMBEDDING_COLUMNS",
-           "FILE_COLUMNS",
-           "GLOBS", "KINDS", "MODES", "PERQUERY_CHECK_COLUMNS", "QUERY_BUILD_COLUMNS", "QUERY_COLUMNS",
-           "RECALL_TARGETS", "SCALING_COLUMNS", "SETTING_KEY", "TAGS", "Datasets", "PerQueryFile", "Source",
+           "FILE_COLUMNS", "GLOBS", "KINDS", "MODES", "PERQUERY_CHECK_COLUMNS", "QUERY_BUILD_COLUMNS", "QUERY_COLUMNS",
+           "RECALL_TARGETS", "SCALING_COLUMNS", "SETTING_KEY", "TAGS", "TUNE_COLUMNS", "TUNE_OBJECTIVES",
+           "TUNE_PARETO_COLUMNS", "TUNE_RECOMMENDATION", "TUNE_TRIAL_COLUMNS", "Datasets", "PerQueryFile", "Source",
            "Tables", "absent", "adr", "adr_view", "backend_rank", "build_label", "builds", "codec_frame", "codecs",
            "datasets_root", "effective_ef", "embedding_matrix", "files", "find_per_query", "flag_noise",
            "ground_truth", "load", "mark_pareto", "noise_figures", "operating_points", "pareto", "per_query",
-           "perquery_check", "queries", "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts"]
+           "perquery_check", "queries", "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts",
+           "tune_column", "tune_pareto", "tune_records", "tune_results", "tune_trials"]

@@ -1,0 +1,747 @@
+"""The autotuner: the cheapest index for a target recall, across backends, build parameters and codecs.
+
+``tune(dataset, recall=0.95)`` runs an **Optuna** study over a :class:`~ruvector_lab.bench.tune_space.TuneSpace`
+(backend, M, ef_construction, codec, re-rank depth). Every trial builds one configuration in a child process and
+finds the cheapest ef_search reaching the target (:mod:`ruvector_lab.bench.trial`); the study is multi-objective
+(1-thread batch QPS up, bytes per vector down, build time down) with recall >= target as a constraint (and bytes
+per vector <= the memory budget, when given). Configurations whose layout alone exceeds the budget are pruned before
+anything is built; configurations that miss the target at ``ef_max`` are pruned before anything is timed.
+
+The study lives in a storage the user can resume and inspect: a SQLite file under ``data/`` by default, or any
+database URL Optuna supports (many workers can share one study). A killed tune resumes where it stopped: finished
+child evaluations are kept as JSON beside the results (keyed by the configuration, the seed and the dataset's
+contents), and a trial left running by a dead process is failed and retried after Optuna's heartbeat grace period.
+
+Then, **checked, not believed**: each objective's best configuration is rebuilt with other seeds (the
+build-variance repeats) and recommended only if the median build still meets the target at the chosen ef_search;
+otherwise the next best is checked. With ``grid=True`` the whole discretised space is evaluated as the reference
+(the tuner's evaluations are reused, so the grid costs only the configurations the tuner did not try), the tuner's
+best QPS is compared with the grid's best, and the tuner is replayed on the grid's measurements with other sampler
+seeds to say how often it finds the grid's best within a third of the grid's builds.
+
+The result is written as JSON under the results root (``tune/<dataset>/recall-<target>.json``, schema
+``ruvector-lab/tune@1``) with a ready ``params.yaml`` fragment beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidParameterError, RuvectorLabError
+from ..types import HnswConfig
+from . import env, results
+from .hdf5 import Dataset
+from .trial import TrialData, TrialSettings, check_targets, evaluate
+from .tune_space import Candidate, TuneSpace, candidates, spec_key
+
+log = logging.getLogger(__name__)
+
+SCHEMA_TUNE = "ruvector-lab/tune@1"
+#: objective name -> (figure, Optuna direction); the study optimises all three, ``objective`` picks the headline
+OBJECTIVES: dict[str, tuple[str, str]] = {"qps": ("qps", "maximize"), "memory": ("bytes_per_vector", "minimize"),
+                                          "build-time": ("build_time_s", "minimize")}
+#: the tuner's best QPS counts as matching the grid's when within this fraction of it
+GRID_TOLERANCE = 0.05
+#: how many configurations down each objective's ranking the verification may go before giving up
+MAX_VERIFY_CANDIDATES = 3
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class TuneResult:
+    """What a tune found: every trial, the Pareto set, the recommended configuration per objective (checked with
+    other seeds), the grid comparison (when asked for) and the one-line answer. ``to_dict()`` is the JSON
+    written under the results root; :meth:`history` is the trials as a table a notebook can plot."""
+
+    dataset: str
+    target: float
+    objective: str
+    study_name: str
+    storage: str
+    trials: list[dict[str, Any]]
+    pareto: list[dict[str, Any]]
+    recommended: dict[str, dict[str, Any] | None]
+    builds: int
+    wall_s: float
+    answer: str
+    grid: dict[str, Any] | None = None
+    space: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)
+    memory_budget: float | None = None
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The recommended configuration for the headline objective (None when nothing met the target)."""
+        return self.recommended.get(self.objective)
+
+    def hnsw_config(self, objective: str | None = None, dimensions: int | None = None,
+                    metric: str | None = None) -> HnswConfig:
+        """The :class:`HnswConfig` of the recommended configuration (``objective``: default the headline one),
+        with its ef_search; raises :class:`InvalidParameterError` when that objective has no recommendation."""
+        rec = self.recommended.get(objective or self.objective)
+        if rec is None:
+            raise InvalidParameterError(f"no configuration meets recall {self.target} for objective "
+                                        f"{objective or self.objective!r}: {self.answer}")
+        cand = Candidate.from_dict(rec)
+        return cand.config(int(dimensions or rec["dimensions"]), str(metric or rec["metric"]), int(rec["ef_search"]))
+
+    def params_fragment(self, objective: str | None = None) -> str:
+        """A ``params.yaml`` fragment that builds the recommended configuration in the pipeline."""
+        return params_fragment(self.to_dict(), objective)
+
+    def history(self) -> Any:
+        """Every trial as a polars DataFrame: number, configuration, status, and the three objectives."""
+        import polars as pl
+
+        rows = [{"number": t["number"], "label": t.get("label"), "backend": (t.get("candidate") or {}).get("backend"),
+                 "state": t["state"], "feasible": t.get("feasible"), "reused": t.get("reused"),
+                 "ef_search": t.get("ef_search"), "recall": t.get("recall"), "qps": t.get("qps"),
+                 "bytes_per_vector": t.get("bytes_per_vector"), "build_time_s": t.get("build_time_s")}
+                for t in self.trials]
+        return pl.DataFrame(rows, schema={"number": pl.Int64, "label": pl.Utf8, "backend": pl.Utf8, "state": pl.Utf8,
+                                          "feasible": pl.Boolean, "reused": pl.Boolean, "ef_search": pl.Int64,
+                                          "recall": pl.Float64, "qps": pl.Float64, "bytes_per_vector": pl.Float64,
+                                          "build_time_s": pl.Float64})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain JSON-able values (schema ``ruvector-lab/tune@1``)."""
+        return {"schema": SCHEMA_TUNE, "status": "ok", **dataclasses.asdict(self)}
+
+
+# ------------------------------------------------------------------------------------------------ evaluations
+class Evaluations:
+    """Finished trial evaluations, one JSON each under ``<root>/tune/<dataset>/evals/``: keyed by configuration,
+    seed and a fingerprint of the dataset's contents, the trial settings, the measured targets, the libraries
+    and the measuring code, so a tune that was killed, a second study or the grid reuse them and nothing else."""
+
+    def __init__(self, root: Path, ds: Dataset, data: TrialData, settings: TrialSettings,
+                 targets: Sequence[float]) -> None:
+        self.folder = Path(root) / "tune" / results.check_component(ds.name, "dataset") / "evals"
+        self.data, self.settings, self.targets = data, settings, tuple(targets)
+        self.identity = {"dataset": ds.describe(), "settings": settings.to_dict(), "targets": list(self.targets)}
+        self.built = 0  # child builds this process ran (not reused)
+
+    def _path(self, cand: Candidate, seed: int, check: dict[float, int] | None, timing: bool) -> tuple[Path, str]:
+        code = results.measured_code_hash(cand.backend, quantized=cand.quantization != "none")
+        fp = results.fingerprint({**self.identity, "candidate": cand.to_dict(), "seed": seed,
+                                  "check": {str(k): v for k, v in (check or {}).items()}, "timing": timing}, code)
+        return self.folder / f"{spec_key(cand)}-s{seed}-{fp}.json", fp
+
+    def get(self, cand: Candidate, seed: int = 0, check: dict[float, int] | None = None,
+            timing: bool = True) -> tuple[dict[str, Any], bool]:
+        """The evaluation of ``cand`` with ``seed`` (a child run, or the stored one): ``(record, reused)``."""
+        path, fp = self._path(cand, seed, check, timing)
+        stored = results.read_json(path) if path.exists() else None
+        if stored is not None and stored.get("fingerprint") == fp:
+            return stored, True
+        record = evaluate(self.data, cand, self.targets, seed, self.settings, check=check, timing=timing)
+        self.built += 1
+        record["fingerprint"] = fp
+        if record.get("status") == "ok":  # a failure is retried next time: it may be the machine's, not the data's
+            results.write_json(path, record)
+        return record, False
+
+
+def figures(record: dict[str, Any], target: float) -> dict[str, Any]:
+    """The tuner's figures of one evaluation at ``target``: feasible, ef_search, recall, qps, latency, bytes per
+    vector (RSS growth, or the serialized size where RSS is not measured), build time."""
+    if record.get("status") != "ok":
+        return {"feasible": False, "reason": record.get("reason")}
+    entry = record["targets"][str(float(target))]
+    bpv = record["bytes_per_vector"]
+    measured = bpv.get("rss_growth")
+    return {"feasible": bool(entry["feasible"]), "reason": entry.get("reason"), "ef_search": entry.get("ef_search"),
+            "recall": entry.get("recall"), "qps": entry.get("qps"), "latency_ms": entry.get("latency_ms"),
+            "bytes_per_vector": measured if measured is not None and measured > 0 else bpv["serialized"],
+            "bytes": {"rss_growth": measured, "serialized": bpv["serialized"], "analytic": bpv.get("analytic")},
+            "build_time_s": record["build_time_s"], "wall_s": record.get("wall_s")}
+
+
+# ------------------------------------------------------------------------------------------------------ study
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise InvalidParameterError("the autotuner needs Optuna: pip install 'ruvector-lab[bench]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # heartbeats, retries and grouped TPE are marked experimental; the warnings say nothing a user can act on
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def default_storage(results_root: str | Path, dataset: str) -> str:
+    """The embedded default: a SQLite file ``<results_root>/tune/<dataset>/optuna.db`` (nothing to start)."""
+    path = Path(results_root) / "tune" / results.check_component(dataset, "dataset") / "optuna.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def open_storage(url: str, grace_period_s: int = 120) -> Any:
+    """An Optuna RDB storage at ``url`` with heartbeats, so a trial left running by a killed process is failed
+    (and retried once) after ``grace_period_s``. A file that is not an Optuna database, or a URL Optuna cannot
+    open, raises :class:`InvalidParameterError` naming it."""
+    optuna = _optuna()
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if path.exists() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
+            raise InvalidParameterError(f"study storage {path} is not a SQLite database")
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=max(1, grace_period_s // 4), grace_period=grace_period_s,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+    except Exception as exc:  # SQLAlchemy and Optuna raise many kinds: one clear error naming the storage
+        raise InvalidParameterError(f"cannot open the study storage {_redact(url)}: {type(exc).__name__}: "
+                                    f"{exc}") from None
+
+
+def _redact(url: str) -> str:
+    """A storage URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def _study(storage: Any, name: str, identity: dict[str, Any], seed: int, startup: int) -> Any:
+    """Create or load study ``name``; a study of that name made for another question is refused."""
+    optuna = _optuna()
+    # constraints come with each trial (Trial.set_constraint: recall short of the target, bytes over budget)
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=startup)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True, sampler=sampler,
+                                    directions=[d for _, d in OBJECTIVES.values()])
+    except Exception as exc:
+        raise InvalidParameterError(f"cannot create or load study {name!r}: {type(exc).__name__}: {exc}") from None
+    stored = study.user_attrs.get("ruvector_lab")
+    if stored is None:
+        study.set_user_attr("ruvector_lab", identity)
+    elif stored != identity:
+        diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+        raise InvalidParameterError(f"study {name!r} in this storage was made for another question (differs in "
+                                    f"{', '.join(diff)}); pass another study_name or storage")
+    return study
+
+
+def _suggest(trial: Any, space: TuneSpace, choices: dict[str, list[str]]) -> Candidate:
+    """Define-by-run: backend, its codec (each backend's choices under their own name), M, ef_construction, and a
+    re-rank depth for quantized codecs."""
+    backend = trial.suggest_categorical("backend", list(choices))
+    codec = trial.suggest_categorical(f"codec[{backend}]", choices[backend])
+    m = trial.suggest_categorical("m", list(space.m))
+    efc = trial.suggest_categorical("ef_construction", list(space.ef_construction))
+    rerank = trial.suggest_categorical("rerank", list(space.rerank)) if codec != "none" else 0
+    return Candidate(backend, int(m), int(efc), codec, int(rerank))
+
+
+def _constraints(fig: dict[str, Any], target: float, budget: float | None) -> list[float]:
+    """Optuna's constraint values (<= 0 is satisfied): the recall short of the target, the bytes over budget."""
+    recall = fig.get("recall")
+    short = 1.0 if recall is None else (target - recall if not fig["feasible"] else min(0.0, target - recall))
+    over = 0.0 if budget is None or fig.get("bytes_per_vector") is None else fig["bytes_per_vector"] - budget
+    return [float(short), float(over)]
+
+
+def _set_constraints(trial: Any, values: Sequence[float]) -> None:
+    """Recall short of the target and bytes over budget (<= 0: satisfied). A trial retried after its process died
+    already carries them from its first attempt (the same configuration, so the same values): Optuna keeps those
+    and warns, which says nothing here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The constraint value is ignored")
+        trial.set_constraint("recall_short_of_target", float(values[0]))
+        trial.set_constraint("bytes_over_budget", float(values[1]))
+
+
+def _objective(evals: Evaluations, space: TuneSpace, choices: dict[str, list[str]], target: float,
+               budget: float | None, analytic: Callable[[Candidate], float | None]) -> Callable[[Any], Any]:
+    optuna = _optuna()
+
+    def run(trial: Any) -> tuple[float, float, float]:
+        cand = _suggest(trial, space, choices)
+        trial.set_user_attr("candidate", cand.to_dict())
+        layout = analytic(cand)
+        if budget is not None and layout is not None and layout > budget:
+            trial.set_user_attr("pruned", f"its layout takes {layout:.0f} bytes per vector, over the budget of "
+                                          f"{budget:g}: not built")
+            raise optuna.TrialPruned()
+        record, reused = evals.get(cand)
+        trial.set_user_attr("reused", reused)
+        fig = figures(record, target)
+        trial.set_user_attr("figures", fig)
+        if record.get("status") != "ok":
+            trial.set_user_attr("pruned", f"failed: {record.get('reason')}")
+            raise optuna.TrialPruned()
+        _set_constraints(trial, _constraints(fig, target, budget))
+        if not fig["feasible"]:
+            trial.set_user_attr("pruned", fig["reason"])
+            # not timed: the values only rank it below every feasible trial (the constraint says why)
+            return 0.0, float(fig["bytes_per_vector"]), float(fig["build_time_s"])
+        return float(fig["qps"]), float(fig["bytes_per_vector"]), float(fig["build_time_s"])
+
+    return run
+
+
+def _builds_of(study: Any) -> set[Candidate]:
+    """The configurations a study has evaluated (each one build, however often the sampler asked for it)."""
+    return {Candidate.from_dict(t.user_attrs["candidate"]) for t in study.get_trials(deepcopy=False)
+            if "figures" in t.user_attrs}
+
+
+def _trial_rows(study: Any) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        cand = t.user_attrs.get("candidate")
+        fig = t.user_attrs.get("figures") or {}
+        rows.append({"number": t.number, "state": t.state.name, "candidate": cand,
+                     "label": Candidate.from_dict(cand).label if cand else None, "reused": t.user_attrs.get("reused"),
+                     "pruned": t.user_attrs.get("pruned"), **{k: fig.get(k) for k in (
+                         "feasible", "ef_search", "recall", "qps", "latency_ms", "bytes_per_vector", "bytes",
+                         "build_time_s", "wall_s")},
+                     "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None})
+    return rows
+
+
+def _feasible(rows: list[dict[str, Any]], budget: float | None) -> dict[Candidate, dict[str, Any]]:
+    """The feasible configurations of some trial rows, one row each (first seen)."""
+    out: dict[Candidate, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("feasible") and row.get("qps") and (budget is None or row["bytes_per_vector"] <= budget):
+            out.setdefault(Candidate.from_dict(row["candidate"]), row)
+    return out
+
+
+def pareto(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows no other row beats on every objective (QPS up, bytes per vector down, build time down)."""
+    pts = np.array([[-r["qps"], r["bytes_per_vector"], r["build_time_s"]] for r in rows], dtype=float)
+    keep = []
+    for i in range(len(rows)):
+        dominated = np.any(np.all(pts <= pts[i], axis=1) & np.any(pts < pts[i], axis=1))
+        if not dominated:
+            keep.append(rows[i])
+    return sorted(keep, key=lambda r: -r["qps"])
+
+
+def _rank(feasible: dict[Candidate, dict[str, Any]], objective: str) -> list[Candidate]:
+    fig, direction = OBJECTIVES[objective]
+    sign = -1.0 if direction == "maximize" else 1.0
+    return sorted(feasible, key=lambda c: (sign * feasible[c][fig], -feasible[c]["qps"]))
+
+
+def _verify(evals: Evaluations, cand: Candidate, row: dict[str, Any], target: float, seeds: int) -> dict[str, Any]:
+    """Rebuild ``cand`` with seeds 1..``seeds``: each build's recall at the trial's ef_search and its own cheapest
+    ef. If the median build meets ``target`` at the trial's ef, that ef stands. Otherwise the ef is raised to the
+    median build's own (the upper median of every build's cheapest ef: recall being monotone in ef, at least half
+    the builds then meet the target) and the trial's figures are re-measured there on a fresh build; if the
+    median build cannot reach the target at all, ``meets_target`` is False: it met the target by luck."""
+    ef = int(row["ef_search"])
+    recalls, own = [float(row["recall"])], [ef]
+    per_seed: list[dict[str, Any]] = [{"seed": 0, "recall": float(row["recall"]), "own_ef_search": ef}]
+    for seed in range(1, seeds + 1):
+        record, _ = evals.get(cand, seed=seed, check={target: ef}, timing=False)
+        if record.get("status") != "ok":
+            per_seed.append({"seed": seed, "failed": record.get("reason")})
+            own.append(10**9)
+            continue
+        entry = record["targets"][str(float(target))]
+        recall = float(entry["recall_at_check"]["recall"])
+        recalls.append(recall)
+        own.append(int(entry["ef_search"]) if entry.get("ef_search") is not None else 10**9)
+        per_seed.append({"seed": seed, "recall": recall, "own_ef_search": entry.get("ef_search")})
+    out: dict[str, Any] = {"ef_search": ef, "builds": per_seed, "median_recall": float(np.median(recalls)),
+                           "min_recall": float(min(recalls))}
+    if len(recalls) == seeds + 1 and out["median_recall"] >= target:
+        return out | {"meets_target": True, "figures": None}
+    median_ef = sorted(own)[len(own) // 2]
+    if median_ef >= 10**9:
+        return out | {"meets_target": False, "figures": None,
+                      "reason": "the median build does not reach the target within ef_max"}
+    record, _ = evals.get(cand, seed=0, check={target: median_ef}, timing=True)
+    if record.get("status") != "ok":
+        return out | {"meets_target": False, "figures": None, "reason": f"re-measure failed: {record.get('reason')}"}
+    at = record["targets"][str(float(target))]["recall_at_check"]
+    fig = {**figures(record, target), "ef_search": median_ef, "recall": at["recall"], "qps": at["qps"],
+           "latency_ms": at["latency_ms"], "feasible": True}
+    return out | {"meets_target": True, "raised_ef_search": {"from": ef, "to": median_ef}, "figures": fig}
+
+
+def _recommend(evals: Evaluations, feasible: dict[Candidate, dict[str, Any]], target: float, seeds: int,
+               dims: int, metric: str) -> dict[str, dict[str, Any] | None]:
+    out: dict[str, dict[str, Any] | None] = {}
+    checked: dict[Candidate, dict[str, Any]] = {}
+    for objective in OBJECTIVES:
+        out[objective] = None
+        rejected = []
+        for cand in _rank(feasible, objective)[:MAX_VERIFY_CANDIDATES]:
+            if cand not in checked:
+                checked[cand] = _verify(evals, cand, feasible[cand], target, seeds) if seeds else \
+                    {"meets_target": True, "builds": [], "note": "not verified (verify_seeds = 0)"}
+            row = checked[cand].get("figures") or feasible[cand]
+            if checked[cand]["meets_target"]:
+                out[objective] = {**cand.to_dict(), "label": cand.label, "spec": cand.spec,
+                                  "ef_search": row["ef_search"], "dimensions": dims, "metric": metric,
+                                  **{k: row[k] for k in ("recall", "qps", "latency_ms", "bytes_per_vector", "bytes",
+                                                         "build_time_s")},
+                                  "verification": checked[cand], "rejected": rejected}
+                break
+            rejected.append({"label": cand.label, "verification": checked[cand]})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- grid, replay
+def _grid(evals: Evaluations, grid: list[Candidate], target: float, budget: float | None,
+          progress: Progress | None) -> tuple[dict[Candidate, dict[str, Any]], float]:
+    """Every configuration of the space evaluated (seed 0; the tuner's evaluations reused): figures per
+    configuration and the summed evaluation wall time of them all (what a grid search costs on its own)."""
+    table: dict[Candidate, dict[str, Any]] = {}
+    wall = 0.0
+    for i, cand in enumerate(grid):
+        if progress:
+            progress(f"grid {cand.label}", i, len(grid))
+        record, _ = evals.get(cand)
+        fig = figures(record, target)
+        wall += float(record.get("wall_s") or 0.0)
+        table[cand] = {**fig, "candidate": cand.to_dict(), "label": cand.label}
+    if progress:
+        progress("grid done", len(grid), len(grid))
+    return table, wall
+
+
+def replay(table: dict[Candidate, dict[str, Any]], space: TuneSpace, choices: dict[str, list[str]], target: float,
+           budget: float | None, builds: int, seeds: Sequence[int]) -> dict[str, Any]:
+    """The tuner (same sampler, same space) run on the grid's measurements instead of new builds, once per sampler
+    seed, with at most ``builds`` distinct configurations each: how often its best QPS is within GRID_TOLERANCE of
+    the grid's best. Measurement noise is the same for both sides here, so this isolates the search."""
+    optuna = _optuna()
+    feasible = {c: f for c, f in table.items() if f.get("feasible") and (budget is None or
+                                                                        f["bytes_per_vector"] <= budget)}
+    if not feasible:
+        return {"seeds": list(seeds), "status": "no feasible configuration in the grid"}
+    best = max(f["qps"] for f in feasible.values())
+    ratios = []
+    for seed in seeds:
+        study = _study(optuna.storages.InMemoryStorage(), "replay", {}, seed, max(1, min(10, builds // 3)))
+        seen: set[Candidate] = set()
+
+        def run(trial: Any, seen: set[Candidate] = seen) -> tuple[float, float, float]:
+            cand = _suggest(trial, space, choices)
+            seen.add(cand)
+            fig = table.get(cand) or {"feasible": False}
+            _set_constraints(trial, _constraints(fig, target, budget) if "recall" in fig else [1.0, 1.0])
+            if cand not in feasible:
+                return 0.0, float(fig.get("bytes_per_vector") or 1e12), float(fig.get("build_time_s") or 1e9)
+            return float(fig["qps"]), float(fig["bytes_per_vector"]), float(fig["build_time_s"])
+
+        for _ in range(20 * builds):
+            if len(seen) >= builds or len(seen) >= len(table):
+                break
+            study.optimize(run, n_trials=1)
+        found = max((feasible[c]["qps"] for c in seen if c in feasible), default=0.0)
+        ratios.append(found / best)
+    hits = sum(r >= 1 - GRID_TOLERANCE for r in ratios)
+    return {"seeds": list(seeds), "builds": builds, "qps_ratio": ratios, "median_qps_ratio": float(np.median(ratios)),
+            "within_tolerance": hits, "fraction_within_tolerance": hits / len(ratios)}
+
+
+def _grid_summary(table: dict[Candidate, dict[str, Any]], wall: float, tuner_rows: dict[Candidate, dict[str, Any]],
+                  tuner_builds: int, tuner_wall: float, budget: float | None,
+                  replayed: dict[str, Any]) -> dict[str, Any]:
+    feasible = {c: f for c, f in table.items() if f.get("feasible") and (budget is None or
+                                                                        f["bytes_per_vector"] <= budget)}
+    best = max(feasible, key=lambda c: feasible[c]["qps"]) if feasible else None
+    mine = max(tuner_rows, key=lambda c: tuner_rows[c]["qps"]) if tuner_rows else None
+    ratio = (tuner_rows[mine]["qps"] / feasible[best]["qps"]) if best and mine else None
+    return {
+        "builds": len(table), "wall_s": wall, "feasible": len(feasible),
+        "best": {**feasible[best], "label": best.label} if best else None,
+        "pareto": pareto(list(feasible.values())) if feasible else [],
+        "tuner_best": {**tuner_rows[mine], "label": mine.label} if mine else None,
+        "tuner_builds": tuner_builds, "tuner_wall_s": tuner_wall,
+        "builds_ratio": tuner_builds / len(table) if table else None,
+        "qps_ratio": ratio, "same_configuration": bool(best is not None and best == mine),
+        "within_tolerance": bool(ratio is not None and ratio >= 1 - GRID_TOLERANCE), "tolerance": GRID_TOLERANCE,
+        "replay": replayed,
+    }
+
+
+# --------------------------------------------------------------------------------------------------- the tuner
+def _dataset(dataset: Dataset | str, datasets_dir: str | Path) -> Dataset:
+    if isinstance(dataset, Dataset):
+        ds = dataset
+    elif isinstance(dataset, str):
+        path = Path(datasets_dir) / f"{results.check_component(dataset, 'dataset')}.hdf5"
+        if not path.exists():
+            raise InvalidParameterError(f"unknown dataset {dataset!r}: {path} does not exist (make it with "
+                                        f"`ruvector-lab data {dataset}` and `ruvector-lab groundtruth {dataset}`)")
+        from .hdf5 import read_hdf5
+
+        ds = read_hdf5(path, name=dataset, require_groundtruth=True)
+    else:
+        raise InvalidParameterError(f"dataset must be a name or a Dataset, got {type(dataset).__name__}")
+    if ds.distances is None:
+        raise InvalidParameterError(f"dataset {ds.name!r} has no ground truth; run the groundtruth stage first")
+    return ds
+
+
+def tune(
+    dataset: Dataset | str,
+    recall: float = 0.95,
+    *,
+    objective: str = "qps",
+    backends: Sequence[str] | None = None,
+    trials: int = 20,
+    memory_budget: float | None = None,
+    space: TuneSpace | None = None,
+    settings: TrialSettings | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    seed: int = 0,
+    verify_seeds: int = 2,
+    grid: bool = False,
+    replay_seeds: int = 10,
+    measure_targets: Sequence[float] = (),
+    results_root: str | Path = "data/results",
+    datasets_dir: str | Path = "data/datasets",
+    grace_period_s: int = 120,
+    write: bool = True,
+    progress: Progress | None = None,
+) -> TuneResult:
+    """Find the cheapest configuration of ``dataset`` reaching recall@k >= ``recall`` (see the module docstring).
+
+    ``trials`` is the budget in builds (distinct configurations evaluated); ``backends`` narrows the space's;
+    ``memory_budget`` (bytes per vector) is a constraint; ``storage`` an Optuna database URL (default a SQLite
+    file under ``data/tune``); ``verify_seeds`` the extra builds that check each recommendation; ``grid`` also
+    evaluates the whole space as the reference; ``measure_targets`` other targets every child measures as well,
+    so studies for them reuse these builds. Bad input raises :class:`InvalidParameterError` before anything is
+    built: unknown dataset, backend or objective, a target outside (0, 1], a budget no configuration's layout can
+    meet, a foreign or unreadable storage. A budget or target that cannot be met ends the study with that answer.
+    """
+    started = time.perf_counter()
+    (target,) = check_targets([recall])
+    if objective not in OBJECTIVES:
+        raise InvalidParameterError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise InvalidParameterError(f"trials must be a positive integer, got {trials!r}")
+    if memory_budget is not None and (isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float))
+                                      or not np.isfinite(memory_budget) or memory_budget <= 0):
+        raise InvalidParameterError(f"memory_budget must be a positive number of bytes per vector, got "
+                                    f"{memory_budget!r}")
+    for name, value in (("verify_seeds", verify_seeds), ("replay_seeds", replay_seeds), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidParameterError(f"{name} must be a non-negative integer, got {value!r}")
+    space = space or TuneSpace()
+    if backends is not None:
+        if isinstance(backends, str):
+            raise InvalidParameterError(f"backends must be a list of names, got the string {backends!r}")
+        space = dataclasses.replace(space, backends=tuple(backends))
+    settings = settings or TrialSettings()
+    ds = _dataset(dataset, datasets_dir)
+    grid_candidates, excluded = candidates(space, ds.dimensions, ds.metric)
+    if not grid_candidates:
+        raise InvalidParameterError(f"no configuration of the space can be built here for {ds.name}: {excluded}")
+    layouts = {c: _analytic(c, ds) for c in grid_candidates}
+    if memory_budget is not None:
+        known = [v for v in layouts.values() if v is not None]
+        if known and min(known) > memory_budget:
+            smallest = min(grid_candidates, key=lambda c: layouts[c] or np.inf)
+            raise InvalidParameterError(
+                f"memory budget {memory_budget:g} bytes per vector: no configuration of the space can meet it (the "
+                f"smallest layout is {smallest.label} at {layouts[smallest]:.0f}); add a smaller codec or raise it")
+    choices: dict[str, list[str]] = {}
+    for cand in grid_candidates:
+        choices.setdefault(cand.backend, [])
+        if cand.quantization not in choices[cand.backend]:
+            choices[cand.backend].append(cand.quantization)
+    targets = tuple(dict.fromkeys([target, *check_targets(measure_targets or [target])]))
+    # the library's code is part of the question: a changed measurement makes a new study, not a mixed one
+    identity = {"dataset": ds.describe()["content_hash"], "target": target, "space": space.to_dict(),
+                "settings": settings.to_dict(), "memory_budget": memory_budget, "code": results.code_hash()}
+    name = study_name or f"{ds.name}-recall{target:g}-{results.fingerprint(identity)[:8]}"
+    url = storage or default_storage(results_root, ds.name)
+    store = open_storage(url, grace_period_s)
+    study = _study(store, name, identity, seed, max(1, min(10, trials // 3)))
+    root = Path(results_root)
+    with TrialData(ds.train, ds.test, ds.distances, ds.metric, settings.n_queries) as data:
+        evals = Evaluations(root, ds, data, settings, targets)
+        run = _objective(evals, space, choices, target, memory_budget, lambda c: layouts.get(c))
+        for _attempt in range(20 * trials):  # the sampler may ask for a configuration again: no new build
+            done = len(_builds_of(study))
+            if done >= trials or done >= len(grid_candidates):
+                break
+            if progress:
+                progress("trial", done, min(trials, len(grid_candidates)))
+            study.optimize(run, n_trials=1, catch=())
+        rows = _trial_rows(study)
+        builds = len(_builds_of(study))
+        if progress:
+            progress("verify", builds, builds)
+        feasible = _feasible(rows, memory_budget)
+        recommended = _recommend(evals, feasible, target, verify_seeds, ds.dimensions, ds.metric)
+        grid_summary = None
+        if grid:
+            table, grid_wall = _grid(evals, grid_candidates, target, memory_budget, progress)
+            tuner_wall_full = float(sum((table.get(c) or {}).get("wall_s") or 0.0 for c in _builds_of(study)))
+            replayed = replay(table, space, choices, target, memory_budget, builds,
+                              range(seed + 1, seed + 1 + replay_seeds)) if replay_seeds else {}
+            grid_summary = _grid_summary(table, grid_wall, feasible, builds, tuner_wall_full, memory_budget,
+                                         replayed)
+    result = TuneResult(
+        dataset=ds.name, target=target, objective=objective, study_name=name, storage=_redact(url), trials=rows,
+        pareto=pareto(list(feasible.values())) if feasible else [], recommended=recommended, builds=builds,
+        wall_s=time.perf_counter() - started,
+        answer=_answer(recommended, objective, target, memory_budget, rows, settings.k),
+        grid=grid_summary, space=space.to_dict(), settings={**settings.to_dict(), "verify_seeds": verify_seeds,
+                                                            "trials": trials, "seed": seed},
+        excluded=excluded, memory_budget=memory_budget)
+    if write:
+        write_result(result, root, ds)
+    return result
+
+
+def _analytic(cand: Candidate, ds: Dataset) -> float | None:
+    from .memory import analytic_bytes_per_vector
+
+    try:
+        return float(analytic_bytes_per_vector(cand.backend, cand.config(ds.dimensions, ds.metric))["total"])
+    except (RuvectorLabError, KeyError, ValueError) as exc:
+        log.debug("no layout estimate for %s: %s", cand.label, exc)
+        return None
+
+
+def _answer(recommended: dict[str, dict[str, Any] | None], objective: str, target: float, budget: float | None,
+            rows: list[dict[str, Any]], k: int) -> str:
+    rec = recommended.get(objective)
+    if rec is not None:
+        return (f"{rec['label']} at ef_search {rec['ef_search']}: recall@{k} {rec['recall']:.3f} >= {target:g}, "
+                f"{rec['qps']:.0f} QPS (1 thread), {rec['bytes_per_vector']:.0f} bytes per vector, build "
+                f"{rec['build_time_s']:.1f} s; median of {max(1, len(rec['verification']['builds']))} builds "
+                f"{rec['verification'].get('median_recall', rec['recall']):.3f}")
+    feasible = [r for r in rows if r.get("feasible")]
+    if not feasible:
+        return (f"no configuration tried reaches recall {target:g}"
+                + (f" within {budget:g} bytes per vector" if budget is not None else "")
+                + "; widen the space (larger M, ef_construction, tune.ef_max) or lower the target")
+    return (f"{len(feasible)} configurations reach recall {target:g} on one build, but none holds it over the "
+            "verification builds: the target is met only by luck here")
+
+
+def write_result(result: TuneResult, root: str | Path, ds: Dataset) -> Path:
+    """Write ``tune/<dataset>/recall-<target>.json`` and its params fragment (``.params.yaml``) atomically."""
+    folder = Path(root) / "tune" / results.check_component(ds.name, "dataset")
+    record = {**result.to_dict(), "dataset_record": ds.describe(), "environment": env.environment()}
+    path = results.write_json(folder / f"recall-{result.target:g}.json", record)
+    fragment = folder / f"recall-{result.target:g}.params.yaml"
+    partial = fragment.with_suffix(".partial")
+    partial.write_text(params_fragment(record), encoding="utf-8")
+    partial.replace(fragment)
+    return path
+
+
+def params_fragment(record: dict[str, Any], objective: str | None = None) -> str:
+    """A params.yaml fragment (build matrix, ef_search, backend) that re-runs a tune record's recommendation in
+    the pipeline; a comment when there is none."""
+    objective = objective or record["objective"]
+    rec = (record.get("recommended") or {}).get(objective)
+    head = f"# ruvector-lab tune {record['dataset']} --recall {record['target']:g} --objective {objective}\n"
+    if rec is None:
+        return head + f"# no recommendation: {record.get('answer')}\n"
+    return head + (f"# {rec['label']}, ef_search {rec['ef_search']}: recall {rec['recall']:.4f}, "
+                   f"{rec['qps']:.0f} QPS, {rec['bytes_per_vector']:.0f} bytes per vector\n"
+                   f"bench:\n  backends:\n  - {rec['backend']}\n"
+                   f"query:\n  ef_search:\n  - {rec['ef_search']}\n"
+                   f"build:\n  m:\n  - {rec['m']}\n  ef_construction:\n  - {rec['ef_construction']}\n"
+                   f"  quantization:\n  - {rec['spec']}\n")
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    """The ``tune`` section of params.yaml: datasets and recall targets of the stage, the headline objective, the
+    trial budget (builds per study), the space, and the checks (grid, verification seeds, replay seeds)."""
+
+    datasets: tuple[str, ...] = ()
+    targets: tuple[float, ...] = (0.95,)
+    objective: str = "qps"
+    trials: int = 20
+    grid: bool = False
+    verify_seeds: int = 2
+    replay_seeds: int = 10
+    memory_budget: float | None = None
+    seed: int = 0
+    space: TuneSpace = field(default_factory=TuneSpace)
+    settings: TrialSettings = field(default_factory=TrialSettings)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`tune` (all but the dataset and the target)."""
+        return {"objective": self.objective, "trials": self.trials, "grid": self.grid,
+                "verify_seeds": self.verify_seeds, "replay_seeds": self.replay_seeds,
+                "memory_budget": self.memory_budget, "seed": self.seed, "space": self.space,
+                "settings": self.settings, "measure_targets": self.targets}
+
+
+def tune_params(params: dict[str, Any]) -> TuneParams:
+    """Read the ``tune`` section (and ``query.k``, ``bench.build_threads``, ``bench.insert_chunk``) of params."""
+    from .params import section
+
+    values = dict(section(params, "tune"))
+    known = {"datasets", "targets", "objective", "trials", "grid", "verify_seeds", "replay_seeds", "memory_budget",
+             "seed", "space", "ef_max", "n_queries", "repeats", "warmup"}
+    unknown = set(values) - known
+    if unknown:
+        raise InvalidParameterError(f"unknown params tune keys: {sorted(unknown)}")
+    bench, query = section(params, "bench"), section(params, "query")
+    defaults = TrialSettings()
+
+    def integer(where: dict[str, Any], key: str, default: int, name: str) -> int:
+        value = where.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidParameterError(f"params {name} must be an integer, got {value!r}")
+        return value
+
+    def flag(key: str, default: bool) -> bool:
+        value = values.get(key, default)
+        if not isinstance(value, bool):
+            raise InvalidParameterError(f"params tune.{key} must be true or false, got {value!r}")
+        return value
+
+    settings = TrialSettings(k=integer(query, "k", defaults.k, "query.k"),
+                             n_queries=integer(values, "n_queries", defaults.n_queries, "tune.n_queries"),
+                             ef_max=integer(values, "ef_max", defaults.ef_max, "tune.ef_max"),
+                             build_threads=integer(bench, "build_threads", defaults.build_threads,
+                                                   "bench.build_threads"),
+                             insert_chunk=integer(bench, "insert_chunk", defaults.insert_chunk, "bench.insert_chunk"),
+                             repeats=integer(values, "repeats", defaults.repeats, "tune.repeats"),
+                             warmup=integer(values, "warmup", defaults.warmup, "tune.warmup"))
+    budget = values.get("memory_budget")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))):
+        raise InvalidParameterError(f"params tune.memory_budget must be a number of bytes or null, got {budget!r}")
+    objective = values.get("objective", "qps")
+    if objective not in OBJECTIVES:
+        raise InvalidParameterError(f"params tune.objective must be one of {', '.join(OBJECTIVES)}, got "
+                                    f"{objective!r}")
+    datasets = values.get("datasets") or []
+    if not isinstance(datasets, list):
+        raise InvalidParameterError(f"params tune.datasets must be a list, got {datasets!r}")
+    counts = {key: integer(values, key, default, f"tune.{key}")
+              for key, default in (("trials", 20), ("verify_seeds", 2), ("replay_seeds", 10), ("seed", 0))}
+    for key, value in counts.items():
+        if value < (1 if key == "trials" else 0):
+            raise InvalidParameterError(f"params tune.{key} must be >= {1 if key == 'trials' else 0}, got {value}")
+    targets = values.get("targets") or [0.95]
+    if not isinstance(targets, list):
+        raise InvalidParameterError(f"params tune.targets must be a list, got {targets!r}")
+    return TuneParams(
+        datasets=tuple(str(d) for d in datasets), targets=check_targets(targets), objective=str(objective),
+        trials=counts["trials"], grid=flag("grid", False), verify_seeds=counts["verify_seeds"],
+        replay_seeds=counts["replay_seeds"], memory_budget=float(budget) if budget is not None else None,
+        seed=counts["seed"],
+        space=TuneSpace.from_dict(values.get("space") or {}), settings=settings)
