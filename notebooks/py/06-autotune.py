@@ -163,5 +163,5 @@ else:
 # %%
 for _, s in studies.iterrows():
     fragment = nd.results_root() / "tune" / s["dataset"] / f"recall-{s['target']:g}.params.yaml"
-    print(f"study {s['study_name']} in {nd.shown(s['storage'].split(':///')[-1])}")
+    print(f"study {s['study_name']} in {s['storage']} (relative to where the tune ran: the repository, for the stage)")
     print(fragment.read_text() if fragment.is_file() else f"(no params fragment beside {fragment.name})")

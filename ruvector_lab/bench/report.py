@@ -662,9 +662,14 @@ def grid_sentence(row: dict[str, Any]) -> str:
         same = " (the same configuration)" if row["same_configuration"] else ""
         verdict = (f"within {tolerance:.0%}: yes" if row["within_tolerance"] else
                    f"**not within {tolerance:.0%}** of the grid's best")
+        paired = row["head_to_head"] == "ok"
         text += (f"Its best, {row['tuner_best_label']} at {_fmt(row['tuner_best_qps'])} QPS, is "
                  f"{_pct(row['qps_ratio'])} of the grid's best, {row['grid_best_label']} at "
-                 f"{_fmt(row['grid_best_qps'])} QPS{same}: {verdict}.")
+                 f"{_fmt(row['grid_best_qps'])} QPS{same}: {verdict}"
+                 + (f" (timed head to head: the grid's leaders and the tuner's best rebuilt and measured in one "
+                    f"process, alternating windows; from the trials' own single measurements, "
+                    f"{_pct(row['qps_ratio_single'])})." if paired and row["qps_ratio_single"] is not None
+                    else " (from the trials' own single measurements)."))
     if row["replay_seeds"] and row["replay_within"] is not None:
         text += (f" Replayed on the grid's measurements with {row['replay_seeds']} other sampler seeds and the same "
                  f"budget of {row['replay_builds']} build{'s' if row['replay_builds'] != 1 else ''}, the tuner came "

@@ -1019,7 +1019,9 @@ TUNE_RECOMMENDATION: dict[str, Any] = {
 #: :data:`TUNE_RECOMMENDATION` columns (null when nothing held the target); the grid reference (null without one):
 #: ``grid_builds``, ``grid_wall_s``, ``grid_feasible``, its best (``grid_best_label``, ``grid_best_qps``), the
 #: tuner's best (``tuner_best_label``, ``tuner_best_qps``, ``tuner_builds``, ``tuner_wall_s``: the evaluation time
-#: of the tuner's builds), ``qps_ratio`` (tuner best / grid best), ``builds_ratio`` (tuner / grid builds),
+#: of the tuner's builds), ``qps_ratio`` (tuner best / grid best, timed head to head in one process when
+#: ``head_to_head`` is 'ok'; the QPS figures are then that run's), ``qps_ratio_single`` (the same from the
+#: trials' own single measurements), ``head_to_head``, ``builds_ratio`` (tuner / grid builds),
 #: ``same_configuration``, ``within_tolerance`` (qps_ratio >= 1 - ``tolerance``); the replay on the grid's
 #: measurements with other sampler seeds and the tuner's build budget: ``replay_seeds``, ``replay_builds``,
 #: ``replay_within`` (seeds within the tolerance), ``replay_fraction_within``, ``replay_median_ratio``,
@@ -1030,7 +1032,8 @@ TUNE_COLUMNS: dict[str, Any] = {
     **{f"{tune_column(o)}_{name}": dtype for o in TUNE_OBJECTIVES for name, dtype in TUNE_RECOMMENDATION.items()},
     "grid_builds": _I, "grid_wall_s": _F, "grid_feasible": _I, "grid_best_label": _S, "grid_best_qps": _F,
     "tuner_best_label": _S, "tuner_best_qps": _F, "tuner_builds": _I, "tuner_wall_s": _F, "qps_ratio": _F,
-    "builds_ratio": _F, "same_configuration": _B, "within_tolerance": _B, "tolerance": _F, "replay_seeds": _I,
+    "qps_ratio_single": _F, "head_to_head": _S, "builds_ratio": _F, "same_configuration": _B,
+    "within_tolerance": _B, "tolerance": _F, "replay_seeds": _I,
     "replay_builds": _I, "replay_within": _I, "replay_fraction_within": _F, "replay_median_ratio": _F,
     "replay_status": _S}
 
@@ -1108,7 +1111,8 @@ def _tune_row(rec: dict[str, Any]) -> dict[str, Any]:
         "grid_builds": grid["builds"], "grid_wall_s": grid["wall_s"], "grid_feasible": grid["feasible"],
         "grid_best_label": best.get("label"), "grid_best_qps": best.get("qps"), "tuner_best_label": mine.get("label"),
         "tuner_best_qps": mine.get("qps"), "tuner_builds": grid["tuner_builds"], "tuner_wall_s": grid["tuner_wall_s"],
-        "qps_ratio": grid["qps_ratio"], "builds_ratio": grid["builds_ratio"],
+        "qps_ratio": grid["qps_ratio"], "qps_ratio_single": grid.get("qps_ratio_single"),
+        "head_to_head": (grid.get("head_to_head") or {}).get("status"), "builds_ratio": grid["builds_ratio"],
         "same_configuration": grid["same_configuration"], "within_tolerance": grid["within_tolerance"],
         "tolerance": grid["tolerance"], "replay_seeds": len(replay["seeds"]) if "seeds" in replay else None,
         "replay_builds": replay.get("builds"), "replay_within": replay.get("within_tolerance"),
@@ -1162,11 +1166,18 @@ def _tune_trial_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
 def _tune_pareto_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
     grid = rec.get("grid") or {}
     rows = []
-    for front, points in (("tuner", rec["pareto"]), ("grid", grid.get("pareto") or [])):
+    # the grid's best is the head-to-head winner when there was one (not always its top single measurement)
+    grid_best = _candidate_key((grid.get("best") or {}).get("candidate"))
+    grid_points = list(grid.get("pareto") or [])
+    if grid_best is not None and all(_candidate_key(p.get("candidate")) != grid_best for p in grid_points):
+        grid_points.append(grid["best"])  # the head-to-head winner, shown beside the front its trial was not on
+    for front, points in (("tuner", rec["pareto"]), ("grid", grid_points)):
         top = max((p["qps"] for p in points), default=None)
         for p in points:
             point = _tune_point(rec, p)
-            rows.append({c: point.get(c) for c in TUNE_PARETO_COLUMNS} | {"front": front, "best": p["qps"] == top})
+            best = (_candidate_key(p.get("candidate")) == grid_best) if front == "grid" and grid_best is not None \
+                else p["qps"] == top
+            rows.append({c: point.get(c) for c in TUNE_PARETO_COLUMNS} | {"front": front, "best": best})
     return rows
 
 

@@ -145,12 +145,18 @@ def evaluate(data: TrialData, candidate: Candidate, targets: Sequence[float], se
     own; ``timing=False`` skips QPS and latency. Returns the child's record (see the module docstring); a child that
     crashes, times out or raises is returned as ``{"status": "failed", "reason": ...}``, never raised: one bad
     configuration must not end a study."""
+    spec = {"candidate": candidate.to_dict(), "targets": [float(t) for t in targets], "seed": int(seed),
+            "check": {str(float(t)): int(e) for t, e in (check or {}).items()}, "timing": bool(timing)}
+    return _run_child(data, spec, settings, f"trial {candidate.label}")
+
+
+def _run_child(data: TrialData, spec: dict[str, Any], settings: TrialSettings, what: str) -> dict[str, Any]:
+    """Run ``python -m ruvector_lab.bench.trial`` on ``spec`` (plus the data and settings) and return its record,
+    with ``wall_s``; a crash, a timeout or a raised error comes back as ``{"status": "failed", "reason": ...}``."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ruvector-lab-trial-") as folder:
         work = Path(folder)
-        spec = {"data": str(data.path), "metric": data.metric, "candidate": candidate.to_dict(),
-                "targets": [float(t) for t in targets], "seed": int(seed), "settings": settings.to_dict(),
-                "check": {str(float(t)): int(e) for t, e in (check or {}).items()}, "timing": bool(timing),
+        spec = {**spec, "data": str(data.path), "metric": data.metric, "settings": settings.to_dict(),
                 "result": str(work / "result.json")}
         (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         env = dict(os.environ)
@@ -163,7 +169,7 @@ def evaluate(data: TrialData, candidate: Candidate, targets: Sequence[float], se
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=settings.timeout_s,
                                   check=False)
         except subprocess.TimeoutExpired:
-            return {"status": "failed", "reason": f"trial timed out after {settings.timeout_s:g} s",
+            return {"status": "failed", "reason": f"{what} timed out after {settings.timeout_s:g} s",
                     "wall_s": time.perf_counter() - started}
         path = work / "result.json"
         try:
@@ -177,15 +183,27 @@ def evaluate(data: TrialData, candidate: Candidate, targets: Sequence[float], se
 
         reason = (f"{failure['type']}: {failure['message']}" if failure else
                   f"child {_describe_exit(done.returncode)}; stderr: {_tail(done.stderr) or '(empty)'}")
-        log.warning("trial %s failed: %s", candidate.label, reason)
+        log.warning("%s failed: %s", what, reason)
         return {"status": "failed", "reason": reason, "wall_s": wall}
     record["wall_s"] = wall
     return record
 
 
-# ----------------------------------------------------------------------------------------------------- the child
-def _child(spec: dict[str, Any]) -> dict[str, Any]:
+def _build(config: Any, backend: str, train: np.ndarray, order: np.ndarray, chunk: int) -> tuple[Any, float]:
+    """An index of ``train`` inserted in ``order`` (ids are the row numbers), and the seconds it took."""
     from .. import HnswIndex
+
+    start = time.perf_counter()
+    index = HnswIndex(config, backend=backend)
+    for begin in range(0, len(order), chunk):
+        rows = order[begin : begin + chunk]
+        index.insert_batch([str(i) for i in rows.tolist()], train[rows])
+    return index, time.perf_counter() - start
+
+
+def _child(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("mode") == "head-to-head":
+        return _child_head_to_head(spec)
     from . import env
     from .memory import _peak, _reset_peak, _trim, _warm_up
     from .metrics import mean_recall, true_distances
@@ -209,12 +227,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         _trim()
         rss_before = env.current_rss_bytes()
         peak_reset = _reset_peak()
-        start = time.perf_counter()
-        index = HnswIndex(probe_config, backend=candidate.backend)
-        for begin in range(0, n, settings.insert_chunk):
-            rows = order[begin : begin + settings.insert_chunk]
-            index.insert_batch([str(i) for i in rows.tolist()], train[rows])
-        build_time = time.perf_counter() - start
+        index, build_time = _build(probe_config, candidate.backend, train, order, settings.insert_chunk)
         peak, peak_source = _peak()
         _trim()
         rss_after = env.current_rss_bytes()
@@ -272,6 +285,56 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         index.close()
     return record
+
+
+def _child_head_to_head(spec: dict[str, Any]) -> dict[str, Any]:
+    """Build every entry (seed 0) in this one process, then time 1-thread batch QPS of all of them in alternating
+    windows (the order reversed every repeat), so drift and neighbours hit them alike; recall at each one's ef."""
+    from .metrics import mean_recall, true_distances
+    from .runner import ids_matrix, qps_alternating
+    from .threads import pinned_threads
+
+    settings = TrialSettings(**spec["settings"])
+    folder = Path(spec["data"])
+    train = np.load(folder / "train.npy", allow_pickle=False)
+    queries = np.load(folder / "queries.npy", allow_pickle=False)
+    gt = np.load(folder / "distances.npy", allow_pickle=False)
+    order = np.random.default_rng(0).permutation(len(train))
+    k = settings.k
+    indexes: dict[str, tuple[Any, int]] = {}
+    out: dict[str, Any] = {}
+    try:
+        for entry in spec["entries"]:
+            cand = Candidate.from_dict(entry["candidate"])
+            ef = int(entry["ef_search"])
+            with pinned_threads(settings.build_threads):
+                index, _ = _build(cand.config(train.shape[1], spec["metric"]), cand.backend, train, order,
+                                  settings.insert_chunk)
+            indexes[cand.label] = (index, ef)
+            with pinned_threads(1):
+                ids = ids_matrix(index.search_batch(queries, k, ef), k)
+            out[cand.label] = {"candidate": cand.to_dict(), "ef_search": ef,
+                               "recall": mean_recall(gt, true_distances(queries, train, ids, spec["metric"]), k)}
+        funcs = {label: (lambda q, index=index, ef=ef: index.search_batch(q, k, ef))
+                 for label, (index, ef) in indexes.items()}
+        for label, figure in qps_alternating(funcs, queries, int(spec["repeats"])).items():
+            out[label]["qps"] = figure["median"]
+            out[label]["qps_spread"] = figure
+    finally:
+        for index, _ in indexes.values():
+            index.close()
+    return {"status": "ok", "mode": "head-to-head", "entries": out}
+
+
+def head_to_head(data: TrialData, entries: Sequence[tuple[Candidate, int]], settings: TrialSettings,
+                 repeats: int = 7) -> dict[str, Any]:
+    """1-thread batch QPS of several configurations (each at its ef_search) built and timed in one child process,
+    in alternating windows: the fair comparison of figures that separate trials measured at different moments.
+    Returns ``{"status": "ok", "entries": {label: {candidate, ef_search, recall, qps, qps_spread}}}``, or a
+    failure record as :func:`evaluate` does."""
+    spec = {"mode": "head-to-head", "entries": [{"candidate": c.to_dict(), "ef_search": int(ef)} for c, ef in entries],
+            "repeats": int(repeats)}
+    return _run_child(data, spec, settings, "head-to-head of " + ", ".join(c.label for c, _ in entries))
 
 
 def _timed(index: Any, queries: np.ndarray, k: int, ef: int, target: float, settings: TrialSettings,
@@ -332,7 +395,7 @@ def check_targets(targets: Sequence[float]) -> tuple[float, ...]:
     return tuple(out)
 
 
-__all__ = ["TrialData", "TrialSettings", "check_targets", "evaluate", "find_ef"]
+__all__ = ["TrialData", "TrialSettings", "check_targets", "evaluate", "find_ef", "head_to_head"]
 
 if __name__ == "__main__":
     sys.exit(main())
