@@ -48,10 +48,14 @@ def tiny_repo(tmp_path_factory):
 @pytest.mark.slow
 def test_repro_writes_report_and_sane_metrics(tiny_repo):
     report = (tiny_repo / "results" / "report.md").read_text()
-    for heading in ("## ADR-006 targets", "## Operating points", "## Builds", "## Quantization trade-offs"):
+    for heading in ("## ADR-006 targets", "## Operating points", "## Builds", "## Quantization trade-offs",
+                    "## Autotuner"):
         assert heading in report
     metrics = json.loads((tiny_repo / "results" / "metrics.json").read_text())
-    assert set(metrics) == {"qps", "config", "codec", "verdicts"}  # the headline; the long tables are CSV files
+    # the headline (the long tables are CSV files); tune: the tiny profile's autotuner study
+    assert set(metrics) == {"qps", "config", "codec", "verdicts", "tune"}
+    tuned = metrics["tune"]["clustered-100k-384"]["r90"]
+    assert tuned["config"].startswith("hnswlib M") and tuned["median_recall"] >= 0.9 and tuned["builds"] == 1
     assert set(metrics["qps"]) == {"adr-random-10k-384", "clustered-100k-384"}
     assert metrics["qps"]["clustered-100k-384"]["r99"] > 0  # the exact scan reaches every target
     assert metrics["codec"]["clustered-100k-384"]["bytes_per_vector"] <= 64 * 4
