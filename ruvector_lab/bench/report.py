@@ -625,7 +625,7 @@ def _verified(row: dict[str, Any], prefix: str) -> str:
     if row[f"{prefix}_meets_target"] is None:
         return "—"
     builds = row[f"{prefix}_verify_builds"]
-    cell = (f"median recall {row[f'{prefix}_median_recall']:.3f} over {builds} build{'s' if builds != 1 else ''}"
+    cell = (f"median recall {row[f'{prefix}_median_recall']:.3f} over {_count(builds, 'build')}"
             if builds > 1 else "not verified (one build)")
     if row[f"{prefix}_min_recall"] is not None and builds > 1:
         cell += f" (min {row[f'{prefix}_min_recall']:.3f})"
@@ -637,6 +637,7 @@ def _verified(row: dict[str, Any], prefix: str) -> str:
 
 
 def _count(n: int, noun: str) -> str:
+    """``1 build``, ``3 builds``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
@@ -672,7 +673,7 @@ def grid_sentence(row: dict[str, Any]) -> str:
                     else " (from the trials' own single measurements)."))
     if row["replay_seeds"] and row["replay_within"] is not None:
         text += (f" Replayed on the grid's measurements with {row['replay_seeds']} other sampler seeds and the same "
-                 f"budget of {row['replay_builds']} build{'s' if row['replay_builds'] != 1 else ''}, the tuner came "
+                 f"budget of {_count(row['replay_builds'], 'build')}, the tuner came "
                  f"within {tolerance:.0%} of the grid's best with {row['replay_within']} of {row['replay_seeds']} "
                  f"seeds (median {_pct(row['replay_median_ratio'])} of its QPS).")
     elif row["replay_status"]:
