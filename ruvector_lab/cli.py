@@ -216,20 +216,19 @@ def _build_count(settings: RunSettings, n_train: int, backend: str) -> int:
 
 
 def _codec_spec(spec: str) -> str:
-    """--quantization: 'none' or KIND[-m<M>][-r<R>] with a known KIND (the runner would record a typo as a
-    build that is not available, and move on)."""
+    """--quantization: 'none' or a codec spec (``KIND[-m<M>][-b<B>][-opq|-norot][-gfloat][-r<R>]``) whose
+    codec config is valid (the runner would record a typo as a build that is not available, and move on)."""
     if spec == "none":
         return spec
-    from .bench.results import split_spec
+    from .bench.runner import parse_quantization
 
-    try:
-        kind, m, _ = split_spec(spec)
-    except RuvectorLabError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    kind = spec.split("-")[0]
     if kind not in CODEC_KINDS:
         raise typer.BadParameter(f"unknown codec {kind!r} in {spec!r}; expected one of {', '.join(CODEC_KINDS)}")
-    if m is not None and kind != "product":
-        raise typer.BadParameter(f"{spec!r}: only product takes -m<M>")
+    try:
+        parse_quantization(spec, 8)  # the grammar and the config's own checks; m against the data comes later
+    except RuvectorLabError as exc:
+        raise typer.BadParameter(str(exc)) from None
     return spec
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -60,18 +61,49 @@ def build_key(m: int, ef_construction: int, quantization: str = "none") -> str:
     return f"M{int(m)}-efc{int(ef_construction)}-{check_component(quantization, 'quantization')}"
 
 
+#: spec words that set a codec's rotation or graph (``product-m48-opq``, ``rabitq-norot``, ``scalar-gfloat-r40``)
+SPEC_WORDS: dict[str, tuple[str, str]] = {"opq": ("rotation", "opq"), "norot": ("rotation", "none"),
+                                          "gfloat": ("graph", "float")}
+
+
+@dataclass(frozen=True)
+class SpecFields:
+    """The parts of a quantization spec: kind, PQ subspaces and bits (None: the defaults), rotation (None: the
+    kind's default), graph and the HNSW re-rank count."""
+
+    kind: str
+    m: int | None = None
+    bits: int | None = None
+    rotation: str | None = None
+    graph: str = "codes"
+    rerank: int = 0
+
+
+def spec_fields(spec: str) -> SpecFields:
+    """Parse ``kind[-m<M>][-b<B>][-opq|-norot][-gfloat][-r<R>]``: ``'product-m96-b4-opq-r40'`` is PQ with 96
+    subspaces of 4-bit codes under a learned rotation, 40 candidates re-ranked; ``'rabitq-b4-gfloat'`` 4-bit
+    RaBitQ whose HNSW graph is built from the float vectors. The one reader of the spec grammar."""
+    kind, *parts = spec.split("-")
+    values: dict[str, Any] = {}
+    for part in parts:
+        if part in SPEC_WORDS:
+            field, value = SPEC_WORDS[part]
+        elif part[:1] in ("m", "b", "r") and part[1:].isdigit():
+            field, value = {"m": "m", "b": "bits", "r": "rerank"}[part[0]], int(part[1:])
+        else:
+            raise InvalidParameterError(
+                f"quantization spec {spec!r}: expected kind[-m<M>][-b<B>][-opq|-norot][-gfloat][-r<R>], "
+                f"got part {part!r}")
+        if field in values:
+            raise InvalidParameterError(f"quantization spec {spec!r} sets {field} twice")
+        values[field] = value
+    return SpecFields(kind=kind, **values)
+
+
 def split_spec(spec: str) -> tuple[str, int | None, int]:
     """``'product-m48-r40'`` -> ``('product', 48, 40)``: kind, PQ subspaces (None: default) and re-rank count."""
-    kind, *parts = spec.split("-")
-    m, rerank = None, 0
-    for part in parts:
-        if part[:1] == "m" and part[1:].isdigit():
-            m = int(part[1:])
-        elif part[:1] == "r" and part[1:].isdigit():
-            rerank = int(part[1:])
-        else:
-            raise InvalidParameterError(f"quantization spec {spec!r}: expected kind[-m<M>][-r<R>], got part {part!r}")
-    return kind, m, rerank
+    fields = spec_fields(spec)
+    return fields.kind, fields.m, fields.rerank
 
 
 def run_dir(root: str | os.PathLike[str], dataset: str, backend: str, key: str) -> Path:

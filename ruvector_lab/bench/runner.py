@@ -128,17 +128,18 @@ class Outcome:
 
 
 def parse_quantization(spec: str, dimensions: int) -> Any:
-    """A QuantizationConfig for ``spec``: 'scalar', 'int4', 'binary', 'rabitq', 'product' (m = d/8) or
-    'product-m48' (a '-r<R>' suffix, the HNSW re-rank count, is ignored here). Raises ImportError when the
-    quantization package is absent, InvalidParameterError for a bad spec or kind."""
+    """A QuantizationConfig for ``spec`` (grammar: :func:`results.spec_fields`): 'scalar', 'int4', 'binary',
+    'rabitq', 'rabitq-b4', 'rabitq-norot', 'product' (m = d/8), 'product-m96-b4-opq', any with '-gfloat' (the
+    '-r<R>' re-rank count is the HnswConfig's, ignored here). Raises ImportError when the quantization package is
+    absent, InvalidParameterError for a bad spec or kind."""
     from ..quantization import QuantizationConfig
 
-    kind, m, _ = results.split_spec(spec)
-    if kind == "product":
-        return QuantizationConfig(kind="product", m=m or max(1, dimensions // 8))
-    if m is not None:
+    fields = results.spec_fields(spec)
+    if fields.m is not None and fields.kind != "product":
         raise InvalidParameterError(f"quantization spec {spec!r}: only 'product' takes -m<M>")
-    return QuantizationConfig(kind=kind)
+    m = (fields.m or max(1, dimensions // 8)) if fields.kind == "product" else 8
+    return QuantizationConfig(kind=fields.kind, m=m, bits=fields.bits,  # type: ignore[arg-type]
+                              rotation=fields.rotation, graph=fields.graph)  # type: ignore[arg-type]
 
 
 def make_config(ds: Dataset, build: BuildParams, ef_search: int = 50) -> HnswConfig:

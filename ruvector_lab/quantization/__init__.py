@@ -15,7 +15,7 @@ from __future__ import annotations
 from .api import dequantize, quantize
 from .base import Codec, QuantizedVectors, make_codec
 from .binary import BinaryCodec
-from .config import KIND_BITS, KINDS, QuantizationConfig
+from .config import GRAPHS, KIND_BIT_CHOICES, KIND_BITS, KIND_ROTATIONS, KINDS, QuantizationConfig
 from .int4 import Int4Codec
 from .kmeans import kmeans
 from .product import ProductCodec
@@ -29,8 +29,11 @@ def load_codec(blob: bytes) -> Codec:
 
 
 __all__ = [
+    "GRAPHS",
     "KINDS",
     "KIND_BITS",
+    "KIND_BIT_CHOICES",
+    "KIND_ROTATIONS",
     "BinaryCodec",
     "Codec",
     "Int4Codec",
