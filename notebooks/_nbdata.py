@@ -18,6 +18,11 @@ and RC quintile), :func:`memory_table` (bytes per vector three ways, build time)
 thread modes), :func:`noise_table` (reference drift, noisy flags), and from the per-query HDF5 files
 :func:`perquery_files` (each file, with its mean recall recomputed) and :func:`per_query` (one setting's queries).
 
+The codec sweep (schema ``quant@1``): :func:`quant_runs` (one row per codec and re-rank factor),
+:func:`codec_summary` (one row per codec with its diagnostics), :func:`quant_findings` (why a codec loses to a
+smaller one), :func:`rabitq_bits`, :func:`rabitq_rotation` and :func:`pq_variants` (the codecs' variants side by
+side), and the quantized HNSW builds against the flat scan of their codes, :func:`qhnsw_vs_scan`.
+
 The autotuner (schema ``tune@1``): :func:`tune_results` (one row per study), :func:`tune_trials` (one row per
 trial) and :func:`tune_pareto` (the tuner's Pareto front beside the grid's).
 """
@@ -34,6 +39,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from ruvector_lab.bench import quant_findings as quant_findings_module
 from ruvector_lab.bench import tables
 from ruvector_lab.bench.tables import backend_rank
 from ruvector_lab.bench.targets import TARGETS, VARIANT_SEP
@@ -552,6 +558,69 @@ def float_bytes_per_vector(dimensions: int) -> int:
     return 4 * int(dimensions)
 
 
+#: :func:`quant_findings`: one column per field of :class:`ruvector_lab.bench.quant_findings.Finding`
+FINDING_COLUMNS = list(quant_findings_module.FINDING_COLUMNS)
+CODEC_SUMMARY_COLUMNS = list(tables.CODEC_SUMMARY_COLUMNS)
+RABITQ_BITS_COLUMNS = list(tables.RABITQ_BITS_COLUMNS)
+ROTATION_COLUMNS = ["dataset", "codec", "bits", "rotation", "bytes_per_vector", "recall_at_10", "rerank_factor",
+                    "recall_at_10_rerank", "rabitq_alignment", "neighbourhood_order"]
+PQ_COLUMNS = ["dataset", "codec", "codec_m", "width", "bits", "rotation", "bytes_per_vector", "recall_at_10",
+              "rerank_factor", "recall_at_10_rerank", "neighbourhood_order", "error_to_spread", "spread_share"]
+QHNSW_COLUMNS = list(tables.QHNSW_COLUMNS)
+
+
+def _codecs(root: str | os.PathLike[str] | None) -> pl.DataFrame:
+    return tables.codecs(_root(root))
+
+
+def quant_findings(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Every codec of the pipeline's sweep that loses to a smaller one (more bytes per vector, recall@10 without
+    re-ranking more than 0.01 lower), one row each: the winner (the best-recalling smaller codec), the sentence
+    naming the measured causes (``text``) and the figures it uses
+    (:func:`ruvector_lab.bench.quant_findings.frame_findings`, the rule the report states too)."""
+    found = quant_findings_module.frame_findings(_codecs(root))
+    return _pandas(quant_findings_module.findings_frame(found), FINDING_COLUMNS)
+
+
+def codec_summary(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """One row per codec of the pipeline's sweep: its settings (bits, rotation, PQ subspaces and width), bytes per
+    vector, recall@10 of the codes alone and with the first re-ranking, and the diagnostics: neighbourhood
+    order, reconstruction error over the neighbourhood spread, RaBitQ's mean <x̄, y>
+    (:func:`ruvector_lab.bench.tables.codec_summary`)."""
+    return _pandas(tables.codec_summary(_codecs(root)), CODEC_SUMMARY_COLUMNS)
+
+
+def rabitq_bits(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """RaBitQ under its random rotation, one row per (dataset, bit width): recall@10 without and with the first
+    re-ranking, mean <x̄, y> and neighbourhood order (:func:`ruvector_lab.bench.tables.rabitq_bits`)."""
+    return _pandas(tables.rabitq_bits(_codecs(root)), RABITQ_BITS_COLUMNS)
+
+
+def rabitq_rotation(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """RaBitQ with its random rotation beside the same bits without it, one row per codec, for the bit widths
+    the sweep measured both ways on a dataset (empty when it measured no rotation-off variant)."""
+    summary = tables.codec_summary(_codecs(root)).filter(pl.col("kind") == "rabitq")
+    both = summary.group_by("dataset", "bits").agg(pl.col("rotation").n_unique().alias("_ways"))
+    paired = summary.join(both.filter(pl.col("_ways") > 1), on=["dataset", "bits"], how="semi")
+    return _pandas(paired.sort(["dataset", "bits", "rotation"], maintain_order=True), ROTATION_COLUMNS)
+
+
+def pq_variants(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """The sweep's product quantizers, one row each: subspaces (``codec_m``) and their width in dimensions, bits
+    per sub-code, rotation ('opq': learned), bytes per vector, recall@10 without and with the first re-ranking,
+    neighbourhood order and reconstruction error over the neighbourhood spread."""
+    summary = tables.codec_summary(_codecs(root)).filter(pl.col("kind") == "product")
+    return _pandas(summary.sort(["dataset", "bytes_per_vector"], maintain_order=True), PQ_COLUMNS)
+
+
+def qhnsw_vs_scan(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Each quantized HNSW build of the quantize stage beside the flat scan of the same codes with the same
+    re-ranking: the graph's source (codes or float vectors), best ef and its recall@10 and QPS, the flat scan's
+    recall and the gap (flat - HNSW), and bytes per vector split into codes, graph and float vectors
+    (:func:`ruvector_lab.bench.tables.qhnsw_vs_scan`; NaN where a record lacks the figures)."""
+    return _pandas(tables.qhnsw_vs_scan(_root(root)), QHNSW_COLUMNS)
+
+
 # ---------------------------------------------------------------------------------------------------- autotuner
 TUNE_OBJECTIVES = tuple(tables.TUNE_OBJECTIVES)
 TUNE_COLUMNS = list(tables.TUNE_COLUMNS)
@@ -600,6 +669,7 @@ __all__ = [
     "backend_rank",
     "build_runs",
     "build_spread",
+    "codec_summary",
     "datasets_root",
     "difficulty_bins",
     "float_bytes_per_vector",
@@ -611,10 +681,15 @@ __all__ = [
     "per_query",
     "perquery_files",
     "plot_memory",
+    "pq_variants",
+    "qhnsw_vs_scan",
+    "quant_findings",
     "quant_rows",
     "quant_runs",
     "quant_unavailable",
     "query_runs",
+    "rabitq_bits",
+    "rabitq_rotation",
     "recall_tail",
     "report_path",
     "results_root",

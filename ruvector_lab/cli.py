@@ -220,13 +220,18 @@ def _codec_spec(spec: str) -> str:
     codec config is valid (the runner would record a typo as a build that is not available, and move on)."""
     if spec == "none":
         return spec
-    from .bench.runner import parse_quantization
+    from .bench.results import spec_fields
+    from .quantization import QuantizationConfig
 
     kind = spec.split("-")[0]
     if kind not in CODEC_KINDS:
         raise typer.BadParameter(f"unknown codec {kind!r} in {spec!r}; expected one of {', '.join(CODEC_KINDS)}")
-    try:
-        parse_quantization(spec, 8)  # the grammar and the config's own checks; m against the data comes later
+    try:  # the grammar and the config's own checks; m against the data's dimension comes with the data
+        fields = spec_fields(spec)
+        if (fields.m is not None or fields.width is not None) and kind != "product":
+            raise typer.BadParameter(f"{spec!r}: only product takes -m<M> or -w<W>")
+        QuantizationConfig(kind=kind, bits=fields.bits, rotation=fields.rotation,  # type: ignore[arg-type]
+                           graph=fields.graph)  # type: ignore[arg-type]
     except RuvectorLabError as exc:
         raise typer.BadParameter(str(exc)) from None
     return spec
@@ -362,6 +367,18 @@ def build(
     typer.echo(f"{dataset}/{name}/M{m}-efc{efc}-{quantization}: {state}")
 
 
+def _flat_scan(ds: object, backend: str, build: object) -> bool:
+    """True when ``backend`` would serve ``build``'s codec with a flat scan (no graph): the codec sweep already
+    measures that. A backend that cannot serve it at all is False: the build records it as not available."""
+    from .backends import class_for
+    from .bench import runner
+
+    try:
+        return class_for(backend, runner.make_config(ds, build)).graph != "hnsw"
+    except (RuvectorLabError, ImportError):
+        return False
+
+
 @app.command()
 def quantize(
     dataset: DatasetArg,
@@ -372,10 +389,11 @@ def quantize(
 ) -> None:
     """Codec sweep on DATASET: bytes per vector against recall, with exact re-ranking.
 
-    Every codec of params quantization.codecs (KIND[-m<M>], the codecs of build --quantization) is trained,
-    encodes the base set and is scanned by brute force. For the datasets in params
-    quantization.hnsw_datasets, quantized HNSW indexes (params quantization.hnsw, KIND[-m<M>][-r<R>]) are then built
-    on every backend of params bench.backends; a backend without them is recorded as not available.
+    Every codec of params quantization.codecs (the specs of build --quantization) is trained, encodes the base
+    set and is scanned by brute force. For the datasets in params quantization.hnsw_datasets, quantized HNSW
+    indexes (params quantization.hnsw, e.g. product-gfloat-r40) are then built on every graph backend of params
+    bench.backends and swept over quantization.hnsw_ef_search; a backend without them is recorded as not
+    available, one that serves the codec by a flat scan is left to the codec sweep.
     """
     from .bench import params, quant, runner
 
@@ -393,13 +411,19 @@ def quantize(
         build = params.section(p, "build")
         (results_root / "qhnsw" / dataset).mkdir(parents=True, exist_ok=True)  # a declared output, even if empty
         hnsw_specs = q.get("hnsw", []) if dataset in q.get("hnsw_datasets", []) else []
+        ef_values = sorted(int(v) for v in q["hnsw_ef_search"]) if q.get("hnsw_ef_search") else \
+            params.ef_searches(p)
         for spec in hnsw_specs:
             for backend in params.section(p, "bench").get("backends", []):
                 bp = runner.BuildParams(int(build.get("m", [16])[0]), int(build.get("ef_construction", [100])[0]),
                                         str(spec))
+                if _flat_scan(ds, backend, bp):
+                    typer.echo(f"{dataset}/{backend}/{spec}: a flat scan over the codes, measured by the codec "
+                               "sweep; no graph to build")
+                    continue
                 builds = _build_count(settings, len(ds.train), backend)
                 with _BuildBars(f"{dataset}/{backend}/{spec}", builds) as bars:
-                    outcome = runner.run_build(ds, backend, bp, params.ef_searches(p), settings,
+                    outcome = runner.run_build(ds, backend, bp, ef_values, settings,
                                                results_root / "qhnsw" / dataset, bars)
                 written += outcome.written
     except RuvectorLabError as exc:

@@ -23,6 +23,7 @@ from ._rwlock import ReadWriteLock
 from .backends import IndexBackend
 from .errors import (
     BackendError,
+    BackendUnavailableError,
     CorruptIndexError,
     EmptyIndexError,
     IndexClosedError,
@@ -280,6 +281,32 @@ class HnswIndex:
                 raise
             except BaseException as exc:
                 raise _backend_failure(self._backend_name, "search", exc) from None
+            return SearchBatch.from_labels(labels, self._id_table, distances)
+
+    def scan_codes(self, queries: object, k: int = 10) -> SearchBatch:
+        """Every stored code scored against each query, no graph, with the index's own scoring and re-ranking
+        (``HnswConfig(rerank=...)``): the reference that tells what a quantized graph loses from what its codes
+        lose. Same input checks and result type as :meth:`search_batch`; raises
+        :class:`~ruvector_lab.errors.BackendUnavailableError` on a backend that has no code scan (float indexes,
+        and quantized backends other than faiss)."""
+        scan = getattr(self._backend, "scan_codes", None)
+        with self._lock.read:
+            self._check_open()
+            matrix = as_matrix(queries, self.config.dimensions, "queries")
+            if self._cosine:
+                check_nonzero(matrix, "queries")
+            k_eff, _ = self._query_args(k, None)
+            if scan is None:
+                raise BackendUnavailableError(f"backend {self._backend_name!r} has no code scan for this index "
+                                              "(faiss' quantized HNSW indexes have one)")
+            if not len(matrix):
+                return SearchBatch(np.empty((0, k_eff), dtype=object), np.empty((0, k_eff), dtype=np.float32))
+            try:
+                distances, labels = scan(matrix, k_eff)
+            except _PASS_THROUGH:
+                raise
+            except BaseException as exc:
+                raise _backend_failure(self._backend_name, "scan_codes", exc) from None
             return SearchBatch.from_labels(labels, self._id_table, distances)
 
     # ------------------------------------------------------------ inspection

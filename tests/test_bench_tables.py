@@ -126,6 +126,75 @@ def test_codecs_explode_the_rerank_list(t):
     assert live["codec"].to_list() == ["int4", "int4"] and live["path"].is_null().all()
 
 
+def test_codec_diagnostics_are_read_and_unknown_when_a_record_predates_them(t):
+    old = _one(t.codecs, factor=1)  # written before the diagnostics: unknown, never zero
+    assert [old[c] for c in ("neighbourhood_order", "neighbourhood_spread", "spread_share", "error_to_spread",
+                             "rabitq_alignment")] == [None] * 5
+    assert old["rotation"] == "none"  # scalar's only rotation, from before rotations were recorded
+    rabitq = quant_record("rabitq-b4-norot", "rabitq") | {
+        "neighbourhood_order": 0.8, "rabitq_alignment": 0.9,
+        "neighbourhood_error": {"spread": 0.3, "spread_share": 0.05, "error_to_spread": 1.2}}
+    rabitq["codec"] |= {"bits": 4, "rotation": "none"}
+    row = tables.codec_frame([rabitq]).row(0, named=True)
+    assert (row["rotation"], row["neighbourhood_order"], row["rabitq_alignment"]) == ("none", 0.8, 0.9)
+    assert (row["neighbourhood_spread"], row["spread_share"], row["error_to_spread"]) == (0.3, 0.05, 1.2)
+    assert tables.codec_frame([quant_record("rabitq")])["rotation"][0] == "random"  # RaBitQ's default
+    assert tables.codec_frame([quant_record("product-opq", "product")])["rotation"][0] == "opq"  # the spec's
+
+
+def test_codec_summary_and_rabitq_by_bit_width():
+    def rabitq(spec: str, bits: int, rotation: str, recall: float) -> dict:
+        rec = quant_record(spec, "rabitq", rerank=((1, recall, 900.0), (4, round(recall + 0.1, 3), 500.0),
+                                                   (10, round(recall + 0.15, 3), 300.0)))
+        rec["codec"] |= {"bits": bits, "rotation": rotation}
+        return rec | {"rabitq_alignment": 0.5 + bits / 20}
+
+    pq = quant_record("product-w4-b4", "product", rerank=((4, 0.9, 100.0),))  # no factor 1 in this sweep
+    pq["codec"] |= {"m": 2, "bits": 4}
+    codecs = tables.codec_frame([rabitq("rabitq-b4", 4, "random", 0.7), rabitq("rabitq", 1, "random", 0.4),
+                                 rabitq("rabitq-norot", 1, "none", 0.6), pq])
+    summary = tables.codec_summary(codecs)
+    assert list(summary.columns) == list(tables.CODEC_SUMMARY_COLUMNS) and len(summary) == 4
+    b4 = _one(summary, codec="rabitq-b4")
+    assert (b4["recall_at_10"], b4["qps"], b4["rerank_factor"], b4["recall_at_10_rerank"]) == (0.7, 900.0, 4, 0.8)
+    product = _one(summary, codec="product-w4-b4")
+    assert (product["width"], product["bits"], product["recall_at_10"], product["rerank_factor"]) == (4, 4, None, 4)
+    assert b4["width"] is None
+    bits = tables.rabitq_bits(codecs)
+    assert list(bits.columns) == list(tables.RABITQ_BITS_COLUMNS)
+    assert bits.select("codec", "bits", "recall_at_10", "recall_at_10_rerank").rows() == [
+        ("rabitq", 1, 0.4, 0.5), ("rabitq-b4", 4, 0.7, 0.8)]  # the rotation-off variant is not a bit width
+    assert tables.rabitq_bits(codecs.clear()).is_empty()
+
+
+def test_a_quantized_builds_index_stats_are_found_wherever_the_record_keeps_them():
+    stats = {"code_bytes_per_vector": 8, "graph_bytes_per_vector": 130.5, "rerank_float_bytes_per_vector": 32,
+             "build_float_bytes_per_vector": 0, "fixed_bytes": 100}
+    rec = build_record("faiss", quantization="scalar-r40")
+    assert tables.index_stats(rec) == {}
+    other = dict(stats, code_bytes_per_vector=99)
+    for i, build in enumerate(rec["builds"]):
+        build["index"] = stats if i == rec["median_build"] else other
+    assert tables.index_stats(rec) == stats  # the median build's, ahead of the others
+    rec["index_stats"] = other
+    assert tables.index_stats(rec) == other  # nearer the top: found first
+    row = tables._build_row(rec)
+    assert (row["code_bytes_per_vector"], row["fixed_bytes"]) == (99.0, 100)
+
+
+def test_the_quantized_build_is_set_beside_the_flat_scan_of_its_codec(t):
+    frame = tables.qhnsw_vs_scan(t)
+    assert list(frame.columns) == list(tables.QHNSW_COLUMNS) and len(frame) == 1
+    row = frame.row(0, named=True)
+    # scalar-r40 at k = 10 re-ranks like the sweep's factor 4 of the scalar codec
+    assert (row["spec"], row["codec"], row["graph"], row["rerank"], row["factor"]) == ("scalar-r40", "scalar",
+                                                                                       "codes", 40, 4)
+    assert (row["ef_best"], row["recall_at_10"], row["flat_recall_at_10"]) == (10, 0.95, 0.99)
+    assert row["gap"] == pytest.approx(0.04) and row["flat_note"] is None
+    assert row["code_bytes_per_vector"] is None and row["bytes_serialized"] == 64.0  # no stats: unknown
+    assert tables.qhnsw_vs_scan(t.select({"quantization": {"hnsw": ["product-r40"]}})).is_empty()
+
+
 def test_adr_rows_are_case_by_protocol_and_each_backend_sees_the_common_cases(t):
     a = t.adr
     assert list(a.columns) == list(tables.ADR_COLUMNS)

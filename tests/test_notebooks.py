@@ -266,6 +266,24 @@ def test_quant_rows_one_per_codec_and_factor(root):
     assert nd.quant_unavailable(root).empty
 
 
+def test_quantization_depth_readers_read_real_sweeps_and_say_nothing_without_them(root, tmp_path):
+    """The codec summary, the findings and the variant tables over the sweeps the harness wrote (with their
+    diagnostics), and every one empty with its columns on an empty root."""
+    summary = nd.codec_summary(root)
+    assert list(summary.columns) == nd.CODEC_SUMMARY_COLUMNS and sorted(summary["codec"]) == ["binary", "scalar"]
+    assert summary["neighbourhood_order"].between(-1, 1).all() and (summary["error_to_spread"] > 0).all()
+    assert (summary["rerank_factor"] == 4).all() and summary["rotation"].eq("none").all()
+    found = nd.quant_findings(root)
+    assert list(found.columns) == nd.FINDING_COLUMNS
+    assert (found["loser_bytes"] > found["winner_bytes"]).all()  # binary is the smaller: scalar can only lose
+    for reader, columns in ((nd.quant_findings, nd.FINDING_COLUMNS), (nd.codec_summary, nd.CODEC_SUMMARY_COLUMNS),
+                            (nd.rabitq_bits, nd.RABITQ_BITS_COLUMNS), (nd.rabitq_rotation, nd.ROTATION_COLUMNS),
+                            (nd.pq_variants, nd.PQ_COLUMNS), (nd.qhnsw_vs_scan, nd.QHNSW_COLUMNS)):
+        frame = reader(tmp_path)
+        assert frame.empty and list(frame.columns) == columns, reader.__name__
+    assert nd.rabitq_bits(root).empty and nd.qhnsw_vs_scan(root).empty  # none of either in this run
+
+
 # ------------------------------------------------------------------ build@2 / query@3: spread, tail, memory, noise
 def _query_records(root):
     return [(path, json.loads(path.read_text())) for path in sorted(root.glob("runs/*/*/*/query-*.json"))]

@@ -34,6 +34,8 @@
 # outside the searched memory (on disk or a slower tier). Recall is recall@10 against exact ground truth.
 
 # %%
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -44,6 +46,7 @@ import _nbdata as nd
 from ruvector_lab.bench import datasets as bds
 from ruvector_lab.bench import groundtruth
 from ruvector_lab.bench.quant import sweep_codec
+from ruvector_lab.bench.quant_findings import RECALL_MARGIN
 from ruvector_lab.quantization import KINDS
 
 pd.set_option("display.width", 160)
@@ -115,6 +118,126 @@ else:
         print(f"\n{ds_name} ({dims}-d)")
         display(table.round(3))
         bytes_recall_plot(frame, dims, f"{ds_name}: bytes per vector vs recall@10 (pipeline)")
+
+# %% [markdown]
+# ## Why a codec loses to a smaller one
+#
+# A codec that takes more bytes per vector than another, yet recalls less at recall@10 without re-ranking (by more
+# than `quant_findings.RECALL_MARGIN`), loses to it. Each finding names the best-recalling smaller codec and the
+# causes the sweep measured: RaBitQ's random rotation (the same bits with the rotation off, `rabitq-norot`, with
+# both mean alignments <x̄, y>), the codec's reconstruction error against the spread of a query's 100 nearest
+# neighbours, and how faithfully the codes order those neighbours. The rule and its sentences live in
+# `ruvector_lab.bench.quant_findings`; the report lists the same sentences.
+
+# %%
+found = nd.quant_findings()
+if piped.empty:
+    print(nd.NO_RESULTS)
+elif found.empty:
+    print("no codec of the pipeline's sweep loses to a smaller one")
+else:
+    for text in found["text"]:
+        print(textwrap.fill(text, 110), end="\n\n")
+    # the rule, checked on what it returned: every loser takes more bytes and recalls less than its winner
+    assert (found["loser_bytes"] > found["winner_bytes"]).all()
+    assert (found["loser_recall"] < found["winner_recall"] - RECALL_MARGIN).all()
+    display(found[["dataset", "loser", "winner", "loser_bytes", "winner_bytes", "loser_recall", "winner_recall",
+                   "loser_order", "winner_order", "rotation", "rotation_off", "error_cause"]].round(3))
+
+# %% [markdown]
+# ## RaBitQ by bit width
+#
+# RaBitQ under its random rotation at each bit width of the sweep (1 bit is the sign code; more bits are extended
+# RaBitQ, `rabitq-b<B>`): recall@10 of the codes alone and with the sweep's first re-ranking, the mean alignment
+# <x̄, y> of a vector with its quantized direction (1 is exact) and the neighbourhood order (the mean Spearman
+# correlation of the codes' distance estimates with the true ones over a query's 100 true neighbours).
+
+# %%
+bits = nd.rabitq_bits()
+if bits.empty:
+    print(nd.NO_RESULTS if piped.empty else "no RaBitQ codec under its random rotation in the pipeline's sweep")
+else:
+    display(bits.round(3))
+    assert bits["rabitq_alignment"].dropna().between(0, 1 + 1e-9).all(), "<x̄, y> is a cosine: at most 1"
+    names = sorted(bits["dataset"].unique())
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    for ax, ds_name in zip(axes.flat, names, strict=True):
+        d = bits[bits["dataset"] == ds_name].sort_values("bits")
+        ax.plot(d["bits"], d["recall_at_10"], marker="o", label="codes only")
+        reranked = d.dropna(subset=["recall_at_10_rerank"])
+        if not reranked.empty:
+            ax.plot(reranked["bits"], reranked["recall_at_10_rerank"], marker="s",
+                    label=f"re-rank x{int(reranked['rerank_factor'].iloc[0])}")
+        ax.set_xlabel("bits per dimension")
+        ax.set_ylabel("recall@10 (fraction of true neighbours)")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{ds_name}: RaBitQ by bit width")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    plt.show()
+
+# %% [markdown]
+# ## RaBitQ's random rotation, on and off
+#
+# RaBitQ rotates the data at random before quantizing: its estimator's guarantee needs it, but on data whose own
+# axes carry structure the rotation spreads that structure over every dimension. Below, each bit width the sweep
+# measured both ways (`rotation` random and none, e.g. `rabitq` and `rabitq-norot`): recall@10 without
+# re-ranking and the mean <x̄, y>. A higher alignment without the rotation means the quantized directions lie
+# closer to the vectors on the data's own axes.
+
+# %%
+rotation = nd.rabitq_rotation()
+if rotation.empty:
+    measured = sorted(nd.codec_summary().query("kind == 'rabitq'")["codec"].unique())
+    print(nd.NO_RESULTS if piped.empty else
+          "the sweep measured no RaBitQ bit width both with and without the rotation (RaBitQ codecs swept: "
+          f"{', '.join(measured) or 'none'}); add e.g. rabitq and rabitq-norot to params.yaml quantization.codecs")
+else:
+    display(rotation[["dataset", "codec", "bits", "rotation", "bytes_per_vector", "recall_at_10",
+                      "recall_at_10_rerank", "rabitq_alignment"]].round(3))
+    assert set(rotation["rotation"]) <= {"random", "none"}
+
+# %% [markdown]
+# ## Product quantization: subspace width, bits, OPQ
+#
+# PQ splits a vector into `m` subspaces (`width` dimensions each: `product-w<W>`, or `-m<M>`) and codes each with
+# a `2**bits`-centroid codebook (`-b4`: 16 centroids); `-opq` learns a rotation first. Narrower subspaces or more
+# bits spend more bytes; the neighbourhood columns say whether the bytes go where neighbours differ
+# (`error_to_spread`: reconstruction error over the spread of a query's 100 nearest neighbours).
+
+# %%
+pq = nd.pq_variants()
+if pq.empty:
+    print(nd.NO_RESULTS if piped.empty else "no product quantizer in the pipeline's sweep")
+else:
+    display(pq.round(3))
+    assert (pq["bytes_per_vector"] > 0).all()
+
+# %% [markdown]
+# ## Graph built from floats vs from codes
+#
+# The quantize stage's HNSW indexes over codes (params.yaml `quantization.hnsw`): `-gfloat` builds the graph from
+# the float vectors and searches it over the codes; `-r<R>` re-scores R candidates exactly. Each build at the ef of
+# its highest recall@10, beside the flat scan of the same codes with the same re-ranking (the sweep's factor R / k);
+# `gap` = flat scan - HNSW, what the graph loses. Memory per vector in parts, from the index's stats: codes, graph
+# links, float vectors kept to re-rank, float vectors kept only to build the graph (NaN where a record lacks them).
+
+# %%
+graphs = nd.qhnsw_vs_scan()
+if graphs.empty:
+    print(f"{nd.NO_RESULTS} (quantized HNSW builds: params.yaml quantization.hnsw and hnsw_datasets)")
+else:
+    display(graphs[["dataset", "backend", "codec", "graph", "rerank", "ef_best", "recall_at_10", "flat_recall_at_10",
+                    "gap", "ef_max", "recall_at_ef_max", "qps_1", "code_bytes_per_vector", "graph_bytes_per_vector",
+                    "rerank_float_bytes_per_vector", "build_float_bytes_per_vector", "bytes_per_vector",
+                    "flat_note"]].round(3).reset_index(drop=True))
+    compared = graphs.dropna(subset=["gap"])
+    assert np.allclose(compared["gap"], compared["flat_recall_at_10"] - compared["recall_at_10"])
+    for (ds_name, graph), d in compared.groupby(["dataset", "graph"]):
+        worst = d.loc[d["gap"].idxmax()]
+        verdict = f"lose at most {worst['gap']:.3f} recall@10 to" if worst["gap"] > 0 else "match or beat"
+        print(f"{ds_name}: graphs built from the {'float vectors' if graph == 'float' else 'codes'} {verdict} the "
+              f"flat scan of the same codes and re-ranking (closest call: {worst['backend']} {worst['spec']})")
 
 # %% [markdown]
 # ## Live: every codec of the library, same sweep, small seeded data

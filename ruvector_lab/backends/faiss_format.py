@@ -18,9 +18,13 @@ groups then the bytes)::
     IxSQ       header, i32 qtype, i32 rangestat, f32 rangestat_arg, u64 d, u64 code_size, vec<f32> trained,
                vec<u8> codes
     IxPq       header, u64 d, u64 M, u64 nbits, vec<f32> centroids, vec<u8> codes, i32 search_type,
-               u8 encode_signs, i32 polysemous_ht
-    Ixrq       header, u64 d, u64 code_size, i32 metric, vec<u8> codes, vec<f32> center, u8 qb, u8 centered;
-               a one-bit code is (d + 7) / 8 sign bytes then f32 or_minus_c_l2sqr, f32 dp_multiplier
+               u8 encode_signs, i32 polysemous_ht; nbits 8 or 4 (2^nbits centroids per subspace, codes of
+               (M * nbits + 7) / 8 bytes)
+    Ixrq       one-bit RaBitQ: header, u64 d, u64 code_size, i32 metric, vec<u8> codes, vec<f32> center, u8 qb,
+               u8 centered; a code is (d + 7) / 8 sign bytes then f32 or_minus_c_l2sqr, f32 dp_multiplier
+    Ixrr       multi-bit RaBitQ (nb_bits 2..8): as Ixrq with u64 nb_bits after the metric; a code is the sign
+               bytes, f32 or_minus_c_l2sqr, dp_multiplier, f_error, then (d * (nb_bits - 1) + 7) / 8 bytes of
+               extra bits, then f32 f_add_ex, f_rescale_ex (faiss/impl/RaBitQUtils.h)
     binary     IBHf: (i32 d, i32 code_size, i64 ntotal, u8 is_trained, i32 metric), HNSW, storage IBxF:
                binary header, vec<u8> xb
 """
@@ -41,8 +45,35 @@ METRIC_L2 = 1
 QT_8BIT = 0
 QT_4BIT = 1
 _UNIT_TOLERANCE = 1e-3
-#: a one-bit RaBitQ code (the only kind this library writes) ends in two f32 correction factors
+#: a one-bit RaBitQ code ends in two f32 correction factors
 RABITQ_FACTOR_BYTES = 8
+#: a multi-bit RaBitQ code holds three f32 factors after its sign bits and two after its extra bits
+RABITQ_MULTIBIT_BASE_FACTOR_BYTES = 12
+RABITQ_MULTIBIT_EX_FACTOR_BYTES = 8
+#: PQ sub-code widths faiss' IndexHNSWPQ is built with here (16- or 256-centroid codebooks)
+PQ_NBITS = (4, 8)
+#: RaBitQ bits per dimension faiss serves (1 is the sign bit alone, Ixrq; 2..8 extended RaBitQ, Ixrr)
+RABITQ_NB_BITS = tuple(range(1, 9))
+
+
+def rabitq_code_size(d: int, nb_bits: int) -> int:
+    """Bytes of one faiss RaBitQ code of ``d`` dimensions at ``nb_bits`` (``RaBitQuantizer::compute_code_size``)."""
+    size = (d + 7) // 8
+    if nb_bits == 1:
+        return size + RABITQ_FACTOR_BYTES
+    return (size + RABITQ_MULTIBIT_BASE_FACTOR_BYTES + (d * (nb_bits - 1) + 7) // 8
+            + RABITQ_MULTIBIT_EX_FACTOR_BYTES)
+
+
+def rabitq_factors(codes: np.ndarray, d: int, nb_bits: int) -> np.ndarray:
+    """The f32 correction factors of ``(n, code_size)`` RaBitQ code rows as ``(n, f)`` float32, the squared
+    distance to the centre first (2 factors for one bit, 5 for more)."""
+    sign = (d + 7) // 8
+    if nb_bits == 1:
+        return codes[:, sign:].copy().view("<f4")
+    base = codes[:, sign : sign + RABITQ_MULTIBIT_BASE_FACTOR_BYTES].copy().view("<f4")
+    extra = codes[:, codes.shape[1] - RABITQ_MULTIBIT_EX_FACTOR_BYTES :].copy().view("<f4")
+    return np.concatenate([base, extra], axis=1)
 
 
 def _fail(message: str) -> CorruptIndexError:
@@ -116,7 +147,7 @@ class FaissPayload:
     hnsw: Hnsw
     #: storage arrays by name: "vectors" (IxF*), "codes", "trained" (IxSQ), "centroids" (IxPq), "center" (Ixrq)
     parts: dict[str, np.ndarray] = field(default_factory=dict)
-    #: storage scalars by name: "qtype", "code_size", "pq_m", "nbits", "qb"
+    #: storage scalars by name: "qtype", "code_size", "pq_m", "nbits" (PQ and RaBitQ), "qb"
     fields: dict[str, int] = field(default_factory=dict)
 
 
@@ -195,37 +226,45 @@ def _storage(r: _Reader, out: FaissPayload) -> None:
         trained = r.vector("<f4")
         codes = r.vector("<u1")
         want = {QT_8BIT: d, QT_4BIT: (d + 1) // 2}.get(qtype)
-        if sq_d != d or code_size != want or len(trained) != 2 * d or len(codes) != ntotal * code_size:
+        # an index is trained by its first batch: an empty one may hold no ranges yet
+        trained_ok = len(trained) == 2 * d or (ntotal == 0 and len(trained) == 0)
+        if sq_d != d or code_size != want or not trained_ok or len(codes) != ntotal * code_size:
             raise _fail(f"scalar quantizer (qtype {qtype}, d {sq_d}, code size {code_size}, {len(trained)} trained "
                         f"values, {len(codes)} code bytes) does not fit {ntotal} vectors of {d} dimensions")
         out.parts.update(trained=trained, codes=codes)
         out.fields.update(qtype=qtype, code_size=code_size)
     elif code == b"IxPq":
         pq_d, pq_m, nbits = r.unpack("<QQQ")
+        if nbits not in PQ_NBITS or pq_m < 1 or pq_d != d or d % pq_m:
+            raise _fail(f"product quantizer (d {pq_d}, M {pq_m}, {nbits} bits) is not one of {d} dimensions with "
+                        f"M dividing d and {' or '.join(map(str, PQ_NBITS))} bits")
+        code_size = (pq_m * nbits + 7) // 8
         centroids = r.vector("<f4")
         codes = r.vector("<u1")
         r.unpack("<iBi")
-        if pq_d != d or pq_m < 1 or d % pq_m or nbits != 8 or len(centroids) != d * 256 or (
-                len(codes) != ntotal * pq_m):
+        if len(centroids) != d * (1 << nbits) or len(codes) != ntotal * code_size:
             raise _fail(f"product quantizer (d {pq_d}, M {pq_m}, {nbits} bits, {len(centroids)} centroid values, "
                         f"{len(codes)} code bytes) does not fit {ntotal} vectors of {d} dimensions")
         out.parts.update(centroids=centroids, codes=codes)
-        out.fields.update(pq_m=pq_m, nbits=nbits, code_size=pq_m)
-    elif code == b"Ixrq":
+        out.fields.update(pq_m=pq_m, nbits=nbits, code_size=code_size)
+    elif code in (b"Ixrq", b"Ixrr"):
         rq_d, code_size, rq_metric = r.unpack("<QQi")
+        nb_bits = 1 if code == b"Ixrq" else r.one("<Q")
+        if code == b"Ixrr" and nb_bits not in RABITQ_NB_BITS[1:]:
+            raise _fail(f"multi-bit RaBitQ storage claims {nb_bits} bits per dimension, not 2 to 8")
         codes = r.vector("<u1")
         center = r.vector("<f4")
         qb, centered = r.unpack("<BB")  # faiss 1.15.1 writes IndexRaBitQ::centered after qb
-        if rq_d != d or rq_metric != metric or code_size != (d + 7) // 8 + RABITQ_FACTOR_BYTES or (
+        if rq_d != d or rq_metric != metric or code_size != rabitq_code_size(d, nb_bits) or (
                 len(codes) != ntotal * code_size) or len(center) not in (0, d) or qb > 8 or centered > 1:
             raise _fail(f"RaBitQ storage (d {rq_d}, code size {code_size}, {len(codes)} code bytes, "
-                        f"{len(center)} center values) does not fit {ntotal} one-bit codes of {d} dimensions")
-        # each code ends in its own f32 factors: the squared distance to the center (>= 0) and a multiplier
-        factors = codes.reshape(ntotal, code_size)[:, code_size - RABITQ_FACTOR_BYTES :].copy().view("<f4")
+                        f"{len(center)} center values) does not fit {ntotal} {nb_bits}-bit codes of {d} dimensions")
+        # each code holds its own f32 factors: the squared distance to the center (>= 0) first, then multipliers
+        factors = rabitq_factors(codes.reshape(ntotal, code_size), d, nb_bits)
         if factors.size and (not np.isfinite(factors).all() or (factors[:, 0] < 0).any()):
             raise _fail("RaBitQ codes hold non-finite or negative correction factors")
         out.parts.update(codes=codes, center=center)
-        out.fields.update(code_size=code_size, qb=qb)
+        out.fields.update(code_size=code_size, qb=qb, nbits=nb_bits)
     else:
         raise _fail(f"storage type {code!r} is not one this library writes")
     for name in ("vectors", "trained", "centroids", "center"):
@@ -237,14 +276,17 @@ def _storage(r: _Reader, out: FaissPayload) -> None:
 
 
 #: index type code -> storage type codes it may hold
-_FLOAT_TYPES = {b"IHNf": (b"IxF2", b"IxFI"), b"IHNs": (b"IxSQ",), b"IHNp": (b"IxPq",), b"IHNr": (b"Ixrq",)}
+_FLOAT_TYPES = {b"IHNf": (b"IxF2", b"IxFI"), b"IHNs": (b"IxSQ",), b"IHNp": (b"IxPq",),
+                b"IHNr": (b"Ixrq", b"Ixrr")}
 
 
 def parse_index(payload: bytes, *, fourcc: bytes, d: int, metric: int, m: int, ef_construction: int,
-                unit_vectors: bool = False) -> FaissPayload:
+                unit_vectors: bool = False, nbits: int | None = None) -> FaissPayload:
     """Parse and check a ``serialize_index`` payload that must be of type ``fourcc`` with dimension ``d`` and
     ``metric``, its graph built with ``m`` and ``ef_construction``; ``unit_vectors``: stored float vectors must
-    be unit length (cosine). Raises :class:`CorruptIndexError` on any disagreement or length past the end."""
+    be unit length (cosine); ``nbits``: the bits of a PQ sub-code or of a RaBitQ dimension the storage must
+    hold (None: any faiss writes). Raises :class:`CorruptIndexError` on any disagreement or length past the
+    end."""
     r = _Reader(payload)
     code = r.fourcc()
     if code != fourcc or code not in _FLOAT_TYPES:
@@ -258,6 +300,8 @@ def parse_index(payload: bytes, *, fourcc: bytes, d: int, metric: int, m: int, e
     _storage(r, out)
     if out.storage_fourcc not in _FLOAT_TYPES[code]:
         raise _fail(f"index {code!r} holds storage {out.storage_fourcc!r}")
+    if nbits is not None and "nbits" in out.fields and out.fields["nbits"] != nbits:
+        raise _fail(f"storage holds {out.fields['nbits']}-bit codes, the configuration says {nbits} bits")
     if r.remaining():
         raise _fail(f"{r.remaining()} bytes follow the index")
     vectors = out.parts.get("vectors")

@@ -4,7 +4,8 @@ Serves ``HnswConfig(quantization=...)`` on the numpy and wasm tiers with the lib
 RuVector's kinds (scalar, int4, binary, product); rabitq is refused here (faiss and ruvector serve it). The
 index holds one code row per vector; with ``rerank=K`` it also keeps the float vectors and re-scores the
 ``K`` best code-ranked candidates exactly, so returned scores are exact. Without rerank the scores are the
-codec's asymmetric distances (float query against codes).
+codec's asymmetric distances (float query against codes). Every codec variant (4-bit PQ, OPQ) is served, on both
+tiers, through the codec itself: no WASM module scores codes here.
 
 Product codebooks are trained on the first batch added (up to ``train_size`` rows): add a representative
 batch first. Under cosine, vectors are normalised before they are encoded.

@@ -60,10 +60,15 @@ def parse_rbpx(raw: np.ndarray, dimensions: int) -> tuple[np.ndarray, np.ndarray
 
 
 def check_serves(config: HnswConfig) -> None:
-    """Raise unless ``config`` asks for RaBitQ under euclidean or cosine."""
+    """Raise unless ``config`` asks for 1-bit, randomly rotated RaBitQ (the only codes RabitqIndex has) under
+    euclidean or cosine; ``graph`` does not matter to a flat scan."""
     kind = config.quantization.kind if config.quantization is not None else None
     if kind != "rabitq":
         raise BackendError(f"RuvectorRabitqBackend serves rabitq quantization only, not {kind!r}")
+    # a flat scan: what its graph would be built from does not arise, so graph='float' is accepted
+    config.quantization.check_served(  # type: ignore[union-attr]
+        "ruvector", "RabitqIndex codes one sign bit per dimension after its own seeded random rotation, and has "
+                    "no setting for more bits or for no rotation")
     if config.metric == "dot_product":
         raise QuantizationError(
             "ruvector's RabitqIndex scores L2 only: it serves euclidean and cosine, not dot_product"

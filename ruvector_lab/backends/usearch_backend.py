@@ -32,6 +32,8 @@ Quantized kinds (``HnswConfig(quantization=QuantizationConfig(kind=...))``):
   magnitude: cosine only, as on faiss.
 * ``int4``, ``product``, ``rabitq`` have no usearch storage: refused. usearch's ``f16``, ``bf16``, the FP8/FP6
   formats (``e5m2``, ``e4m3``, ``e3m2``, ``e2m3``), ``u8`` and ``f64`` have no codec kind in this library.
+* ``graph='float'`` is refused: usearch quantizes a row as it is inserted and links it by code distances, with no
+  float storage the graph could be built from.
 
 With ``rerank=K`` the float rows (unit length under cosine) are kept beside the graph, the graph returns
 ``max(k, K)`` candidates and they are re-scored exactly (:func:`~ruvector_lab.quantization.rerank.rerank`), as
@@ -159,7 +161,8 @@ class UsearchBackend(IndexBackend):
 
     @classmethod
     def check_config(cls, config: HnswConfig) -> None:
-        """Refuse a quantization kind usearch has no storage for, and a metric its codes cannot score."""
+        """Refuse a quantization kind usearch has no storage for, other bits or rotations than the kind's, a graph
+        built from floats (``graph='float'``), and a metric its codes cannot score."""
         quantization = config.quantization
         if quantization is None:
             return
@@ -169,6 +172,11 @@ class UsearchBackend(IndexBackend):
                 f"usearch has no storage for {kind!r} codes: it stores f64, f32, bf16, f16, FP8/FP6, i8, u8 and b1 "
                 "scalars, and this backend serves 'scalar' (as i8) and 'binary' (as b1)"
             )
+        quantization.check_served(
+            "usearch", f"its {SERVED_KINDS[kind]} storage holds one fixed code per dimension",
+            float_graph="usearch quantizes each row as it is inserted and builds its graph over those codes; it "
+                        "keeps no float storage the graph could be built from",
+        )
         if config.metric == "cosine":
             return
         if kind == "scalar":

@@ -41,10 +41,99 @@ def _percentiles(samples_s: np.ndarray) -> dict[str, float]:
 def _code_scores(codec: Any, queries: np.ndarray, codes: np.ndarray, decoded: np.ndarray | None,
                  metric: str) -> np.ndarray:
     """Ranking scores of queries against codes (smaller is closer). Euclidean ranks on decoded vectors with the
-    norm expansion (the same order as the codec's distances, much faster than its per-query differences)."""
+    norm expansion (the same order as the codec's distances, much faster than its per-query differences) for
+    codecs whose decoded rows are reconstructions (:func:`_ranks_by_decoded`)."""
     if decoded is not None:
         return ranking_scores(queries, decoded, "euclidean", squared_norms(decoded))
     return codec.distance(queries, codes)
+
+
+#: true neighbours per query whose order the codec's estimates are checked against (the neighbourhood diagnostic)
+ORDER_NEIGHBOURS = 100
+#: queries the diagnostic uses (it is a mean over queries; more would only cost time)
+ORDER_QUERIES = 300
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis (0 = smallest; ties broken by position, which real distances rarely need)."""
+    ranks = np.empty_like(values, dtype=np.float64)
+    np.put_along_axis(ranks, np.argsort(values, axis=-1, kind="stable"),
+                      np.arange(values.shape[-1], dtype=np.float64)[None, :], axis=-1)
+    return ranks
+
+
+def neighbourhood_order(codec: Any, queries: np.ndarray, codes: np.ndarray, decoded: np.ndarray | None,
+                        neighbours: np.ndarray, true_dist: np.ndarray) -> float:
+    """Mean Spearman correlation, over queries, between the codec's distance estimates and the true distances
+    on each query's ``ORDER_NEIGHBOURS`` true nearest neighbours: 1 when the codes order a neighbourhood as the
+    floats do, near 0 when they cannot tell its members apart. This is what recall without re-ranking rests on,
+    measured where it is decided (among the near neighbours), so it explains a codec that loses to a smaller one:
+    a codec that spends its bits elsewhere (e.g. on cluster centres) has a low value here whatever its overall
+    reconstruction error."""
+    width = min(ORDER_NEIGHBOURS, neighbours.shape[1])
+    rows = min(ORDER_QUERIES, len(queries))
+    estimates = np.empty((rows, width))
+    for i in range(rows):
+        nbrs = neighbours[i, :width]
+        estimates[i] = _code_scores(codec, queries[i : i + 1], codes[nbrs],
+                                    None if decoded is None else decoded[nbrs], "")[0]
+    a, b = _ranks(estimates), _ranks(true_dist[:rows, :width])
+    a -= a.mean(axis=1, keepdims=True)
+    b -= b.mean(axis=1, keepdims=True)
+    denom = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return float(np.mean(np.where(denom > 0, (a * b).sum(axis=1) / np.where(denom > 0, denom, 1), 0.0)))
+
+
+def rabitq_alignment(codec: Any, codes: np.ndarray) -> float | None:
+    """Mean ``<x̄, y>`` of a RaBitQ codec's code rows (:meth:`RabitqCodec.alignment`): how close each vector's
+    quantized direction lies to its own (1 = exact); the estimator divides by it, so a lower value means noisier
+    estimates. None for other codecs."""
+    if getattr(codec, "kind", None) != "rabitq":
+        return None
+    return float(np.mean(codec.alignment(codes)))
+
+
+def _metric_space(x: np.ndarray, metric: str) -> np.ndarray:
+    """Rows as the metric sees them: unit vectors under cosine (only directions count), as they are otherwise."""
+    if metric != "cosine":
+        return x.astype(np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1)
+
+
+def neighbourhood_error(x: np.ndarray, decoded: np.ndarray, neighbours: np.ndarray, metric: str
+                        ) -> dict[str, float]:
+    """How the codec's error compares with the scale at which neighbours differ, in the metric's space.
+
+    ``spread``: mean squared distance of a query's ``ORDER_NEIGHBOURS`` true neighbours to their own centroid;
+    ``spread_share``: that over the whole base set's variance (small on clustered data: the neighbours of a
+    query sit in one tight cluster); ``error_to_spread``: the codec's mean squared reconstruction error over
+    ``spread`` (near or past 1, the codes cannot tell a neighbourhood's members apart, whatever share of the
+    total variance they keep). RaBitQ's decoded rows are its estimator's vectors, scaled by ``1 / <x̄, y>``: under
+    cosine only their direction enters."""
+    width = min(ORDER_NEIGHBOURS, neighbours.shape[1])
+    rows = neighbours[: min(ORDER_QUERIES, len(neighbours)), :width]
+    space = _metric_space(x, metric)
+    members = space[rows]
+    spread = float(np.mean(np.sum((members - members.mean(axis=1, keepdims=True)) ** 2, axis=-1)))
+    total = float(np.mean(np.sum((space - space.mean(axis=0)) ** 2, axis=1)))
+    error = float(np.mean(np.sum((_metric_space(decoded, metric) - space) ** 2, axis=1)))
+    return {"spread": spread, "spread_share": spread / total if total > 0 else 0.0,
+            "error_to_spread": error / spread if spread > 0 else float("inf")}
+
+
+def _reconstruction(codec: Any, codes: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """Each vector's point in the codec's code space: the decoded row, except for RaBitQ, whose decoded rows are
+    its estimator's vectors ``c + (|r| / <x̄, y>) x̄ P^T``; its quantized point is ``c + |r| x̄ P^T``."""
+    if _ranks_by_decoded(codec):
+        return decoded
+    return (codec.centre + codec.alignment(codes)[:, None] * (decoded - codec.centre)).astype(np.float32)
+
+
+def _ranks_by_decoded(codec: Any) -> bool:
+    """True when L2 to a codec's decoded rows ranks as its own distances do: not RaBitQ, whose decoded rows are
+    its estimator's vectors (stretched by ``1 / <x̄, y>``); its centred L2 estimate goes through ``distance``."""
+    return getattr(codec, "kind", None) != "rabitq"
 
 
 def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: int = 10, n_queries: int = 1000,
@@ -76,7 +165,10 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
         singles = time_calls(lambda v: codec.encode(v), list(ds.test[:1000]), warmup=20)
         decoded_all = codec.decode(codes)
         mse = float(np.mean((decoded_all.astype(np.float64) - ds.train) ** 2))
-        decoded = decoded_all if ds.metric == "euclidean" else None
+        alignment = rabitq_alignment(codec, codes)
+        local = (neighbourhood_error(ds.train, _reconstruction(codec, codes, decoded_all), ds.neighbors, ds.metric)
+                 if ds.neighbors is not None else None)
+        decoded = decoded_all if ds.metric == "euclidean" and _ranks_by_decoded(codec) else None
         if decoded is None:
             del decoded_all
         queries = ds.test[: min(n_queries, len(ds.test))]
@@ -90,6 +182,8 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
             order = np.argsort(np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
             cands[qs : qs + query_block] = np.take_along_axis(part, order, axis=1)
         scan_time = time.perf_counter() - start
+        ordering = (neighbourhood_order(codec, queries, codes, decoded, ds.neighbors, ds.distances)
+                 if ds.neighbors is not None else None)
     if progress:
         progress("re-rank", 2, CODEC_STEPS)
     rerank = []
@@ -114,7 +208,9 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
             "compression": 4.0 * ds.dimensions / (codec.code_size + codebook / len(ds.train)),
             "train_time_s": train_time, "encode_per_s": len(ds.train) / encode_time if encode_time else None,
             "quantize_single_ms": _percentiles(singles),
-            "reconstruction_mse": mse, "rerank": rerank, "n_queries": len(queries), "k": k,
+            "reconstruction_mse": mse, "neighbourhood_order": ordering, "neighbourhood_error": local,
+            "rabitq_alignment": alignment,
+            "rerank": rerank, "n_queries": len(queries), "k": k,
             "threads": {"threads": 1}}
 
 

@@ -1,12 +1,14 @@
 """The report stage: gather the result JSON of the parameters' grid into results/report.md, results/metrics.json
 (the headline figures compared between experiments), the long tables as CSV (also the data of ``dvc plots show``)
-and PNG plots (recall vs QPS; bytes per vector vs recall), one file per kind with a panel per dataset, so every
-experiment writes the same files whatever datasets it runs (dvc.yaml declares each one, see :data:`OUTPUTS`).
+and PNG plots (recall vs QPS; bytes per vector vs recall for the codec sweep and for the quantized HNSW builds),
+one file per kind with a panel per dataset, so every experiment writes the same files whatever datasets it runs
+(dvc.yaml declares each one, see :data:`OUTPUTS`).
 
 Results are read only through :mod:`ruvector_lab.bench.tables` (validated against
 :mod:`ruvector_lab.bench.schemas`, as polars frames); the figures derived from them (effective ef, Pareto
-frontiers, operating points, noise flags, the ADR cases each backend sees) come from there too. This module
-formats: it turns the frames into rows, Markdown, CSV and plots."""
+frontiers, operating points, noise flags, the ADR cases each backend sees, the quantized builds against the flat
+scan) come from there too, and why a codec loses to a smaller one from :mod:`ruvector_lab.bench.quant_findings`.
+This module formats: it turns the frames into rows, Markdown, CSV and plots."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import results, tables
+from . import quant_findings, results, tables
 from .metrics import pareto_frontier
 from .targets import TARGETS
 
@@ -36,7 +38,7 @@ CODEC_RECALL = 0.95
 #: rewrites the same files instead of leaving some of the committed ones deleted
 OUTPUTS = ("report.md", "metrics.json", "plots/recall_qps.csv", "plots/operating_points.csv",
            "plots/quantization.csv", "plots/builds.csv", "plots/adr.csv", "plots/recall_qps.png",
-           "plots/quant_bytes_recall.png")
+           "plots/quant_bytes_recall.png", "plots/qhnsw_bytes_recall.png")
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -383,6 +385,88 @@ def plot_quant(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     return path
 
 
+#: the memory parts of a quantized HNSW build per vector (:data:`tables.INDEX_STAT_COLUMNS`), as the report and
+#: its plot name them
+QHNSW_PARTS = {"code_bytes_per_vector": "codes", "graph_bytes_per_vector": "graph",
+               "rerank_float_bytes_per_vector": "re-rank floats", "build_float_bytes_per_vector": "build floats"}
+
+
+def _parts_text(row: dict[str, Any]) -> str:
+    """A quantized build's memory per vector as its parts, ``codes 48 + graph 140 + re-rank floats 1536 B``
+    (parts of zero bytes left out); empty when the record carries no split."""
+    known = [(name, row[col]) for col, name in QHNSW_PARTS.items() if row.get(col) is not None]
+    if not known:
+        return ""
+    shown = [f"{name} {value:.0f}" for name, value in known if value] or [f"{known[0][0]} 0"]
+    return " + ".join(shown) + " B"
+
+
+def plot_qhnsw(frame: pl.DataFrame, out_dir: Path) -> Path:
+    """One PNG, ``qhnsw_bytes_recall.png``, one panel per dataset: each quantized HNSW build (:func:`tables.
+    qhnsw_vs_scan`) at its best ef, bytes per vector (log; the sum of its parts, each part in the label) against
+    recall@10, marker area growing with 1-thread QPS, colour by what the graph was built from; a grey cross at the
+    flat scan of the same codes and re-ranking (codes plus re-rank floats, its recall). A build whose record has no
+    memory split is placed at its serialized bytes per vector, hollow."""
+    path = out_dir / "qhnsw_bytes_recall.png"
+    rows = [r for r in frame.to_dicts() if r["recall_at_10"] is not None
+            and (r["bytes_per_vector"] or r["bytes_serialized"])]
+    if not rows:
+        return _empty_figure(path, "quantized HNSW builds")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    top = max((r["qps_1"] or 0.0) for r in rows) or 1.0
+    from matplotlib.ticker import FuncFormatter
+
+    colours = {"codes": "C0", "float": "C1"}
+    by_dataset = group(rows, "dataset")
+    cols = min(2, len(by_dataset))
+    nrows = (len(by_dataset) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 4.5 * nrows), dpi=100, squeeze=False)
+    for ax, ((dataset,), pts) in zip(axes.flat, by_dataset.items(), strict=False):
+        for graph in colours:  # one legend entry per graph source, whichever builds the panel has
+            if any(p["graph"] == graph for p in pts):
+                ax.scatter([], [], color=colours[graph], s=30,
+                           label=f"graph built from the {'codes' if graph == 'codes' else 'float vectors'}")
+        for p in pts:
+            split = p["bytes_per_vector"] is not None
+            x = p["bytes_per_vector"] if split else p["bytes_serialized"]
+            size = 20 + 180 * (p["qps_1"] or 0.0) / top  # area grows with QPS: the fastest build is the largest
+            colour = colours.get(p["graph"], "C2")
+            ax.scatter([x], [p["recall_at_10"]], s=size, color=colour if split else "none", edgecolors=colour)
+            label = f"{p['backend']} {p['spec']} ef {p['ef_best']}, {_fmt(p['qps_1'])} QPS"
+            label += f"\n{_parts_text(p)}" if split else "\n(serialized size: no memory split recorded)"
+            ax.annotate(label, (x, p["recall_at_10"]), fontsize=6, xytext=(4, 3), textcoords="offset points")
+            flat_x = None
+            if p["code_bytes_per_vector"] is not None and p["rerank_float_bytes_per_vector"] is not None:
+                flat_x = p["code_bytes_per_vector"] + p["rerank_float_bytes_per_vector"]
+            if p["flat_recall_at_10"] is not None and flat_x:
+                ax.scatter([flat_x], [p["flat_recall_at_10"]], marker="x", color="grey", s=30)
+        ax.scatter([], [], marker="x", color="grey", s=30, label="flat scan, same codes and re-ranking")
+        ax.set_xscale("log")
+        left, right = ax.get_xlim()
+        ax.set_xlim(left, right * 3)  # room on the right for the labels of the largest builds
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        # label the minor ticks at 2x and 5x too: a panel often spans less than a decade
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        ax.tick_params(axis="x", which="both", labelsize=7)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xlabel("bytes per vector (codes + graph + float vectors kept; log)", fontsize=8)
+        ax.set_ylabel("recall@10 at the best ef", fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(by_dataset):]:
+        ax.axis("off")
+    fig.suptitle("quantized HNSW: memory vs recall (marker area: 1-thread QPS)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -597,6 +681,118 @@ def metrics_summary(t: tables.Tables, rows: Sequence[dict[str, Any]],
     return out
 
 
+# ------------------------------------------------------------------------------------------ quantization depth
+def findings_lines(codecs: pl.DataFrame) -> list[str]:
+    """"Why a codec loses to a smaller one": one bullet per :func:`quant_findings.frame_findings` finding of the
+    codec sweep, or a line saying there is none (or no sweep)."""
+    lines = ["### Why a codec loses to a smaller one", "",
+             f"A codec loses to a smaller one when it takes more bytes per vector yet recalls more than "
+             f"{quant_findings.RECALL_MARGIN} less at recall@10 without re-ranking; each line names the "
+             "best-recalling smaller codec and the causes the sweep measured (the random rotation, the codec's "
+             "error against the spread of a query's 100 nearest neighbours, the order of those neighbours).", ""]
+    if codecs.is_empty():
+        return [*lines, "No codec sweep in this run's results.", ""]
+    found = quant_findings.frame_findings(codecs)
+    if not found:
+        return [*lines, "No codec loses to a smaller one on any dataset of this sweep.", ""]
+    return [*lines, *[f"- {f.text}" for f in found], ""]
+
+
+def rabitq_lines(codecs: pl.DataFrame) -> list[str]:
+    """"RaBitQ by bit width": per dataset, RaBitQ under its random rotation at each bit width of the sweep
+    (:func:`tables.rabitq_bits`), recall@10 of the codes alone and with the first re-rank factor above 1."""
+    lines = ["### RaBitQ by bit width", "",
+             "RaBitQ under its random rotation, one row per bit width: recall@10 of the codes alone and with the "
+             "sweep's first re-ranking; <x̄, y> is the mean alignment of a vector with its quantized direction (1 is "
+             "exact), the neighbourhood order the mean Spearman correlation of the codes' distance estimates with "
+             "the true ones over a query's 100 true neighbours.", ""]
+    bits = tables.rabitq_bits(codecs)
+    if bits.is_empty():
+        return [*lines, "No RaBitQ codec under its random rotation in this run's sweep.", ""]
+    return [*lines, *_table(
+        ["dataset", "codec", "bits", "bytes/vector", "recall@10 codes only", "re-rank", "recall@10 re-ranked",
+         "mean <x̄, y>", "neighbourhood order"],
+        [[r["dataset"], r["codec"], r["bits"], r["bytes_per_vector"], r["recall_at_10"],
+          f"x{r['rerank_factor']}" if r["rerank_factor"] else None, r["recall_at_10_rerank"], r["rabitq_alignment"],
+          r["neighbourhood_order"]] for r in bits.to_dicts()]), ""]
+
+
+#: how the report names what a quantized HNSW graph was built from
+GRAPH_NAMES = {"float": "float-built graphs", "codes": "code-built graphs"}
+
+
+def _gap_words(name: str, worst: dict[str, Any], column: str = "gap") -> str:
+    """How close a kind of graph comes to a reference scan, from its largest gap (``worst``: that build's row;
+    ``column``: ``gap`` for the codec sweep's flat scan, ``scan_gap`` for the index's own code scan)."""
+    gap = worst[column]
+    where = f"{worst['backend']} {worst['spec']} at ef {worst['ef_best']}"
+    if gap <= 0:
+        return f"{name} match or beat it (the closest call: {where}, {gap:+.3f})"
+    if gap <= quant_findings.RECALL_MARGIN:
+        return f"{name} come within {gap:.3f} of it ({where})"
+    return f"{name} lose up to {gap:.3f} ({where})"
+
+
+#: the references a quantized graph is compared with: column of the gap -> what the sentence calls it
+GAP_REFERENCES = {
+    "gap": "the codec sweep's flat scan of the same codec with the same re-ranking",
+    "scan_gap": "the index's own code scan (its codes and scoring, no graph, same re-ranking)",
+}
+
+
+def gap_sentences(frame: pl.DataFrame) -> list[str]:
+    """Sentences per dataset of :func:`tables.qhnsw_vs_scan`: for graphs built from floats and from codes, the
+    largest recall@10 gap to each reference of :data:`GAP_REFERENCES` (builds without that reference left out)."""
+    out = []
+    for column, reference in GAP_REFERENCES.items():
+        measured = frame.filter(pl.col(column).is_not_null()).to_dicts()
+        for (dataset,), rows in group(measured, "dataset").items():
+            parts = []
+            for graph, name in GRAPH_NAMES.items():
+                mine = [r for r in rows if r["graph"] == graph]
+                if mine:
+                    parts.append(_gap_words(name, max(mine, key=lambda r: r[column]), column))
+            out.append(f"On {dataset}, against {reference}: {'; '.join(parts)}.")
+    return out
+
+
+def qhnsw_lines(frame: pl.DataFrame, png: Path | None = None) -> list[str]:
+    """"Graph built from floats vs from codes": each quantized HNSW build (:func:`tables.qhnsw_vs_scan`) beside
+    the flat scan of its codes with the same re-ranking, its memory per vector in parts, the sentences of
+    :func:`gap_sentences` and the plot ``png``; a line saying so when the run has no such builds."""
+    lines = ["### Graph built from floats vs from codes", ""]
+    if frame.is_empty():
+        return [*lines, "No quantized HNSW builds in this run's results (params quantization.hnsw on "
+                        "quantization.hnsw_datasets).", ""]
+    lines += ["Each quantized HNSW build (re-rank depth R: the graph search returns R candidates by code distance, "
+              "re-scored exactly) at the ef of its highest recall@10, beside the flat scan of the same codes with "
+              "the same re-ranking (factor R / k; gap = flat scan − HNSW) and beside the index's own code scan (every "
+              "code scored as its graph search scores them, same re-ranking, no graph; own gap = that − HNSW: what "
+              "the graph alone loses). Memory per vector from the index's "
+              "stats: codes, graph links, float vectors kept to re-rank, float vectors kept only to build the "
+              "graph from them.", ""]
+    rows = frame.to_dicts()
+    lines += _table(
+        ["dataset", "backend", "codec", "graph from", "R", "best ef", "HNSW R@10", "flat scan R@10", "gap",
+         "own scan R@10", "own gap", "R@10 at largest ef", "QPS 1t", "B/vec codes", "graph", "re-rank floats",
+         "build floats", "B/vec total"],
+        [[r["dataset"], r["backend"], r["codec"], r["graph"], r["rerank"], r["ef_best"], r["recall_at_10"],
+          r["flat_recall_at_10"], r["gap"], r["scan_recall_at_10"], r["scan_gap"],
+          f"{_fmt(r['recall_at_ef_max'])} (ef {r['ef_max']})", r["qps_1"],
+          *[r[c] for c in QHNSW_PARTS], r["bytes_per_vector"]] for r in rows])
+    lines.append("")
+    lines += gap_sentences(frame)
+    notes = [f"- {r['backend']} {r['spec']} on {r['dataset']}: {r['flat_note']}" for r in rows if r["flat_note"]]
+    if notes:
+        lines += ["", "No flat-scan reference:", "", *notes]
+    if all(r[c] is None for r in rows for c in QHNSW_PARTS):
+        lines += ["", "The build records carry no index stats, so memory is not split into codes, graph and float "
+                      "vectors (the plot places them at their serialized size)."]
+    if png is not None:
+        lines += ["", f"![quantized HNSW, one panel per dataset](plots/{png.name})"]
+    return [*lines, ""]
+
+
 # ---------------------------------------------------------------------------------------------------- autotuner
 #: how the report names the autotuner's objectives
 TUNE_OBJECTIVE_NAMES = {"qps": "QPS", "memory": "memory (bytes/vector)", "build-time": "build time"}
@@ -762,6 +958,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                                                           "target_ms", "verdict", "recall_at_10"])
     png = plot_recall_qps(rows, plots)
     qpng = plot_quant(qrows, plots)
+    qhnsw = tables.qhnsw_vs_scan(data)
+    qhpng = plot_qhnsw(qhnsw, plots)
     metrics = metrics_summary(data, rows, qrows)
     tune = tune_results(root, params)
     if not tune.is_empty():  # only with studies: an experiment without the tune stage keeps the same metrics keys
@@ -883,7 +1081,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         lines += ["", "Codecs not available:", "", *[f"- {a}" for a in qabsent]]
     if qrows:
         lines += ["", f"![quantization, one panel per dataset](plots/{qpng.name})"]
-    lines += ["", *tune_lines(tune)]
+    lines += ["", *findings_lines(data.codecs), *rabitq_lines(data.codecs), *qhnsw_lines(qhnsw, qhpng)]
+    lines += [*tune_lines(tune)]
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     log.info("report written to %s", path)

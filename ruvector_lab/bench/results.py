@@ -68,11 +68,12 @@ SPEC_WORDS: dict[str, tuple[str, str]] = {"opq": ("rotation", "opq"), "norot": (
 
 @dataclass(frozen=True)
 class SpecFields:
-    """The parts of a quantization spec: kind, PQ subspaces and bits (None: the defaults), rotation (None: the
-    kind's default), graph and the HNSW re-rank count."""
+    """The parts of a quantization spec: kind, PQ subspaces or subspace width and bits (None: the defaults),
+    rotation (None: the kind's default), graph and the HNSW re-rank count."""
 
     kind: str
     m: int | None = None
+    width: int | None = None
     bits: int | None = None
     rotation: str | None = None
     graph: str = "codes"
@@ -80,23 +81,26 @@ class SpecFields:
 
 
 def spec_fields(spec: str) -> SpecFields:
-    """Parse ``kind[-m<M>][-b<B>][-opq|-norot][-gfloat][-r<R>]``: ``'product-m96-b4-opq-r40'`` is PQ with 96
-    subspaces of 4-bit codes under a learned rotation, 40 candidates re-ranked; ``'rabitq-b4-gfloat'`` 4-bit
-    RaBitQ whose HNSW graph is built from the float vectors. The one reader of the spec grammar."""
+    """Parse ``kind[-m<M>|-w<W>][-b<B>][-opq|-norot][-gfloat][-r<R>]``: ``'product-m96-b4-opq-r40'`` is PQ with
+    96 subspaces of 4-bit codes under a learned rotation, 40 candidates re-ranked; ``'product-w4'`` PQ with
+    subspaces 4 dimensions wide (m = d/4 on any data set); ``'rabitq-b4-gfloat'`` 4-bit RaBitQ whose HNSW graph
+    is built from the float vectors. The one reader of the spec grammar."""
     kind, *parts = spec.split("-")
     values: dict[str, Any] = {}
     for part in parts:
         if part in SPEC_WORDS:
             field, value = SPEC_WORDS[part]
-        elif part[:1] in ("m", "b", "r") and part[1:].isdigit():
-            field, value = {"m": "m", "b": "bits", "r": "rerank"}[part[0]], int(part[1:])
+        elif part[:1] in ("m", "w", "b", "r") and part[1:].isdigit():
+            field, value = {"m": "m", "w": "width", "b": "bits", "r": "rerank"}[part[0]], int(part[1:])
         else:
             raise InvalidParameterError(
-                f"quantization spec {spec!r}: expected kind[-m<M>][-b<B>][-opq|-norot][-gfloat][-r<R>], "
+                f"quantization spec {spec!r}: expected kind[-m<M>|-w<W>][-b<B>][-opq|-norot][-gfloat][-r<R>], "
                 f"got part {part!r}")
         if field in values:
             raise InvalidParameterError(f"quantization spec {spec!r} sets {field} twice")
         values[field] = value
+    if "m" in values and "width" in values:
+        raise InvalidParameterError(f"quantization spec {spec!r}: give -m<M> or -w<W>, not both")
     return SpecFields(kind=kind, **values)
 
 

@@ -129,15 +129,21 @@ class Outcome:
 
 def parse_quantization(spec: str, dimensions: int) -> Any:
     """A QuantizationConfig for ``spec`` (grammar: :func:`results.spec_fields`): 'scalar', 'int4', 'binary',
-    'rabitq', 'rabitq-b4', 'rabitq-norot', 'product' (m = d/8), 'product-m96-b4-opq', any with '-gfloat' (the
-    '-r<R>' re-rank count is the HnswConfig's, ignored here). Raises ImportError when the quantization package is
-    absent, InvalidParameterError for a bad spec or kind."""
+    'rabitq', 'rabitq-b4', 'rabitq-norot', 'product' (m = d/8), 'product-w4' (m = d/4), 'product-m96-b4-opq',
+    any with '-gfloat' (the '-r<R>' re-rank count is the HnswConfig's, ignored here). Raises ImportError when
+    the quantization package is absent, InvalidParameterError for a bad spec or kind."""
     from ..quantization import QuantizationConfig
 
     fields = results.spec_fields(spec)
-    if fields.m is not None and fields.kind != "product":
-        raise InvalidParameterError(f"quantization spec {spec!r}: only 'product' takes -m<M>")
-    m = (fields.m or max(1, dimensions // 8)) if fields.kind == "product" else 8
+    if (fields.m is not None or fields.width is not None) and fields.kind != "product":
+        raise InvalidParameterError(f"quantization spec {spec!r}: only 'product' takes -m<M> or -w<W>")
+    m = 8
+    if fields.kind == "product":
+        width = fields.width or 8
+        if fields.m is None and dimensions % width:
+            raise InvalidParameterError(f"quantization spec {spec!r}: subspaces {width} wide do not divide "
+                                        f"{dimensions} dimensions")
+        m = fields.m or max(1, dimensions // width)
     return QuantizationConfig(kind=fields.kind, m=m, bits=fields.bits,  # type: ignore[arg-type]
                               rotation=fields.rotation, graph=fields.graph)  # type: ignore[arg-type]
 
@@ -413,9 +419,29 @@ def _build_index(plan: _Plan, seed: int, settings: RunSettings, progress: Progre
                 progress("insert", min(n, start + settings.insert_chunk), n)
     with Stopwatch() as ser:
         serialized = len(index.serialize())
-    return index, {"seed": seed, "order": "seeded permutation", "build_time_s": sw.seconds,
-                   "inserts_per_s": n / sw.seconds if sw.seconds else None, "cpu_utilization": meter.utilization,
-                   "threads": pinned, "serialized_bytes": serialized, "serialize_time_s": ser.seconds}
+    figures = {"seed": seed, "order": "seeded permutation", "build_time_s": sw.seconds,
+               "inserts_per_s": n / sw.seconds if sw.seconds else None, "cpu_utilization": meter.utilization,
+               "threads": pinned, "serialized_bytes": serialized, "serialize_time_s": ser.seconds}
+    if plan.config.quantization is not None:  # codes, graph and float vectors per vector, stated apart
+        figures["index_stats"] = {key: value for key, value in index.stats().extra.items()
+                                  if isinstance(value, (str, int, float, bool)) or value is None}
+    return index, figures
+
+
+def _code_scan(index: HnswIndex, plan: _Plan, settings: RunSettings) -> dict[str, Any] | None:
+    """Recall of a quantized index's own code scan (every code, no graph, the same scoring and re-ranking:
+    :meth:`HnswIndex.scan_codes`), None where the backend has none: beside the ef sweep it tells what the graph
+    loses from what the codes lose."""
+    if plan.config.quantization is None or not hasattr(index.raw_backend, "scan_codes"):
+        return None
+    ds, k = plan.ds, settings.k
+    queries = ds.test[: plan.n_queries]
+    gt_d = ds.distances[: plan.n_queries]
+    with pinned_threads(1), Stopwatch() as sw:
+        run_ids = ids_matrix(index.scan_codes(queries, k), k)
+    run_d = true_distances(queries, ds.train, run_ids, ds.metric)
+    return {"recall": {"1": mean_recall(gt_d, run_d, 1), str(k): mean_recall(gt_d, run_d, k)},
+            "candidates": max(k, int(plan.config.rerank)), "seconds": sw.seconds}
 
 
 def _measure_recall_and_qps(index: HnswIndex, plan: _Plan, ef: int, settings: RunSettings, k_big: int,
@@ -574,6 +600,9 @@ def _sweep_builds(plan: _Plan, settings: RunSettings, progress: Progress | None
         for repeat in range(plan.builds):
             index, figures = _build_index(plan, repeat, settings, progress)
             indexes.append(index)
+            scanned = _code_scan(index, plan, settings)
+            if scanned is not None:
+                figures["code_scan"] = scanned
             sweep: dict[int, dict[str, Any]] = {}
             recall_big: dict[int, float] = {}
             for step, (ef, _path, _fp) in enumerate(plan.todo):

@@ -34,7 +34,10 @@ What the fields mean (the schemas below say which are required and of what type)
 build@2 (``status == 'ok'``): ``dataset`` {name, n_train, n_test, dimensions, metric, gt_k, content_hash},
 ``backend``, ``tier``, ``graph`` ('hnsw' | 'flat'), ``build`` {m, ef_construction, quantization}, ``config``,
 ``builds`` [{seed, order, build_time_s, inserts_per_s, cpu_utilization, threads, serialized_bytes,
-serialize_time_s}], ``median_build`` (index into builds), ``build_time_s`` (Spread over builds),
+serialize_time_s, index_stats (quantized builds: ``IndexStats.extra``'s scalars: code, graph, re-rank and build
+float bytes per vector apart), code_scan (quantized builds whose backend scans its codes: {recall {"1", "10"},
+candidates, seconds} of every code scored with the index's own scoring and re-ranking, no graph)}],
+``median_build`` (index into builds), ``build_time_s`` (Spread over builds),
 ``inserts_per_s`` (at the median time), ``threads`` (the pinned counts read back: threads, faiss_omp, openmp,
 blas, library_pools, ruvector_rayon), ``serialized_bytes``, ``bytes_per_vector`` {serialized, analytic {vectors,
 graph, ids, total, ...}, rss_growth (resident-memory growth per vector of the build in a fresh child process),
@@ -60,9 +63,13 @@ the library's own pools at that many threads; a backend without a pool shows cpu
 build), ``warmup``, ``noisy``, ``noise_threshold``, ``reference``, ``parallelism`` (what each mode means),
 ``peak_rss_bytes``.
 
-quant@1: ``dataset``, ``codec`` {kind, m, bits}, ``code_bytes``, ``codebook_bytes``, ``bytes_per_vector`` (code plus
-the codebooks shared over the base set), ``compression``, ``train_time_s``, ``encode_per_s``,
-``quantize_single_ms`` {p50, p95, p99}, ``reconstruction_mse``, ``rerank`` [{factor, candidates, recall_at_1,
+quant@1: ``dataset``, ``codec`` {kind, m, bits, rotation, graph}, ``code_bytes``, ``codebook_bytes``,
+``bytes_per_vector`` (code plus the codebooks shared over the base set), ``compression``, ``train_time_s``,
+``encode_per_s``, ``quantize_single_ms`` {p50, p95, p99}, ``reconstruction_mse``, ``neighbourhood_order`` (mean
+Spearman correlation of the codes' distance estimates with the true ones on each query's 100 true neighbours;
+null without ground-truth neighbours), ``neighbourhood_error`` {spread, spread_share, error_to_spread} (the codec's
+reconstruction error against the spread of a query's 100 true neighbours; null without them),
+``rabitq_alignment`` (RaBitQ's mean <x̄, y>; null for other codecs), ``rerank`` [{factor, candidates, recall_at_1,
 recall_at_10, qps}] (brute force over the codes, then the best ``factor * k`` candidates re-scored exactly;
 factor 1 is no re-ranking).
 
@@ -119,6 +126,7 @@ _NUM_NULL = {"type": ["number", "null"]}
 _INT = {"type": "integer"}
 _INT_NULL = {"type": ["integer", "null"]}
 _STR = {"type": "string"}
+_STR_NULL = {"type": ["string", "null"]}
 _OBJ = {"type": "object"}
 
 _DEFS: dict[str, Any] = {
@@ -185,7 +193,9 @@ _BUILD_RUN = {  # one build of a configuration (seeded insertion order)
     "required": ["seed", "build_time_s", "serialized_bytes"],
     "properties": {"seed": _INT, "order": _STR, "build_time_s": _NUM, "inserts_per_s": _NUM_NULL,
                    "cpu_utilization": _NUM_NULL, "threads": _OBJ, "serialized_bytes": _INT,
-                   "serialize_time_s": _NUM},
+                   "serialize_time_s": _NUM, "index_stats": _OBJ,
+                   "code_scan": {"type": "object", "required": ["recall", "candidates"],
+                                 "properties": {"recall": _OBJ, "candidates": _INT, "seconds": _NUM}}},
 }
 
 _BYTES_PER_VECTOR = {
@@ -320,10 +330,14 @@ QUANT: dict[str, Any] = _record(
         "properties": {
             "dataset": {"$ref": "#/$defs/dataset"}, "spec": _STR,
             "codec": {"type": "object", "required": ["kind"],
-                      "properties": {"kind": _STR, "m": _INT_NULL, "bits": _INT_NULL}},
+                      "properties": {"kind": _STR, "m": _INT_NULL, "bits": _INT_NULL, "rotation": _STR_NULL,
+                                     "graph": _STR_NULL}},
             "code_bytes": _INT, "codebook_bytes": _INT, "bytes_per_vector": _NUM, "compression": _NUM,
             "train_time_s": _NUM, "encode_per_s": _NUM_NULL, "quantize_single_ms": {"$ref": "#/$defs/percentiles"},
-            "reconstruction_mse": _NUM,
+            "reconstruction_mse": _NUM, "neighbourhood_order": _NUM_NULL, "rabitq_alignment": _NUM_NULL,
+            "neighbourhood_error": {"type": ["object", "null"], "required": ["spread", "spread_share",
+                                    "error_to_spread"], "properties": {"spread": _NUM, "spread_share": _NUM,
+                                                                       "error_to_spread": _NUM}},
             "rerank": {"type": "array", "minItems": 1, "items": {
                 "type": "object", "required": ["factor", "candidates", "recall_at_1", "recall_at_10", "qps"],
                 "properties": {"factor": {"type": "integer", "minimum": 1}, "candidates": _INT,

@@ -36,6 +36,11 @@ identity: ``dataset``, ``backend``, ``tier``, ``graph``, ``m``, ``ef_constructio
 - ``codecs``: one row per (status-'ok' quant@1 record, re-rank factor);
 - ``adr``: one row per (ADR record, case, protocol); a case not available is one row with its reason.
 
+The quantization figures: :func:`codec_summary` (one row per swept codec: the codes alone beside the first
+re-ranking, with the diagnostics), :func:`rabitq_bits` (RaBitQ by bit width) and :func:`qhnsw_vs_scan` (each
+quantized HNSW build against the flat scan of the same codes and re-ranking, its memory split into codes, graph
+and float vectors). Why a codec loses to a smaller one is :mod:`ruvector_lab.bench.quant_findings`'.
+
 The per-query files: :func:`per_query` (one setting's queries: recall, strict recall and difficulty, recomputed
 from the dataset's ground truth) and :func:`perquery_check` (every file, with its mean recall recomputed).
 
@@ -105,13 +110,23 @@ FILE_COLUMNS: dict[str, Any] = {
     "tier": _S, "graph": _S, "m": _I, "ef_construction": _I, "quantization": _S, "build": _S, "ef_search": _I,
     "k": _I, "spec": _S, "environment": _S}
 
+#: the stats of a quantized index (``IndexStats.extra``: :func:`ruvector_lab.quantization.rerank.memory_stats`)
+#: that :attr:`Tables.builds` reads from a build record (:func:`index_stats`), bytes per vector but ``fixed_bytes``
+INDEX_STAT_COLUMNS: dict[str, Any] = {
+    "code_bytes_per_vector": _F, "graph_bytes_per_vector": _F, "rerank_float_bytes_per_vector": _F,
+    "build_float_bytes_per_vector": _F, "fixed_bytes": _I}
+
 #: :attr:`Tables.builds`. Build time over the ``n_builds`` builds (seconds); ``cpu_utilization`` is the first
 #: build's process CPU over wall time; ``threads`` the pinned count read back. Bytes per stored vector three ways:
 #: ``bytes_serialized`` (serialize() / n), ``bytes_analytic`` (the layout's estimate, split into ``analytic_*``;
 #: null with ``analytic_status`` and ``analytic_reason`` when the estimate does not know the layout) and
 #: ``bytes_rss`` (resident-memory growth of a build in a fresh child process; null with ``rss_status`` and
 #: ``rss_reason`` when not measured); ``float_bytes`` is 4 x dimensions. ``drift`` is the reference workload's
-#: relative change over the configuration, ``noisy`` the record's own noise flags.
+#: relative change over the configuration, ``noisy`` the record's own noise flags. A quantized index's own stats
+#: (:data:`INDEX_STAT_COLUMNS`; null for float indexes and for records that do not carry them) split its memory
+#: per vector into codes, graph, float vectors kept for re-ranking and float vectors kept only to build the graph
+#: from them, with ``fixed_bytes`` that do not grow with n. ``code_scan_recall`` is recall@k of the median build's
+#: code scan (every code, no graph, the same scoring and re-ranking; null where the backend has none).
 BUILD_COLUMNS: dict[str, Any] = {
     **_IDENTITY, "status": _S, "reason": _S, "metric": _S, "n_train": _I, "n_test": _I, "dimensions": _I,
     "n_builds": _I, "median_build": _I, "build_time_s": _F, "build_time_min": _F, "build_time_max": _F,
@@ -120,7 +135,7 @@ BUILD_COLUMNS: dict[str, Any] = {
     "analytic_vectors": _F, "analytic_graph": _F, "analytic_ids": _F, "analytic_other": _F, "analytic_status": _S,
     "analytic_reason": _S, "bytes_rss": _F, "rss_status": _S, "rss_reason": _S, "child_peak_rss_bytes": _I,
     "float_bytes": _I, "reference_before_s": _F, "reference_after_s": _F, "drift": _F, "noise_threshold": _F,
-    "noisy": pl.List(_S)}
+    "noisy": pl.List(_S), **INDEX_STAT_COLUMNS, "code_scan_recall": _F}
 
 #: :attr:`Tables.queries` (before the per-thread-count QPS columns). Recall is the **median build**'s:
 #: ``recall_at_1``, ``recall_at_10`` (recall@k, distance ties tolerated; the name is kept for any k),
@@ -175,12 +190,20 @@ SCALING_COLUMNS: dict[str, Any] = {
 
 #: :attr:`Tables.codecs`: ``codec`` is the spec ('scalar', 'product-m48'), ``kind`` the codec kind; bytes per
 #: vector counts the code plus the codebooks shared over the base set; ``factor`` is the re-rank factor (1: the codes
-#: alone; f: the best f x k candidates re-scored exactly), ``candidates`` = f x k
+#: alone; f: the best f x k candidates re-scored exactly), ``candidates`` = f x k. ``rotation`` is the codec's
+#: ('random' or 'none' for RaBitQ, 'none' or 'opq' for PQ; a record from before rotations were recorded held its
+#: kind's default). The diagnostics (null when the record predates them, or had no ground-truth neighbours):
+#: ``neighbourhood_order`` (mean Spearman correlation of the codes' distance estimates with the true distances
+#: over each query's 100 true neighbours), ``neighbourhood_spread`` (mean squared distance of those neighbours to
+#: their centroid), ``spread_share`` (that over the data's total variance), ``error_to_spread`` (the codec's
+#: reconstruction error over that spread) and ``rabitq_alignment`` (RaBitQ's mean <x̄, y>; null for other kinds)
 CODEC_COLUMNS: dict[str, Any] = {
     "path": _S, "dataset": _S, "metric": _S, "dimensions": _I, "n_train": _I, "codec": _S, "kind": _S,
     "codec_m": _I, "bits": _I, "code_bytes": _I, "codebook_bytes": _I, "bytes_per_vector": _F, "compression": _F,
     "train_time_s": _F, "encode_per_s": _F, "quantize_p50_ms": _F, "quantize_p95_ms": _F, "quantize_p99_ms": _F,
-    "reconstruction_mse": _F, "factor": _I, "candidates": _I, "recall_at_1": _F, "recall_at_10": _F, "qps": _F}
+    "reconstruction_mse": _F, "factor": _I, "candidates": _I, "recall_at_1": _F, "recall_at_10": _F, "qps": _F,
+    "rotation": _S, "neighbourhood_order": _F, "neighbourhood_spread": _F, "spread_share": _F,
+    "error_to_spread": _F, "rabitq_alignment": _F}
 
 #: :attr:`Tables.adr`: ``backend`` 'common' for the cases measured once for every backend; ``case_index`` the
 #: case's position in its record; ``judged_ms`` what the verdict is taken on (ADR protocol: the mean; honest: p95),
@@ -373,7 +396,53 @@ def _build_row(rec: dict[str, Any]) -> dict[str, Any]:
         "rss_reason": child.get("reason"), "child_peak_rss_bytes": child.get("peak_rss_bytes"),
         "reference_before_s": reference.get("before_s"), "reference_after_s": reference.get("after_s"),
         "drift": reference.get("drift"), "noise_threshold": rec.get("noise_threshold"),
-        "noisy": list(rec.get("noisy") or [])}
+        "noisy": list(rec.get("noisy") or []), "code_scan_recall": _code_scan_recall(rec)} | \
+        _index_stat_columns(index_stats(rec))
+
+
+def _code_scan_recall(rec: Mapping[str, Any]) -> float | None:
+    """Recall@k of the median build's code scan (``builds[median].code_scan``), None when it was not run."""
+    builds, median = rec.get("builds"), rec.get("median_build")
+    if not isinstance(builds, list) or not isinstance(median, int) or not 0 <= median < len(builds):
+        return None
+    scan = builds[median].get("code_scan") if isinstance(builds[median], Mapping) else None
+    recall = scan.get("recall") if isinstance(scan, Mapping) else None
+    if not isinstance(recall, Mapping):
+        return None
+    k = (rec.get("build") or {}).get("k") or 10
+    value = recall.get(str(k), recall.get("10"))
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def index_stats(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A quantized index's own stats (``IndexStats.extra``) in a build record, wherever the record keeps them:
+    the first object holding ``code_bytes_per_vector``, searched breadth-first with the median build's entry
+    ahead of the other builds. ``{}`` when there is none (a float index, or a record written before the runner
+    kept the stats): every figure read from it is then unknown, never zero."""
+    builds = rec.get("builds")
+    median = rec.get("median_build")
+    first: list[Any] = []
+    if isinstance(builds, list) and isinstance(median, int) and 0 <= median < len(builds):
+        first.append(builds[median])  # the build whose figures the record reports
+    queue = [rec, *first]
+    while queue:
+        node = queue.pop(0)
+        if isinstance(node, Mapping):
+            if "code_bytes_per_vector" in node:
+                return dict(node)
+            queue.extend(node.values())
+        elif isinstance(node, list):
+            queue.extend(node)
+    return {}
+
+
+def _index_stat_columns(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`INDEX_STAT_COLUMNS` of one build from its :func:`index_stats` (absent figures: None)."""
+    out = {}
+    for name, dtype in INDEX_STAT_COLUMNS.items():
+        value = stats.get(name)
+        out[name] = None if value is None else (int(value) if dtype == _I else float(value))
+    return out
 
 
 def _query_row(rec: dict[str, Any]) -> dict[str, Any]:
@@ -501,9 +570,33 @@ def _codec_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
             "bytes_per_vector": rec["bytes_per_vector"], "compression": rec["compression"],
             "train_time_s": rec["train_time_s"], "encode_per_s": rec["encode_per_s"],
             "quantize_p50_ms": single["p50"], "quantize_p95_ms": single["p95"], "quantize_p99_ms": single["p99"],
-            "reconstruction_mse": rec["reconstruction_mse"]}
+            "reconstruction_mse": rec["reconstruction_mse"], "rotation": codec_rotation(rec["spec"], codec),
+            "neighbourhood_order": rec.get("neighbourhood_order"), "rabitq_alignment": rec.get("rabitq_alignment")}
+    local = rec.get("neighbourhood_error") or {}
+    base |= {"neighbourhood_spread": local.get("spread"), "spread_share": local.get("spread_share"),
+             "error_to_spread": local.get("error_to_spread")}
     return [base | {"factor": rr["factor"], "candidates": rr["candidates"], "recall_at_1": rr["recall_at_1"],
                     "recall_at_10": rr["recall_at_10"], "qps": rr["qps"]} for rr in rec["rerank"]]
+
+
+def codec_rotation(spec: str, codec: Mapping[str, Any]) -> str | None:
+    """The rotation a swept codec ran with: the record's own, else the spec's (``-norot``, ``-opq``), else its
+    kind's default (``QuantizationConfig.from_dict``: records from before rotations were recorded held the
+    default); None when none of these is known (an unknown kind, or the quantization package absent)."""
+    if codec.get("rotation"):
+        return str(codec["rotation"])
+    try:
+        named = results.spec_fields(spec).rotation
+    except InvalidParameterError:
+        named = None
+    if named:
+        return named
+    try:
+        from ..quantization.config import KIND_ROTATIONS
+    except ImportError:  # the readers work without the quantization package; the default is then unknown
+        return None
+    defaults = KIND_ROTATIONS.get(str(codec.get("kind")))
+    return defaults[0] if defaults else None
 
 
 def _adr_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -590,7 +683,8 @@ class Tables:
         partial ``params`` (tests, notebooks) keeps everything. ADR records are all kept (the adr stage's output is
         not persistent). Quantized HNSW builds (subtree 'qhnsw') are selected by ``quantization.hnsw_datasets``,
         ``quantization.datasets``, ``quantization.hnsw`` and the first ``build.m`` and ``build.ef_construction``,
-        with which the quantize stage builds them.
+        with which the quantize stage builds them, and their queries by ``quantization.hnsw_ef_search`` (else
+        ``query.ef_search``).
         """
         if not params:
             return self
@@ -630,7 +724,10 @@ def _grid(params: Mapping[str, Any]) -> pl.Expr:
     plain = (_within("dataset", datasets) & _within("m", ms) & _within("ef_construction", efcs)
              & _within("quantization", quants))
     index = _within("backend", backends) & pl.when(pl.col("subtree") == "qhnsw").then(quantized).otherwise(plain)
-    query = index & _within("ef_search", efs) & (pl.lit(True) if k is None else
+    hnsw_efs = _allowed(params, "quantization", "hnsw_ef_search") or efs  # the quantize stage's own sweep
+    swept = pl.when(pl.col("subtree") == "qhnsw").then(_within("ef_search", hnsw_efs)).otherwise(
+        _within("ef_search", efs))
+    query = index & swept & (pl.lit(True) if k is None else
                                                  (pl.col("k").is_null() | (pl.col("k") == k)))
     kind = pl.col("kind")
     return (pl.when(kind == "build").then(index).when(kind == "query").then(query)
@@ -817,6 +914,165 @@ def adr_view(adr_frame: pl.DataFrame, backends: Sequence[str] | None = None) -> 
         parts.append(merged.sort("view_index", maintain_order=True))
     empty = adr_frame.head(0).with_columns(pl.lit(None, _S).alias("measured_on"), pl.lit(None, _I).alias("view_index"))
     return pl.concat(parts, how="vertical") if parts else empty
+
+
+# -------------------------------------------------------------------------------------------------- quantization
+#: :func:`codec_summary`: one row per (dataset, codec) of :attr:`Tables.codecs` with its codec-level columns;
+#: ``width`` is a PQ codec's subspace width (dimensions / m; null for other kinds); ``recall_at_10``,
+#: ``recall_at_1`` and ``qps`` are the codes' alone (factor 1; null when the sweep had no factor 1), and
+#: ``rerank_factor``, ``recall_at_10_rerank``, ``qps_rerank`` those of the sweep's first factor above 1 (null
+#: without one)
+CODEC_SUMMARY_COLUMNS: dict[str, Any] = {
+    "path": _S, "dataset": _S, "metric": _S, "dimensions": _I, "n_train": _I, "codec": _S, "kind": _S,
+    "codec_m": _I, "width": _I, "bits": _I, "rotation": _S, "code_bytes": _I, "codebook_bytes": _I,
+    "bytes_per_vector": _F, "compression": _F, "reconstruction_mse": _F, "neighbourhood_order": _F,
+    "neighbourhood_spread": _F, "spread_share": _F, "error_to_spread": _F, "rabitq_alignment": _F,
+    "recall_at_10": _F, "recall_at_1": _F, "qps": _F, "rerank_factor": _I, "recall_at_10_rerank": _F,
+    "qps_rerank": _F}
+
+#: :func:`rabitq_bits`: RaBitQ under its random rotation, one row per (dataset, bit width)
+RABITQ_BITS_COLUMNS = ("dataset", "codec", "bits", "bytes_per_vector", "recall_at_10", "rerank_factor",
+                       "recall_at_10_rerank", "rabitq_alignment", "neighbourhood_order")
+
+#: :func:`qhnsw_vs_scan`: one row per quantized HNSW build of the quantize stage (subtree 'qhnsw', graph 'hnsw')
+#: and k. ``spec`` is the build's quantization ('product-gfloat-r40'), ``codec`` the codec it holds ('product':
+#: the spec without its graph and re-rank parts), ``graph`` what the graph was built from ('codes' or 'float'),
+#: ``rerank`` its re-rank depth R and ``factor`` the codec sweep's re-rank factor doing the same (R / k; 1 for
+#: R = 0; null when R is not a multiple of k). Over the build's ef_search sweep: ``ef_best`` (the ef of the
+#: highest recall@10, the smallest on ties) with its ``recall_at_10`` and 1-thread ``qps_1``, and ``ef_max`` (the
+#: largest ef) with ``recall_at_ef_max`` and ``qps_at_ef_max``. The flat scan of the same codec and re-ranking
+#: (:attr:`Tables.codecs`): ``flat_recall_at_10``, ``flat_qps``, and ``gap`` = flat recall - HNSW recall at
+#: ``ef_best`` (what the graph loses; negative when it finds more); ``flat_note`` says why there is no flat
+#: reference (null when there is one). Memory per vector from the build's index stats
+#: (:data:`INDEX_STAT_COLUMNS`, null when the record lacks them), ``bytes_per_vector`` their sum with
+#: ``fixed_bytes`` spread over ``n_train`` (null unless codes, graph and both float parts are known), and the
+#: build's whole-index figures ``bytes_serialized``, ``bytes_analytic``, ``bytes_rss``. ``scan_recall_at_10``: the
+#: index's own code scan (same codes, scoring and re-ranking as its graph search, no graph), ``scan_gap`` that minus
+#: the best graph recall: what the graph alone loses (the flat sweep's ``gap`` also holds scoring differences, e.g.
+#: faiss' binary HNSW compares sign bits symmetrically, the library's scan asymmetrically)
+QHNSW_COLUMNS: dict[str, Any] = {
+    "dataset": _S, "backend": _S, "spec": _S, "codec": _S, "graph": _S, "rerank": _I, "k": _I, "factor": _I,
+    "ef_best": _I, "recall_at_10": _F, "qps_1": _F, "ef_max": _I, "recall_at_ef_max": _F, "qps_at_ef_max": _F,
+    "flat_recall_at_10": _F, "flat_qps": _F, "gap": _F, "flat_note": _S, "scan_recall_at_10": _F, "scan_gap": _F,
+    **INDEX_STAT_COLUMNS, "n_train": _I,
+    "bytes_per_vector": _F, "bytes_serialized": _F, "bytes_analytic": _F, "bytes_rss": _F}
+
+
+def codec_summary(codecs: pl.DataFrame) -> pl.DataFrame:
+    """One row per (dataset, codec) of a codecs frame (:attr:`Tables.codecs` or :func:`codec_frame`), the codes
+    alone beside the first re-ranking (:data:`CODEC_SUMMARY_COLUMNS`), in the frame's order."""
+    rows = []
+    for _, group in codecs.group_by(["dataset", "codec"], maintain_order=True):
+        runs = sorted(group.to_dicts(), key=lambda r: r["factor"])
+        head = runs[0]
+        alone = next((r for r in runs if r["factor"] == 1), {})
+        more = next((r for r in runs if r["factor"] > 1), {})
+        m, d = head["codec_m"], head["dimensions"]
+        width = d // m if head["kind"] == "product" and m and d and d % m == 0 else None
+        rows.append({c: head.get(c) for c in CODEC_SUMMARY_COLUMNS} | {
+            "width": width, "recall_at_10": alone.get("recall_at_10"), "recall_at_1": alone.get("recall_at_1"),
+            "qps": alone.get("qps"), "rerank_factor": more.get("factor"),
+            "recall_at_10_rerank": more.get("recall_at_10"), "qps_rerank": more.get("qps")})
+    return _frame(rows, CODEC_SUMMARY_COLUMNS)
+
+
+def rabitq_bits(codecs: pl.DataFrame) -> pl.DataFrame:
+    """RaBitQ by bit width (:data:`RABITQ_BITS_COLUMNS`): per dataset, every RaBitQ codec of the sweep under its
+    random rotation, by bits, with recall@10 of the codes alone and with the sweep's first re-rank factor above 1,
+    its mean <x̄, y> and neighbourhood order. The rotation-off variants are left out (:func:`codec_summary`
+    has them)."""
+    summary = codec_summary(codecs)
+    chosen = summary.filter((pl.col("kind") == "rabitq") & (pl.col("rotation") == "random").fill_null(False))
+    return chosen.sort(["dataset", "bits"], maintain_order=True).select(RABITQ_BITS_COLUMNS)
+
+
+def _codec_fields(spec: str) -> results.SpecFields | None:
+    """What a spec says of the codec alone (graph and re-rank depth set aside), or None for a bad spec."""
+    try:
+        return replace(results.spec_fields(spec), graph="codes", rerank=0)
+    except InvalidParameterError:
+        return None
+
+
+def flat_spec(spec: str) -> str:
+    """The codec part of a quantized build's spec: ``'product-gfloat-r40'`` -> ``'product'``, the spec of the
+    codec sweep's record of the same codes (each part is read by :func:`results.spec_fields`)."""
+    kind, *parts = spec.split("-")
+    kept = []
+    for part in parts:
+        try:
+            one = results.spec_fields(f"{kind}-{part}")
+        except InvalidParameterError:  # not a part of the grammar: kept, the record is named as it was written
+            kept.append(part)
+            continue
+        if one.graph == "codes" and not one.rerank:
+            kept.append(part)
+    return "-".join([kind, *kept])
+
+
+def _flat_reference(codecs: Sequence[dict[str, Any]], spec: str, dataset: str, rerank: int, k: int
+                    ) -> tuple[str, int | None, dict[str, Any] | None, str | None]:
+    """The codec sweep's row doing what a quantized build with re-rank depth ``rerank`` does at ``k``:
+    (codec spec, factor, the row or None, why there is none)."""
+    wanted = _codec_fields(spec)
+    same = [r for r in codecs if r["dataset"] == dataset and wanted is not None
+            and _codec_fields(r["codec"]) == wanted]
+    codec = same[0]["codec"] if same else flat_spec(spec)
+    if rerank and rerank % k:
+        return codec, None, None, f"re-rank depth {rerank} is not a multiple of k = {k}"
+    factor = rerank // k if rerank else 1
+    if not same:
+        return codec, factor, None, f"the codec sweep has no {codec} on {dataset}"
+    row = next((r for r in same if r["factor"] == factor), None)
+    if row is None:
+        return codec, factor, None, f"the codec sweep of {codec} has no re-rank factor {factor} (R {rerank} / k {k})"
+    return codec, factor, row, None
+
+
+def qhnsw_vs_scan(source: Source) -> pl.DataFrame:
+    """Each quantized HNSW build of the quantize stage against the flat scan of the same codes with the same
+    re-ranking (:data:`QHNSW_COLUMNS`): what the graph costs in recall, what it gains in QPS, and its memory per
+    vector split into codes, graph and float vectors. Sorted by dataset, backend (registry order) and spec."""
+    t = source if isinstance(source, Tables) else load(source, ("build", "query", "quant"))
+    # a backend that serves the codec by a flat scan has no graph to compare (older runs built those too)
+    graphs = t.queries.filter((pl.col("subtree") == "qhnsw") & (pl.col("graph") == "hnsw"))
+    builds = {tuple(b[c] for c in BUILD_KEY): b
+              for b in t.builds.filter((pl.col("subtree") == "qhnsw") & (pl.col("status") == "ok")).to_dicts()}
+    codecs = t.codecs.to_dicts()
+    rows = []
+    for key, group in graphs.group_by([*BUILD_KEY, "k"], maintain_order=True):
+        ident = dict(zip([*BUILD_KEY, "k"], key, strict=True))
+        spec, k = str(ident["quantization"]), int(ident["k"])
+        fields = results.spec_fields(spec)
+        runs = sorted(group.to_dicts(), key=lambda r: r["ef_search"])
+        best = max(runs, key=lambda r: (r["recall_at_10"] if r["recall_at_10"] is not None else -1.0,
+                                        -r["ef_search"]))
+        last = runs[-1]
+        codec, factor, flat, note = _flat_reference(codecs, spec, ident["dataset"], fields.rerank, k)
+        build = builds.get(tuple(ident[c] for c in BUILD_KEY), {})
+        stats = {c: build.get(c) for c in INDEX_STAT_COLUMNS}
+        parts = [stats[c] for c in ("code_bytes_per_vector", "graph_bytes_per_vector",
+                                    "rerank_float_bytes_per_vector", "build_float_bytes_per_vector")]
+        n = build.get("n_train")
+        total = None
+        if all(v is not None for v in parts):
+            total = float(sum(parts)) + (stats["fixed_bytes"] / n if stats["fixed_bytes"] is not None and n else 0.0)
+        flat_recall = flat["recall_at_10"] if flat else None
+        rows.append({"dataset": ident["dataset"], "backend": ident["backend"], "spec": spec, "codec": codec,
+                     "graph": fields.graph, "rerank": fields.rerank, "k": k, "factor": factor,
+                     "ef_best": best["ef_search"], "recall_at_10": best["recall_at_10"], "qps_1": best.get("qps_1"),
+                     "ef_max": last["ef_search"], "recall_at_ef_max": last["recall_at_10"],
+                     "qps_at_ef_max": last.get("qps_1"), "flat_recall_at_10": flat_recall,
+                     "flat_qps": flat["qps"] if flat else None,
+                     "gap": flat_recall - best["recall_at_10"]
+                     if flat_recall is not None and best["recall_at_10"] is not None else None,
+                     "flat_note": note, "scan_recall_at_10": build.get("code_scan_recall"),
+                     "scan_gap": build["code_scan_recall"] - best["recall_at_10"]
+                     if build.get("code_scan_recall") is not None and best["recall_at_10"] is not None else None,
+                     **stats, "n_train": n, "bytes_per_vector": total,
+                     "bytes_serialized": build.get("bytes_serialized"), "bytes_analytic": build.get("bytes_analytic"),
+                     "bytes_rss": build.get("bytes_rss")})
+    return sort_backends(_frame(rows, QHNSW_COLUMNS), "spec")
 
 
 # ------------------------------------------------------------------------------------------- per-query results
@@ -1198,12 +1454,14 @@ def tune_pareto(source: Source) -> pl.DataFrame:
     return _frame([row for rec in tune_records(source) for row in _tune_pareto_rows(rec)], TUNE_PARETO_COLUMNS)
 
 
-__all__ = ["ADR_COLUMNS", "BUILD_COLUMNS", "BUILD_KEY", "CODEC_COLUMNS", "DIFFICULTY_COLUMNS", "EMBEDDING_COLUMNS",
-           "FILE_COLUMNS", "GLOBS", "KINDS", "MODES", "PERQUERY_CHECK_COLUMNS", "QUERY_BUILD_COLUMNS", "QUERY_COLUMNS",
+__all__ = ["ADR_COLUMNS", "BUILD_COLUMNS", "BUILD_KEY", "CODEC_COLUMNS", "CODEC_SUMMARY_COLUMNS", "DIFFICULTY_COLUMNS",
+           "EMBEDDING_COLUMNS", "FILE_COLUMNS", "GLOBS", "INDEX_STAT_COLUMNS", "KINDS", "MODES",
+           "PERQUERY_CHECK_COLUMNS", "QHNSW_COLUMNS", "QUERY_BUILD_COLUMNS", "QUERY_COLUMNS", "RABITQ_BITS_COLUMNS",
            "RECALL_TARGETS", "SCALING_COLUMNS", "SETTING_KEY", "TAGS", "TUNE_COLUMNS", "TUNE_OBJECTIVES",
            "TUNE_PARETO_COLUMNS", "TUNE_RECOMMENDATION", "TUNE_TRIAL_COLUMNS", "Datasets", "PerQueryFile", "Source",
-           "Tables", "absent", "adr", "adr_view", "backend_rank", "build_label", "builds", "codec_frame", "codecs",
-           "datasets_root", "effective_ef", "embedding_matrix", "files", "find_per_query", "flag_noise",
-           "ground_truth", "load", "mark_pareto", "noise_figures", "operating_points", "pareto", "per_query",
-           "perquery_check", "queries", "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts",
-           "tune_column", "tune_pareto", "tune_records", "tune_results", "tune_trials"]
+           "Tables", "absent", "adr", "adr_view", "backend_rank", "build_label", "builds", "codec_frame",
+           "codec_rotation", "codec_summary", "codecs", "datasets_root", "effective_ef", "embedding_matrix", "files",
+           "find_per_query", "flag_noise", "flat_spec", "ground_truth", "index_stats", "load", "mark_pareto",
+           "noise_figures", "operating_points", "pareto", "per_query", "perquery_check", "qhnsw_vs_scan", "queries",
+           "rabitq_bits", "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts", "tune_column",
+           "tune_pareto", "tune_records", "tune_results", "tune_trials"]

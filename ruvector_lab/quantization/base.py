@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 CODEC_KIND = "quantization-codec"
 #: code rows scored per block, so scoring never builds a float matrix of the whole collection
 SCORE_BLOCK = 8192
+#: largest entry of ``R^T R - I`` a stored rotation may show: float32 rounding of an orthogonal matrix stays
+#: near 1e-5 even at 4096 dimensions, while a damaged or non-orthogonal one is off by far more
+ROTATION_TOLERANCE = 1e-3
 
 _REGISTRY: dict[str, type[Codec]] = {}
 
@@ -234,6 +237,32 @@ class Codec(ABC):
             raise QuantizationError(
                 f"these codes hold {other.dimensions}-d vectors; this codec reads {self.dimensions}-d"
             )
+
+
+def random_rotation(dimensions: int, seed: int) -> np.ndarray:
+    """A seeded ``(d, d)`` float32 orthogonal matrix (QR of a Gaussian matrix, signs fixed so it is unique)."""
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.standard_normal((dimensions, dimensions)))
+    return np.ascontiguousarray(q * np.sign(np.diag(r)), dtype=np.float32)
+
+
+def checked_rotation(value: object, dimensions: int, kind: str) -> np.ndarray:
+    """A stored rotation as a C-contiguous ``(d, d)`` float32 array, or :class:`QuantizationError` if it has the
+    wrong shape, a non-finite entry, or is not orthogonal within :data:`ROTATION_TOLERANCE` (codes scored
+    through a non-orthogonal matrix would no longer estimate the distances of the vectors encoded)."""
+    if not isinstance(value, np.ndarray) or value.shape != (dimensions, dimensions) or value.dtype.kind != "f":
+        shape = getattr(value, "shape", None)
+        raise QuantizationError(f"a {kind} codec's rotation must be a {dimensions} x {dimensions} float array, "
+                                f"got {shape}")
+    if not np.isfinite(value).all():
+        raise QuantizationError(f"a {kind} codec's rotation holds non-finite entries")
+    rotation = np.ascontiguousarray(value, dtype=np.float32)
+    gram = rotation.T @ rotation
+    gram[np.diag_indices(dimensions)] -= 1.0
+    error = float(np.abs(gram).max())
+    if not error <= ROTATION_TOLERANCE:  # also catches a NaN from an overflow
+        raise QuantizationError(f"a {kind} codec's rotation is not orthogonal: R^T R is {error:.3g} from the identity")
+    return rotation
 
 
 def make_codec(config: QuantizationConfig, dimensions: int, metric: str = "cosine",

@@ -4,7 +4,8 @@ Both paths return ``(k, d)`` float32 centroids. They do not return the same cent
 differ: faiss draws ``k`` rows uniformly, NumPy uses k-means++), but they solve the same problem: a seeded
 start from ``k`` data rows, Lloyd iterations, empty clusters split off the largest one. With no more rows
 than centroids both return the rows themselves (padded by repetition), so tiny training sets reconstruct
-exactly on either path.
+exactly on either path. ``init`` warm-starts Lloyd's iterations from given centroids on both paths (OPQ
+retrains its codebooks this way after every rotation update, a few iterations at a time).
 """
 
 from __future__ import annotations
@@ -48,16 +49,17 @@ def resolve_engine(engine: str) -> str:
     raise InvalidParameterError(f"unknown engine {engine!r}; expected 'auto', 'faiss' or 'numpy'")
 
 
-def nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nearest(x: np.ndarray, centroids: np.ndarray, *, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Index of the nearest centroid of each row and its squared L2 distance, ``(labels int64, dist float32)``.
 
     Uses direct differences for low-dimensional rows (exact, as faiss does for PQ subspaces) and the norm
-    expansion otherwise; ties go to the lowest centroid index.
+    expansion otherwise; ties go to the lowest centroid index. ``exact=False`` always takes the norm expansion
+    (matrix products: several times faster on short rows, but near-ties may resolve differently).
     """
     n, d = x.shape
     labels = np.empty(n, dtype=np.int64)
     dists = np.empty(n, dtype=np.float32)
-    direct = d <= 16
+    direct = exact and d <= 16
     c_sq = None if direct else np.einsum("ij,ij->i", centroids, centroids)
     block = max(1, _BLOCK * 16 // max(d, 1)) if direct else _BLOCK
     for start in range(0, n, block):
@@ -74,27 +76,34 @@ def nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return labels, dists
 
 
-def kmeans(x: object, k: int, *, niter: int = 25, seed: int = 0, engine: Engine = "auto") -> np.ndarray:
-    """Cluster the rows of ``x`` into ``k`` centroids; return them as a ``(k, d)`` float32 array."""
+def kmeans(x: object, k: int, *, niter: int = 25, seed: int = 0, engine: Engine = "auto",
+           init: np.ndarray | None = None) -> np.ndarray:
+    """Cluster the rows of ``x`` into ``k`` centroids; return them as a ``(k, d)`` float32 array.
+
+    ``init``: ``(k, d)`` starting centroids instead of a seeded random start (a warm start)."""
     data = as_matrix(x, name="training vectors")
     k = check_positive_int("k", k)
     niter = check_positive_int("niter", niter)
     seed = check_positive_int("seed", seed, minimum=0)
     n = data.shape[0]
+    if init is not None:
+        init = as_matrix(init, data.shape[1], name="initial centroids")
+        if init.shape[0] != k:
+            raise InvalidParameterError(f"initial centroids must be {k} rows, got {init.shape[0]}")
     if n <= k:
         # every row is its own centroid; repeat rows to fill k so the codebook shape never changes
         return np.ascontiguousarray(data[np.arange(k) % n], dtype=np.float32)
     if resolve_engine(engine) == "faiss":
-        return _kmeans_faiss(data, k, niter, seed)
-    return _kmeans_numpy(data, k, niter, seed)
+        return _kmeans_faiss(data, k, niter, seed, init)
+    return _kmeans_numpy(data, k, niter, seed, init)
 
 
-def _kmeans_faiss(data: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
+def _kmeans_faiss(data: np.ndarray, k: int, niter: int, seed: int, init: np.ndarray | None) -> np.ndarray:
     import faiss
 
     # min_points_per_centroid=1: small training sets are a choice here, not a mistake worth a warning
     km = faiss.Kmeans(data.shape[1], k, niter=niter, seed=seed, verbose=False, min_points_per_centroid=1)
-    km.train(data)
+    km.train(data, init_centroids=None if init is None else np.array(init, dtype=np.float32))
     return np.ascontiguousarray(km.centroids, dtype=np.float32).reshape(k, data.shape[1])
 
 
@@ -117,8 +126,8 @@ def _kmeans_pp(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     return data[chosen].copy()
 
 
-def _kmeans_numpy(data: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
-    centroids = _kmeans_pp(data, k, np.random.default_rng(seed))
+def _kmeans_numpy(data: np.ndarray, k: int, niter: int, seed: int, init: np.ndarray | None) -> np.ndarray:
+    centroids = _kmeans_pp(data, k, np.random.default_rng(seed)) if init is None else np.array(init, np.float32)
     for _ in range(niter):
         labels, _ = nearest(data, centroids)
         counts = np.bincount(labels, minlength=k)

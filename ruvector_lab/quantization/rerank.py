@@ -80,25 +80,35 @@ def check_recorded_rerank(meta: dict[str, Any], rerank_k: int, what: str) -> Non
 
 
 def memory_stats(kind: str, dimensions: int, code_bytes: int, keeps_floats: bool, rerank_k: int,
-                 fixed_bytes: int = 0, payload_bytes: int | None = None, count: int = 0,
-                 **more: Any) -> dict[str, Any]:
+                 fixed_bytes: int = 0, payload_bytes: int | None = None, count: int = 0, *,
+                 build_floats: bool = False, graph_bytes: float | None = None, **more: Any) -> dict[str, Any]:
     """The ``IndexStats.extra`` entries of a quantized index.
 
-    ``code_bytes`` per vector is analytic; ``float_bytes_per_vector`` is ``4 * d`` when the float vectors are
-    kept for rerank, else 0; ``fixed_bytes`` counts what does not grow with n (codebooks, rotations);
+    ``code_bytes`` per vector is analytic. Float vectors are kept for rerank (``keeps_floats``) or to build a
+    graph from them (``build_floats``, HNSW over codes with ``graph='float'``), one copy serving both:
+    ``rerank_float_bytes_per_vector`` is ``4 * d`` when rerank keeps them, ``build_float_bytes_per_vector``
+    ``4 * d`` when only the graph build does, and ``float_bytes_per_vector`` their sum. ``graph_bytes`` (graph
+    backends) gives ``graph_bytes_per_vector``, the links and per-node bookkeeping, so codes, graph and float
+    vectors read apart. ``fixed_bytes`` counts what does not grow with n (codebooks, rotations);
     ``compression_ratio`` is float32 bytes over code bytes; ``payload_bytes`` (measured: the backend's
     serialized state) gives ``measured_bytes_per_vector``.
     """
-    float_bytes = 4 * dimensions if keeps_floats else 0
+    rerank_bytes = 4 * dimensions if keeps_floats else 0
+    build_bytes = 4 * dimensions if build_floats and not keeps_floats else 0
+    float_bytes = rerank_bytes + build_bytes
     out: dict[str, Any] = {
         "quantization": kind,
         "rerank": int(rerank_k),
         "code_bytes_per_vector": int(code_bytes),
         "float_bytes_per_vector": int(float_bytes),
+        "rerank_float_bytes_per_vector": int(rerank_bytes),
+        "build_float_bytes_per_vector": int(build_bytes),
         "stored_bytes_per_vector": int(code_bytes + float_bytes),
         "fixed_bytes": int(fixed_bytes),
         "compression_ratio": round(4.0 * dimensions / code_bytes, 3),
     }
+    if graph_bytes is not None:
+        out["graph_bytes_per_vector"] = round(float(graph_bytes), 2)
     if payload_bytes is not None:
         out["payload_bytes"] = int(payload_bytes)
         out["measured_bytes_per_vector"] = round(payload_bytes / count, 2) if count else 0.0
