@@ -181,7 +181,10 @@ class RabitqCodec(Codec):
         """Each code row's stored ``<x̄, y>``: how close its quantized direction lies to the vector's own (1 =
         exact). The estimator divides by it, so lower values mean noisier distance estimates."""
         rows, _ = self.check_codes(codes)
-        return self._split(rows, levels=False)[2]
+        levels, _, ip, _ = self._split(rows)
+        # the stored factor is <x̄, y> with x̄ = (2u - (2^B - 1)) / sqrt(d), a unit vector only at one bit
+        grid = 2.0 * levels.astype(np.float64) - 2 * self._offset
+        return (ip / np.sqrt(np.einsum("ij,ij->i", grid, grid) / self.dimensions)).astype(np.float32)
 
     def estimate_dots(self, queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """``(m, n)`` estimates of ``<x, q>`` for checked float32 queries and code rows."""
