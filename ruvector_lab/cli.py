@@ -392,9 +392,12 @@ def quantize(
     Every codec of params quantization.codecs (the specs of build --quantization) is trained, encodes the base
     set and is scanned by brute force. For the datasets in params quantization.hnsw_datasets, quantized HNSW
     indexes (params quantization.hnsw, e.g. product-gfloat-r40) are then built on every graph backend of params
-    bench.backends and swept over quantization.hnsw_ef_search; a backend without them is recorded as not
-    available, one that serves the codec by a flat scan is left to the codec sweep.
+    bench.backends and swept over quantization.hnsw_ef_search (recall, 1-thread QPS, latency; memory from the
+    index's stats); a backend without them is recorded as not available, one that serves the codec by a flat
+    scan is left to the codec sweep.
     """
+    import dataclasses
+
     from .bench import params, quant, runner
 
     try:
@@ -413,6 +416,9 @@ def quantize(
         hnsw_specs = q.get("hnsw", []) if dataset in q.get("hnsw_datasets", []) else []
         ef_values = sorted(int(v) for v in q["hnsw_ef_search"]) if q.get("hnsw_ef_search") else \
             params.ef_searches(p)
+        # these builds answer "what does the graph cost over the codes": recall, 1-thread QPS and latency; their
+        # memory comes from the index's stats (codes, graph, floats apart), so no child build or thread scaling
+        hnsw_settings = dataclasses.replace(settings, memory=False, threads=(1,))
         for spec in hnsw_specs:
             for backend in params.section(p, "bench").get("backends", []):
                 bp = runner.BuildParams(int(build.get("m", [16])[0]), int(build.get("ef_construction", [100])[0]),
@@ -423,7 +429,7 @@ def quantize(
                     continue
                 builds = _build_count(settings, len(ds.train), backend)
                 with _BuildBars(f"{dataset}/{backend}/{spec}", builds) as bars:
-                    outcome = runner.run_build(ds, backend, bp, ef_values, settings,
+                    outcome = runner.run_build(ds, backend, bp, ef_values, hnsw_settings,
                                                results_root / "qhnsw" / dataset, bars)
                 written += outcome.written
     except RuvectorLabError as exc:

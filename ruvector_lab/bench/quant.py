@@ -48,6 +48,8 @@ def _code_scores(codec: Any, queries: np.ndarray, codes: np.ndarray, decoded: np
     return codec.distance(queries, codes)
 
 
+#: scores held at once while scanning (float32: 512 MiB), which sets how many queries share one pass over the codes
+SCORE_BLOCK_FLOATS = 1 << 27
 #: true neighbours per query whose order the codec's estimates are checked against (the neighbourhood diagnostic)
 ORDER_NEIGHBOURS = 100
 #: queries the diagnostic uses (it is a mean over queries; more would only cost time)
@@ -137,7 +139,7 @@ def _ranks_by_decoded(codec: Any) -> bool:
 
 
 def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: int = 10, n_queries: int = 1000,
-                query_block: int = 200, progress: Progress | None = None) -> dict[str, Any]:
+                query_block: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Measure one codec on ``ds``; returns the quant@1 record (see :mod:`ruvector_lab.bench.results`).
     ``progress`` hears of its :data:`CODEC_STEPS` steps (train, encode and scan, re-rank)."""
     base = {"schema": results.SCHEMA_QUANT, "dataset": ds.describe(), "spec": spec,
@@ -176,11 +178,14 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
         widest = min(max(factors) * k, len(ds.train))
         cands = np.empty((len(queries), widest), dtype=np.int64)
         start = time.perf_counter()
-        for qs in range(0, len(queries), query_block):
-            scores = _code_scores(codec, queries[qs : qs + query_block], codes, decoded, ds.metric)
+        # as many queries per scan as keep the (block, n) score matrix near SCORE_BLOCK_FLOATS: a codec whose
+        # scoring unpacks every code (multi-bit RaBitQ) then does so once or a few times, not once per 200 queries
+        block = query_block or max(1, min(len(queries), SCORE_BLOCK_FLOATS // max(1, len(codes))))
+        for qs in range(0, len(queries), block):
+            scores = _code_scores(codec, queries[qs : qs + block], codes, decoded, ds.metric)
             part = np.argpartition(scores, widest - 1, axis=1)[:, :widest]
             order = np.argsort(np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-            cands[qs : qs + query_block] = np.take_along_axis(part, order, axis=1)
+            cands[qs : qs + block] = np.take_along_axis(part, order, axis=1)
         scan_time = time.perf_counter() - start
         ordering = (neighbourhood_order(codec, queries, codes, decoded, ds.neighbors, ds.distances)
                  if ds.neighbors is not None else None)
