@@ -407,13 +407,14 @@ def quantize(
         settings = runner.run_settings(p, force)
         runner.cap_rayon_pool(settings.build_threads)
         with _StepBar(f"codecs {dataset}", "step") as codecs:
-            written = quant.run_quant_sweep(ds, list(q.get("codecs", [])), results_root,
+            written = quant.run_quant_sweep(ds, quant.codec_specs(q, dataset), results_root,
                                             factors=[int(f) for f in q.get("rerank", [1, 4, 10])],
                                             n_queries=int(q.get("n_queries", 1000)), force=settings.force,
-                                            progress=codecs)
+                                            progress=codecs, train_size=q.get("train_size") or None,
+                                            train_threads=settings.build_threads)
         build = params.section(p, "build")
         (results_root / "qhnsw" / dataset).mkdir(parents=True, exist_ok=True)  # a declared output, even if empty
-        hnsw_specs = q.get("hnsw", []) if dataset in q.get("hnsw_datasets", []) else []
+        hnsw_specs = quant.hnsw_specs(q, dataset)
         ef_values = sorted(int(v) for v in q["hnsw_ef_search"]) if q.get("hnsw_ef_search") else \
             params.ef_searches(p)
         # these builds answer "what does the graph cost over the codes": recall, 1-thread QPS and latency; their

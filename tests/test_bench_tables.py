@@ -193,6 +193,10 @@ def test_the_quantized_build_is_set_beside_the_flat_scan_of_its_codec(t):
     assert row["gap"] == pytest.approx(0.04) and row["flat_note"] is None
     assert row["code_bytes_per_vector"] is None and row["bytes_serialized"] == 64.0  # no stats: unknown
     assert tables.qhnsw_vs_scan(t.select({"quantization": {"hnsw": ["product-r40"]}})).is_empty()
+    # params may name the specs per dataset: only that dataset's builds of those specs are kept
+    dataset = row["dataset"]
+    assert len(tables.qhnsw_vs_scan(t.select({"quantization": {"hnsw": {dataset: ["scalar-r40"]}}}))) == 1
+    assert tables.qhnsw_vs_scan(t.select({"quantization": {"hnsw": {"other-set": ["scalar-r40"]}}})).is_empty()
 
 
 def test_adr_rows_are_case_by_protocol_and_each_backend_sees_the_common_cases(t):

@@ -278,3 +278,25 @@ def test_rabitq_alignment_per_row_checks_its_codes():
     assert per_row.shape == (50,) and np.all((per_row > 0.9) & (per_row <= 1.0))  # 4 bits: close to the vectors
     with pytest.raises(QuantizationError):
         codec.alignment(np.zeros((2, 3), np.uint8))
+
+
+def test_hnsw_specs_come_from_a_list_or_a_mapping_per_dataset():
+    listed = {"hnsw": ["product-r40"], "hnsw_datasets": ["a", "b"]}
+    assert quant.hnsw_specs(listed, "a") == ["product-r40"] and quant.hnsw_specs(listed, "c") == []
+    mapped = {"hnsw": {"a": ["rabitq-r40", "rabitq-gfloat-r40"]}, "hnsw_datasets": ["a", "b"]}
+    assert quant.hnsw_specs(mapped, "a") == ["rabitq-r40", "rabitq-gfloat-r40"]
+    assert quant.hnsw_specs(mapped, "b") == []  # listed in hnsw_datasets, given no specs
+    with pytest.raises(InvalidParameterError, match="quantization.hnsw"):
+        quant.hnsw_specs({"hnsw": "product-r40", "hnsw_datasets": ["a"]}, "a")
+
+
+def test_sweep_trains_on_the_sample_and_threads_it_is_given():
+    ds = _clustered_set(0.5)
+    record = quant.sweep_codec(ds, "product-w8", factors=(1,), n_queries=20, train_size=500, train_threads=2)
+    assert record["codec"]["train_size"] == 500 and record["threads"]["train"] >= 1
+
+
+def test_codec_specs_may_differ_per_dataset():
+    assert quant.codec_specs({"codecs": ["scalar", "binary"]}, "any") == ["scalar", "binary"]
+    mapped = {"codecs": {"a": ["rabitq", "rabitq-norot"], "b": ["product"]}}
+    assert quant.codec_specs(mapped, "a") == ["rabitq", "rabitq-norot"] and quant.codec_specs(mapped, "c") == []

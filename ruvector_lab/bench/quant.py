@@ -8,6 +8,7 @@ have, or that cannot serve the dataset's metric, is recorded as not available.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..distances import pairwise_float64, ranking_scores, squared_norms
+from ..errors import InvalidParameterError
 from . import env, results
 from .hdf5 import Dataset
 from .metrics import mean_recall, true_distances
@@ -52,6 +54,8 @@ def _code_scores(codec: Any, queries: np.ndarray, codes: np.ndarray, decoded: np
 SCORE_BLOCK_FLOATS = 1 << 27
 #: true neighbours per query whose order the codec's estimates are checked against (the neighbourhood diagnostic)
 ORDER_NEIGHBOURS = 100
+#: rows whose reconstruction error and spread about the mean the neighbourhood error averages over
+ERROR_SAMPLE = 20_000
 #: queries the diagnostic uses (it is a mean over queries; more would only cost time)
 ORDER_QUERIES = 300
 
@@ -115,11 +119,13 @@ def neighbourhood_error(x: np.ndarray, decoded: np.ndarray, neighbours: np.ndarr
     cosine only their direction enters."""
     width = min(ORDER_NEIGHBOURS, neighbours.shape[1])
     rows = neighbours[: min(ORDER_QUERIES, len(neighbours)), :width]
-    space = _metric_space(x, metric)
-    members = space[rows]
+    members = _metric_space(x[rows.ravel()], metric).reshape(*rows.shape, -1)
     spread = float(np.mean(np.sum((members - members.mean(axis=1, keepdims=True)) ** 2, axis=-1)))
+    # the whole set's variance and the codec's error are means over rows: a seeded sample gives them
+    sample = np.sort(np.random.default_rng(0).choice(len(x), min(len(x), ERROR_SAMPLE), replace=False))
+    space = _metric_space(x[sample], metric)
     total = float(np.mean(np.sum((space - space.mean(axis=0)) ** 2, axis=1)))
-    error = float(np.mean(np.sum((_metric_space(decoded, metric) - space) ** 2, axis=1)))
+    error = float(np.mean(np.sum((_metric_space(decoded[sample], metric) - space) ** 2, axis=1)))
     return {"spread": spread, "spread_share": spread / total if total > 0 else 0.0,
             "error_to_spread": error / spread if spread > 0 else float("inf")}
 
@@ -139,26 +145,32 @@ def _ranks_by_decoded(codec: Any) -> bool:
 
 
 def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: int = 10, n_queries: int = 1000,
-                query_block: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                query_block: int | None = None, progress: Progress | None = None, train_size: int | None = None,
+                train_threads: int = 1) -> dict[str, Any]:
     """Measure one codec on ``ds``; returns the quant@1 record (see :mod:`ruvector_lab.bench.results`).
-    ``progress`` hears of its :data:`CODEC_STEPS` steps (train, encode and scan, re-rank)."""
+    ``progress`` hears of its :data:`CODEC_STEPS` steps (train, encode and scan, re-rank). ``train_size``
+    overrides the codec config's sample for training (None: the config's default); training runs with
+    ``train_threads`` library threads (k-means is the sweep's costliest step), encoding and scans with one."""
     base = {"schema": results.SCHEMA_QUANT, "dataset": ds.describe(), "spec": spec,
             "environment": env.environment()}
     try:
         from ..quantization import make_codec
 
         config = parse_quantization(spec, ds.dimensions)
+        if train_size is not None:
+            config = dataclasses.replace(config, train_size=int(train_size))
         codec = make_codec(config, ds.dimensions, metric=ds.metric)
     except Exception as exc:  # absent package, or a kind that cannot serve this metric: not available
         return {**base, "status": "not available", "reason": f"{type(exc).__name__}: {exc}"}
     if ds.distances is None:
         raise ValueError(f"dataset {ds.name!r} has no ground truth")
-    with pinned_threads(1):
-        if progress:
-            progress("train", 0, CODEC_STEPS)
+    if progress:
+        progress("train", 0, CODEC_STEPS)
+    with pinned_threads(train_threads) as pinned_train:
         start = time.perf_counter()
         codec.train(ds.train)
         train_time = time.perf_counter() - start
+    with pinned_threads(1):
         if progress:
             progress("encode and scan", 1, CODEC_STEPS)
         start = time.perf_counter()
@@ -216,13 +228,15 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
             "reconstruction_mse": mse, "neighbourhood_order": ordering, "neighbourhood_error": local,
             "rabitq_alignment": alignment,
             "rerank": rerank, "n_queries": len(queries), "k": k,
-            "threads": {"threads": 1}}
+            "threads": {"threads": 1, "train": int(pinned_train.get("threads", train_threads))}}
 
 
 def run_quant_sweep(ds: Dataset, specs: Sequence[str], root: str | Path, factors: Sequence[int] = (1, 4, 10),
-                    n_queries: int = 1000, force: bool = False, progress: Progress | None = None) -> list[Path]:
+                    n_queries: int = 1000, force: bool = False, progress: Progress | None = None,
+                    train_size: int | None = None, train_threads: int = 1) -> list[Path]:
     """Sweep every codec spec on ``ds`` and write quant/<dataset>/<spec>.json; finished ones are skipped.
-    ``progress`` hears of every codec's steps, ``CODEC_STEPS * len(specs)`` in all, as ``"<spec>: <step>"``."""
+    ``progress`` hears of every codec's steps, ``CODEC_STEPS * len(specs)`` in all, as ``"<spec>: <step>"``;
+    ``train_size`` and ``train_threads`` as in :func:`sweep_codec`."""
     written = []
     total = CODEC_STEPS * len(specs)
     for i, spec in enumerate(specs):
@@ -230,12 +244,14 @@ def run_quant_sweep(ds: Dataset, specs: Sequence[str], root: str | Path, factors
         path = Path(root) / "quant" / results.check_component(ds.name, "dataset") / \
             f"{results.check_component(spec, 'codec')}.json"
         fp = results.fingerprint({"dataset": ds.describe(), "spec": spec, "factors": list(factors),
-                                  "n_queries": n_queries}, results.measured_code_hash(None, quantized=True))
+                                  "n_queries": n_queries, "train_size": train_size, "train_threads": train_threads},
+                                 results.measured_code_hash(None, quantized=True))
         if not force and results.is_done(path, fp):
             if steps:
                 steps("already done", CODEC_STEPS, CODEC_STEPS)
             continue
-        record = sweep_codec(ds, spec, factors=factors, n_queries=n_queries, progress=steps)
+        record = sweep_codec(ds, spec, factors=factors, n_queries=n_queries, progress=steps, train_size=train_size,
+                             train_threads=train_threads)
         record["fingerprint"] = fp
         results.write_json(path, record)
         written.append(path)
@@ -254,3 +270,28 @@ def _codec_progress(progress: Progress | None, spec: str, before: int, total: in
         progress(f"{spec}: {step}", before + done, total)
 
     return report
+
+
+def _per_dataset(quantization: dict[str, Any], key: str, dataset: str) -> list[str]:
+    """Params ``quantization.<key>``: a list (every dataset) or a mapping dataset -> list (a dataset it does not
+    name gets none)."""
+    specs = quantization.get(key) or []
+    if isinstance(specs, dict):
+        specs = specs.get(dataset) or []
+    if not isinstance(specs, list):
+        raise InvalidParameterError(f"params quantization.{key} must be a list of specs or a mapping dataset -> list")
+    return [str(spec) for spec in specs]
+
+
+def codec_specs(quantization: dict[str, Any], dataset: str) -> list[str]:
+    """The codec specs the sweep runs on ``dataset``: params ``quantization.codecs``, a list (every dataset) or a
+    mapping dataset -> list (each data set swept for what it shows, within the pipeline's time budget)."""
+    return _per_dataset(quantization, "codecs", dataset)
+
+
+def hnsw_specs(quantization: dict[str, Any], dataset: str) -> list[str]:
+    """The quantized HNSW specs the quantize stage builds on ``dataset``: params ``quantization.hnsw`` as in
+    :func:`codec_specs`, for the datasets of ``hnsw_datasets`` only."""
+    if dataset not in (quantization.get("hnsw_datasets") or []):
+        return []
+    return _per_dataset(quantization, "hnsw", dataset)

@@ -707,18 +707,28 @@ def _within(column: str, values: list[Any] | None) -> pl.Expr:
     return pl.col(column).is_in(values).fill_null(False)
 
 
+def _specs_within(params: Mapping[str, Any], key: str, column: str) -> pl.Expr:
+    """Rows whose ``column`` is among params ``quantization.<key>``: a list (every dataset), or a mapping dataset
+    -> list (:func:`ruvector_lab.bench.quant.codec_specs`), each dataset's rows against its own list."""
+    listed = (params.get("quantization") or {}).get(key)
+    if not isinstance(listed, Mapping):
+        return _within(column, _allowed(params, "quantization", key))
+    per_dataset = [(pl.col("dataset") == name) & _within(column, list(specs or [])) for name, specs in listed.items()]
+    return pl.any_horizontal(per_dataset).fill_null(False) if per_dataset else pl.lit(False)
+
+
 def _grid(params: Mapping[str, Any]) -> pl.Expr:
     """Which rows of :attr:`Tables.files` are in the grid of ``params`` (see :meth:`Tables.select`)."""
     datasets, backends = _allowed(params, "bench", "datasets"), _allowed(params, "bench", "backends")
     ms, efcs = _allowed(params, "build", "m"), _allowed(params, "build", "ef_construction")
     quants, efs = _allowed(params, "build", "quantization"), _allowed(params, "query", "ef_search")
     k = (params.get("query") or {}).get("k")
-    qdatasets, codecs = _allowed(params, "quantization", "datasets"), _allowed(params, "quantization", "codecs")
-    hnsw_specs = _allowed(params, "quantization", "hnsw")
+    qdatasets = _allowed(params, "quantization", "datasets")
+    hnsw_specs_in = _specs_within(params, "hnsw", "quantization")
     hnsw_datasets = _allowed(params, "quantization", "hnsw_datasets")
     first_m, first_efc = (values[0] if values else None for values in (ms, efcs))
     quantized = (_within("dataset", qdatasets) & _within("dataset", hnsw_datasets)
-                 & _within("quantization", hnsw_specs)
+                 & hnsw_specs_in
                  & (pl.lit(True) if first_m is None else (pl.col("m") == first_m).fill_null(False))
                  & (pl.lit(True) if first_efc is None else (pl.col("ef_construction") == first_efc).fill_null(False)))
     plain = (_within("dataset", datasets) & _within("m", ms) & _within("ef_construction", efcs)
@@ -731,7 +741,7 @@ def _grid(params: Mapping[str, Any]) -> pl.Expr:
                                                  (pl.col("k").is_null() | (pl.col("k") == k)))
     kind = pl.col("kind")
     return (pl.when(kind == "build").then(index).when(kind == "query").then(query)
-            .when(kind == "quant").then(_within("dataset", qdatasets) & _within("spec", codecs))
+            .when(kind == "quant").then(_within("dataset", qdatasets) & _specs_within(params, "codecs", "spec"))
             .otherwise(pl.lit(True)))
 
 
