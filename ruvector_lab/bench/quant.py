@@ -42,12 +42,18 @@ def _percentiles(samples_s: np.ndarray) -> dict[str, float]:
 
 def _code_scores(codec: Any, queries: np.ndarray, codes: np.ndarray, decoded: np.ndarray | None,
                  metric: str) -> np.ndarray:
-    """Ranking scores of queries against codes (smaller is closer). Euclidean ranks on decoded vectors with the
-    norm expansion (the same order as the codec's distances, much faster than its per-query differences) for
-    codecs whose decoded rows are reconstructions (:func:`_ranks_by_decoded`)."""
-    if decoded is not None:
+    """Ranking scores of queries against codes (smaller is closer). Codecs whose distance is the metric's
+    distance to the decoded row (:func:`_ranks_by_decoded`) rank on decoded rows by one matrix product (the same
+    order as the codec's distances, much faster than table lookups per code); others through ``distance``."""
+    if decoded is None:
+        return codec.distance(queries, codes)
+    if metric == "euclidean":
         return ranking_scores(queries, decoded, "euclidean", squared_norms(decoded))
-    return codec.distance(queries, codes)
+    dots = queries @ decoded.T
+    if metric == "cosine":  # |q| is the same along a row: the order of -q.x / |x|
+        norms = np.linalg.norm(decoded, axis=1)
+        return -dots / np.where(norms > 0, norms, np.inf)[None, :]
+    return -dots
 
 
 #: scores held at once while scanning (float32: 512 MiB), which sets how many queries share one pass over the codes
@@ -69,7 +75,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def neighbourhood_order(codec: Any, queries: np.ndarray, codes: np.ndarray, decoded: np.ndarray | None,
-                        neighbours: np.ndarray, true_dist: np.ndarray) -> float:
+                        neighbours: np.ndarray, true_dist: np.ndarray, metric: str) -> float:
     """Mean Spearman correlation, over queries, between the codec's distance estimates and the true distances
     on each query's ``ORDER_NEIGHBOURS`` true nearest neighbours: 1 when the codes order a neighbourhood as the
     floats do, near 0 when they cannot tell its members apart. This is what recall without re-ranking rests on,
@@ -82,7 +88,7 @@ def neighbourhood_order(codec: Any, queries: np.ndarray, codes: np.ndarray, deco
     for i in range(rows):
         nbrs = neighbours[i, :width]
         estimates[i] = _code_scores(codec, queries[i : i + 1], codes[nbrs],
-                                    None if decoded is None else decoded[nbrs], "")[0]
+                                    None if decoded is None else decoded[nbrs], metric)[0]
     a, b = _ranks(estimates), _ranks(true_dist[:rows, :width])
     a -= a.mean(axis=1, keepdims=True)
     b -= b.mean(axis=1, keepdims=True)
@@ -133,15 +139,20 @@ def neighbourhood_error(x: np.ndarray, decoded: np.ndarray, neighbours: np.ndarr
 def _reconstruction(codec: Any, codes: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     """Each vector's point in the codec's code space: the decoded row, except for RaBitQ, whose decoded rows are
     its estimator's vectors ``c + (|r| / <x̄, y>) x̄ P^T``; its quantized point is ``c + |r| x̄ P^T``."""
-    if _ranks_by_decoded(codec):
+    if getattr(codec, "kind", None) != "rabitq":
         return decoded
     return (codec.centre + codec.alignment(codes)[:, None] * (decoded - codec.centre)).astype(np.float32)
 
 
+#: codecs whose distance to a query is the metric's distance to the decoded row (PQ's asymmetric tables sum
+#: exactly the query's products with the reconstruction; scalar codes are affine in their levels)
+RECONSTRUCTING = ("scalar", "int4", "product")
+
+
 def _ranks_by_decoded(codec: Any) -> bool:
-    """True when L2 to a codec's decoded rows ranks as its own distances do: not RaBitQ, whose decoded rows are
-    its estimator's vectors (stretched by ``1 / <x̄, y>``); its centred L2 estimate goes through ``distance``."""
-    return getattr(codec, "kind", None) != "rabitq"
+    """True when the metric on a codec's decoded rows ranks as its own distances do (:data:`RECONSTRUCTING`):
+    not RaBitQ, whose decoded rows are its estimator's vectors (stretched by ``1 / <x̄, y>``), nor binary."""
+    return getattr(codec, "kind", None) in RECONSTRUCTING
 
 
 def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: int = 10, n_queries: int = 1000,
@@ -182,7 +193,7 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
         alignment = rabitq_alignment(codec, codes)
         local = (neighbourhood_error(ds.train, _reconstruction(codec, codes, decoded_all), ds.neighbors, ds.metric)
                  if ds.neighbors is not None else None)
-        decoded = decoded_all if ds.metric == "euclidean" and _ranks_by_decoded(codec) else None
+        decoded = decoded_all if _ranks_by_decoded(codec) else None
         if decoded is None:
             del decoded_all
         queries = ds.test[: min(n_queries, len(ds.test))]
@@ -199,7 +210,7 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
             order = np.argsort(np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
             cands[qs : qs + block] = np.take_along_axis(part, order, axis=1)
         scan_time = time.perf_counter() - start
-        ordering = (neighbourhood_order(codec, queries, codes, decoded, ds.neighbors, ds.distances)
+        ordering = (neighbourhood_order(codec, queries, codes, decoded, ds.neighbors, ds.distances, ds.metric)
                  if ds.neighbors is not None else None)
     if progress:
         progress("re-rank", 2, CODEC_STEPS)
