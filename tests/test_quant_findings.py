@@ -114,21 +114,26 @@ def test_a_rotation_off_variant_not_measured_is_named_as_the_spec_to_add():
     assert off.rotation is None and "rotation" not in off.text
 
 
-def test_the_neighbourhood_error_is_named_when_it_blurs_the_neighbours_and_exceeds_the_winners():
+def test_the_neighbourhood_error_is_named_when_it_blurs_the_neighbours():
     found = only(findings([codec("product", 16, 0.30, kind="product", error=2.0, share=0.03, order=0.2),
                            codec("scalar", 8, 0.90, error=0.1, share=0.03, order=0.95)]))
     assert found.error_cause and (found.loser_error_to_spread, found.winner_error_to_spread) == (2.0, 0.1)
     assert "Its reconstruction error is 2.00 times the spread of a query's 100 nearest neighbours (scalar: 0.10)" \
         in found.text
-    assert "spans only 3.0% of the data's variance: the codec's error budget goes on structure the neighbours " \
-           "share" in found.text
+    assert "spans only 3.0% of the data's variance: a codec that minimises its overall error spends it on the " \
+           "97.0% between neighbourhoods" in found.text and "errs as much or more" not in found.text
     assert "less faithfully than scalar's (Spearman 0.200 against 0.950)" in found.text
     # a wide neighbourhood: the error is stated, the cluster-centre reading is not
     wide = only(findings([codec("product", 16, 0.30, kind="product", error=2.0, share=0.8),
                           codec("scalar", 8, 0.90, error=0.1, share=0.8)]))
     assert "spans 80.0% of the data's variance." in wide.text and "only" not in wide.text
-    # below the threshold, or not above the winner's, or unknown: not a cause
-    for loser, winner in ((0.4, 0.1), (2.0, 3.0), (None, 0.1), (2.0, None)):
+    # a winner that errs more overall yet orders better: said so, its error misses what separates neighbours
+    worse = only(findings([codec("product", 16, 0.30, kind="product", error=1.0, share=0.1),
+                           codec("binary", 8, 0.50, error=4.0, share=0.1)]))
+    assert worse.error_cause and "(binary: 4.00); binary errs as much or more overall, so its error falls less " \
+        "on what separates the neighbours, and that neighbourhood spans only 10.0%" in worse.text
+    # below the threshold, or unknown: not a cause
+    for loser, winner in ((0.4, 0.1), (None, 0.1), (2.0, None)):
         found = only(findings([codec("product", 16, 0.30, kind="product", error=loser, share=0.03),
                                codec("scalar", 8, 0.90, error=winner, share=0.03)]))
         assert not found.error_cause and "reconstruction error" not in found.text

@@ -121,19 +121,23 @@ def _rotation_cause(a: Mapping[str, Any], same: list[dict[str, Any]]) -> dict[st
 
 def _error_cause(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
     """The neighbourhood-error sentence when it applies (the loser's error is at least :data:`ERROR_TO_SPREAD`
-    of the neighbourhood spread and more than the winner's), else None."""
+    of the neighbourhood spread), else None. When the winner errs as much or more overall, the sentence says
+    so: its error then falls less on what separates the neighbours (its better order shows it)."""
     ea, eb = a["error_to_spread"], b["error_to_spread"]
-    if ea is None or eb is None or ea < ERROR_TO_SPREAD or ea <= eb:
+    if ea is None or eb is None or ea < ERROR_TO_SPREAD:
         return None
     sentence = (f"Its reconstruction error is {ea:.2f} times the spread of a query's 100 nearest neighbours "
                 f"({b['codec']}: {eb:.2f})")
+    if eb >= ea:
+        sentence += (f"; {b['codec']} errs as much or more overall, so its error falls less on what separates the "
+                     "neighbours")
     share = a["spread_share"] if a["spread_share"] is not None else b["spread_share"]
     if share is None:
         return sentence + "."
     if share < SMALL_SHARE:
-        return sentence + (f", and that neighbourhood spans only {share:.1%} of the data's variance: the codec's "
-                           "error budget goes on structure the neighbours share (e.g. cluster centres), not on "
-                           "what tells them apart.")
+        return sentence + (f", and that neighbourhood spans only {share:.1%} of the data's variance: a codec that "
+                           f"minimises its overall error spends it on the {1 - share:.1%} between neighbourhoods "
+                           "(e.g. cluster centres), not on what tells the neighbours apart.")
     return sentence + f"; that neighbourhood spans {share:.1%} of the data's variance."
 
 
