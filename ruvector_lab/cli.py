@@ -205,6 +205,22 @@ class _BuildBars(_Bars):
         self.step = None
 
 
+ExecutorOpt = Annotated[str | None, typer.Option(
+    "--executor", help="where fan-outs run: local (this process) or dask (default: params bench.executor, or "
+                       "$RUVECTOR_LAB_EXECUTOR; dask when $RUVECTOR_LAB_DASK_SCHEDULER is set)", show_default=False)]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="Dask scheduler address (tcp://host:8786) or local:N for a LocalCluster of N worker "
+                        "processes (default: $RUVECTOR_LAB_DASK_SCHEDULER, else params bench.dask.scheduler)",
+    show_default=False)]
+
+
+def _executor_settings(p: dict, executor: str | None, scheduler: str | None):
+    """The executor the CLI options, the environment and params name (bench.executor.executor_settings)."""
+    from .bench.executor import executor_settings
+
+    return executor_settings(p, executor, scheduler)
+
+
 def _build_count(settings: RunSettings, n_train: int, backend: str) -> int:
     """How many builds the runner makes of one configuration (RunSettings.builds_for), 1 when it cannot say."""
     from .runtime import Runtime

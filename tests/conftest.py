@@ -30,3 +30,19 @@ def reference() -> dict:
     data = json.loads(MINILM_FIXTURE.read_text(encoding="utf-8"))
     data["vectors"] = np.asarray(data["vectors"], dtype=np.float32)
     return data
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler(tmp_path_factory: pytest.TempPathFactory):
+    """The address of a LocalCluster of 2 single-threaded worker processes, each offering one ``measure`` resource
+    (as ``bench.executor: dask`` with ``local:2`` starts), shared by the tests of a session; each worker keeps its
+    datasets in a fresh cache folder (not the user's), so data travels to the workers as on a cluster."""
+    distributed = pytest.importorskip("distributed")
+    cache = tmp_path_factory.mktemp("dask-data-cache")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, resources={"measure": 1},
+                                       dashboard_address=None,
+                                       env={"RUVECTOR_LAB_DATA_CACHE": str(cache)})
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import resource
@@ -71,6 +72,18 @@ def current_rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def host() -> dict[str, Any]:
+    """This machine: its name and a fingerprint of what its timings depend on (name, CPU model, cores, memory,
+    OS), so the report can keep two hosts' timings apart."""
+    try:
+        mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        mem_total = None
+    name = platform.node() or "unknown"
+    parts = [name, cpu_model(), str(os.cpu_count()), str(mem_total), platform.system(), platform.release()]
+    return {"name": name, "fingerprint": hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]}
+
+
 def environment() -> dict[str, Any]:
     """The record stored in every result: versions, CPU, cores, memory, Python and OS."""
     try:
@@ -85,4 +98,5 @@ def environment() -> dict[str, Any]:
         "cores_total": os.cpu_count(),
         "cores_usable": usable_cores(),
         "memory_bytes": mem_total,
+        "host": host(),
     }
