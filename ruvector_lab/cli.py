@@ -35,7 +35,7 @@ from .quantization import KINDS as CODEC_KINDS
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from .bench.runner import RunSettings
+    from .bench.runner import Outcome, RunSettings
 
 log = logging.getLogger("ruvector_lab.cli")
 
@@ -268,6 +268,8 @@ def data(
     params_file: ParamsOpt = Path("params.yaml"),
     out_dir: Annotated[Path, typer.Option(help="where NAME.hdf5 goes")] = Path("data/raw"),
     hdf5: Annotated[Path | None, typer.Option(help="use this ann-benchmarks HDF5 file instead")] = None,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Make dataset NAME as params.yaml describes it and write it in the ann-benchmarks HDF5 layout.
 
@@ -275,19 +277,27 @@ def data(
     DVC hashes through the link, so a change to the file's contents shows in dvc status and is redone by
     dvc repro. The files other sources are converted from (a vector file or corpus and its queries, the Debian
     data) are linked into the folder OUT_DIR/NAME.source/ (empty for the synthetic sets), for the same reason.
+    With --executor dask the base texts of an embedded set (wordnet, text, jsonl) are embedded in chunks on the
+    cluster's workers.
     """
     from .bench import datasets, params, sources
+    from .bench import executor as ex
     from .bench import hdf5 as h5
 
     try:
-        spec = {"name": name, "source": "hdf5", "path": str(hdf5)} if hdf5 else \
-            params.dataset_spec(params.load_params(params_file), name)
+        p = {} if hdf5 else params.load_params(params_file)
+        spec = {"name": name, "source": "hdf5", "path": str(hdf5)} if hdf5 else params.dataset_spec(p, name)
+        settings = _executor_settings(p, executor, scheduler)
         start = time.perf_counter()
         embeds = spec.get("source") in datasets.EMBEDDED_SOURCES
-        bar = _bar(int(spec.get("n_base") or 0), f"embed {name}", "text") if embeds else None
-        ds = datasets.make_dataset(spec, progress=bar.update if bar else None)
-        if bar:
-            bar.close()
+        if embeds and settings.kind == "dask":  # the executor draws its bar over the embedding tasks
+            with ex.open_executor(settings) as pool:
+                ds = datasets.make_dataset(spec, executor=pool)
+        else:
+            bar = _bar(int(spec.get("n_base") or 0), f"embed {name}", "text") if embeds else None
+            ds = datasets.make_dataset(spec, progress=bar.update if bar else None)
+            if bar:
+                bar.close()
         if spec.get("source") == "hdf5":
             path = h5.link_hdf5(spec["path"], out_dir / f"{name}.hdf5")
         else:
@@ -307,16 +317,22 @@ def groundtruth(
     out_dir: DatasetsOpt = Path("data/datasets"),
     verify_sample: Annotated[int, typer.Option(help="queries recomputed exactly to verify a file's own ground "
                                                     "truth")] = 50,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Exact top-k ground truth (blockwise) for dataset NAME. A file's own ground truth with at least k columns is
     verified (ids, distances, and the exact top-k of a seeded sample of queries) and kept, cut to k columns; a file
-    whose ground truth disagrees is refused."""
+    whose ground truth disagrees is refused. With --executor dask the (query block, train block) products run on
+    the cluster's workers, and the result is the same as computed here."""
+    from .bench import executor as ex
     from .bench import groundtruth as gt
     from .bench import hdf5 as h5
     from .bench import params, results
 
     try:
-        k = int(params.section(params.load_params(params_file), "groundtruth").get("k", 100))
+        p = params.load_params(params_file)
+        k = int(params.section(p, "groundtruth").get("k", 100))
+        settings = _executor_settings(p, executor, scheduler)  # checked before any work
         ds = h5.read_hdf5(raw_dir / f"{name}.hdf5", name=name)
         k = min(k, len(ds.train))
         start = time.perf_counter()
@@ -325,6 +341,10 @@ def groundtruth(
             gt.verify_ground_truth(ds, k, sample=verify_sample)
             log.info("%s holds top-%d ground truth; verified and kept its top-%d", name, ds.neighbors.shape[1], k)
             ds.neighbors, ds.distances = ds.neighbors[:, :k], ds.distances[:, :k]
+        elif settings.kind == "dask":  # the executor draws its bar over the block tasks
+            with ex.open_executor(settings) as pool:
+                ref = pool.dataset_ref(raw_dir / f"{name}.hdf5", ds)
+                ds.neighbors, ds.distances = gt.knn_ground_truth_on(pool, ref, ds, k)
         else:
             bar = _bar(len(ds.test), f"ground truth {name}", "query")
             ds.neighbors, ds.distances = gt.knn_ground_truth(ds.test, ds.train, k, ds.metric, progress=bar.update)
@@ -359,13 +379,17 @@ def build(
     params_file: ParamsOpt = Path("params.yaml"),
     results_root: ResultsOpt = Path("data/results"),
     datasets_dir: DatasetsOpt = Path("data/datasets"),
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Build one index of DATASET on BACKEND and run its ef_search sweep (finished runs are skipped).
 
     A graph is built params bench.build_repeats times (seeded insertion orders), each build swept over params
-    query.ef_search; a backend that is not available here is recorded as such, with the reason.
+    query.ef_search; a backend that is not available here is recorded as such, with the reason. With --executor
+    dask the configuration runs on a Dask worker and its records come back here.
     """
-    from .bench import params, runner
+    from .bench import executor as ex
+    from .bench import matrix, params, runner
 
     name = backend.value
     try:
@@ -373,14 +397,66 @@ def build(
         settings = runner.run_settings(p, force)
         runner.cap_rayon_pool(settings.build_threads)  # before ruvector's first use: its pool is sized once
         ds = _load_dataset(datasets_dir, dataset)
-        with _BuildBars(f"{dataset}/{name}", _build_count(settings, len(ds.train), name)) as bars:
-            outcome = runner.run_build(ds, name, runner.BuildParams(m, efc, quantization), params.ef_searches(p),
-                                       settings, results_root, bars)
+        with ex.open_executor(_executor_settings(p, executor, scheduler)) as pool, \
+                _BuildBars(f"{dataset}/{name}", _build_count(settings, len(ds.train), name)) as bars:
+            ref = pool.dataset_ref(datasets_dir / f"{dataset}.hdf5", ds)
+            job = matrix.BuildJob(ref, name, runner.BuildParams(m, efc, quantization), tuple(params.ef_searches(p)))
+            outcome = matrix.run_builds([job], settings, results_root, pool, bars)[0]
+        if outcome.failed:
+            raise ex.ExecutorError(f"{job.name}: {outcome.failed}")
     except RuvectorLabError as exc:
         _fail(exc)
-    state = f"not available ({outcome.unavailable})" if outcome.unavailable else \
-        f"{len(outcome.written)} written, {len(outcome.skipped)} already done"
-    typer.echo(f"{dataset}/{name}/M{m}-efc{efc}-{quantization}: {state}")
+    typer.echo(f"{dataset}/{name}/M{m}-efc{efc}-{quantization}: {_outcome_state(outcome)}")
+
+
+def _outcome_state(outcome: Outcome) -> str:
+    """'not available (why)' or 'N written, M already done' (records, not per-query files) of a runner Outcome."""
+    if outcome.unavailable:
+        return f"not available ({outcome.unavailable})"
+    records = [p for p in outcome.written if p.suffix == ".json"]
+    return f"{len(records)} written, {len(outcome.skipped)} already done"
+
+
+@app.command()
+def sweep(
+    datasets: Annotated[list[str] | None, typer.Argument(
+        metavar="[DATASET]...", help="datasets to sweep (default: params bench.datasets)", show_default=False)] = None,
+    force: ForceOpt = False,
+    params_file: ParamsOpt = Path("params.yaml"),
+    results_root: ResultsOpt = Path("data/results"),
+    datasets_dir: DatasetsOpt = Path("data/datasets"),
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """The whole build matrix in one fan-out: every dataset x params bench.backends x build.m x
+    build.ef_construction x build.quantization, one task per configuration (the same records `build` writes, one
+    configuration at a time). With --executor dask the tasks spread over the cluster's workers; a task that fails
+    is reported and the others' records are written."""
+    from .bench import executor as ex
+    from .bench import matrix, params, runner
+
+    try:
+        p = params.load_params(params_file)
+        settings = runner.run_settings(p, force)
+        runner.cap_rayon_pool(settings.build_threads)
+        bench, build_params = params.section(p, "bench"), params.section(p, "build")
+        names = datasets or list(bench.get("datasets", []))
+        builds = [runner.BuildParams(int(m), int(efc), str(q)) for m in build_params.get("m", [16])
+                  for efc in build_params.get("ef_construction", [100]) for q in build_params.get("quantization",
+                                                                                              ["none"])]
+        with ex.open_executor(_executor_settings(p, executor, scheduler)) as pool:
+            jobs = []
+            for name in names:
+                ref = pool.dataset_ref(datasets_dir / f"{name}.hdf5", _load_dataset(datasets_dir, name))
+                jobs += matrix.build_jobs(ref, [str(b) for b in bench.get("backends", [])], builds,
+                                          params.ef_searches(p))
+            outcomes = matrix.run_builds(jobs, settings, results_root, pool)
+    except RuvectorLabError as exc:
+        _fail(exc)
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        typer.echo(f"{job.name}: {'failed (' + outcome.failed + ')' if outcome.failed else _outcome_state(outcome)}")
+    if any(o.failed for o in outcomes):
+        raise typer.Exit(1)
 
 
 def _flat_scan(ds: object, backend: str, build: object) -> bool:
@@ -402,6 +478,8 @@ def quantize(
     params_file: ParamsOpt = Path("params.yaml"),
     results_root: ResultsOpt = Path("data/results"),
     datasets_dir: DatasetsOpt = Path("data/datasets"),
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Codec sweep on DATASET: bytes per vector against recall, with exact re-ranking.
 
@@ -410,11 +488,13 @@ def quantize(
     indexes (params quantization.hnsw, e.g. product-gfloat-r40) are then built on every graph backend of params
     bench.backends and swept over quantization.hnsw_ef_search (recall, 1-thread QPS, latency; memory from the
     index's stats); a backend without them is recorded as not available, one that serves the codec by a flat
-    scan is left to the codec sweep.
+    scan is left to the codec sweep. With --executor dask each codec and each quantized build is a task on the
+    cluster.
     """
     import dataclasses
 
-    from .bench import params, quant, runner
+    from .bench import executor as ex
+    from .bench import matrix, params, quant, runner
 
     try:
         p = params.load_params(params_file)
@@ -422,33 +502,36 @@ def quantize(
         ds = _load_dataset(datasets_dir, dataset)
         settings = runner.run_settings(p, force)
         runner.cap_rayon_pool(settings.build_threads)
-        with _StepBar(f"codecs {dataset}", "step") as codecs:
-            written = quant.run_quant_sweep(ds, quant.codec_specs(q, dataset), results_root,
-                                            factors=[int(f) for f in q.get("rerank", [1, 4, 10])],
-                                            n_queries=int(q.get("n_queries", 1000)), force=settings.force,
-                                            progress=codecs, train_size=q.get("train_size") or None,
-                                            train_threads=settings.build_threads)
-        build = params.section(p, "build")
-        (results_root / "qhnsw" / dataset).mkdir(parents=True, exist_ok=True)  # a declared output, even if empty
-        hnsw_specs = quant.hnsw_specs(q, dataset)
-        ef_values = sorted(int(v) for v in q["hnsw_ef_search"]) if q.get("hnsw_ef_search") else \
-            params.ef_searches(p)
-        # these builds answer "what does the graph cost over the codes": recall, 1-thread QPS and latency; their
-        # memory comes from the index's stats (codes, graph, floats apart), so no child build or thread scaling
-        hnsw_settings = dataclasses.replace(settings, memory=False, threads=(1,))
-        for spec in hnsw_specs:
-            for backend in params.section(p, "bench").get("backends", []):
-                bp = runner.BuildParams(int(build.get("m", [16])[0]), int(build.get("ef_construction", [100])[0]),
-                                        str(spec))
-                if _flat_scan(ds, backend, bp):
-                    typer.echo(f"{dataset}/{backend}/{spec}: a flat scan over the codes, measured by the codec "
-                               "sweep; no graph to build")
-                    continue
-                builds = _build_count(settings, len(ds.train), backend)
-                with _BuildBars(f"{dataset}/{backend}/{spec}", builds) as bars:
-                    outcome = runner.run_build(ds, backend, bp, ef_values, hnsw_settings,
-                                               results_root / "qhnsw" / dataset, bars)
-                written += outcome.written
+        with ex.open_executor(_executor_settings(p, executor, scheduler)) as pool:
+            ref = pool.dataset_ref(datasets_dir / f"{dataset}.hdf5", ds)
+            with _StepBar(f"codecs {dataset}", "step") as codecs:
+                written = quant.run_quant_sweep(ds, quant.codec_specs(q, dataset), results_root,
+                                                factors=[int(f) for f in q.get("rerank", [1, 4, 10])],
+                                                n_queries=int(q.get("n_queries", 1000)), force=settings.force,
+                                                progress=codecs, train_size=q.get("train_size") or None,
+                                                train_threads=settings.build_threads, executor=pool, ref=ref)
+            build = params.section(p, "build")
+            (results_root / "qhnsw" / dataset).mkdir(parents=True, exist_ok=True)  # a declared output, even if empty
+            ef_values = sorted(int(v) for v in q["hnsw_ef_search"]) if q.get("hnsw_ef_search") else \
+                params.ef_searches(p)
+            # these builds answer "what does the graph cost over the codes": recall, 1-thread QPS and latency; their
+            # memory comes from the index's stats (codes, graph, floats apart), so no child build or thread scaling
+            hnsw_settings = dataclasses.replace(settings, memory=False, threads=(1,))
+            jobs = []
+            for spec in quant.hnsw_specs(q, dataset):
+                for backend in params.section(p, "bench").get("backends", []):
+                    bp = runner.BuildParams(int(build.get("m", [16])[0]),
+                                            int(build.get("ef_construction", [100])[0]), str(spec))
+                    if _flat_scan(ds, backend, bp):
+                        typer.echo(f"{dataset}/{backend}/{spec}: a flat scan over the codes, measured by the codec "
+                                   "sweep; no graph to build")
+                        continue
+                    jobs.append(matrix.BuildJob(ref, str(backend), bp, tuple(ef_values), f"qhnsw/{dataset}"))
+            outcomes = matrix.run_builds(jobs, hnsw_settings, results_root, pool)  # one bar over the builds
+            for job, outcome in zip(jobs, outcomes, strict=True):
+                written += [path for path in outcome.written if path.suffix == ".json"]
+                if outcome.failed:
+                    raise ex.ExecutorError(f"{job.name}: {outcome.failed}")
     except RuvectorLabError as exc:
         _fail(exc)
     typer.echo(f"{dataset}: {len(written)} quantization results written")
@@ -475,17 +558,21 @@ def tune(
     params_file: ParamsOpt = Path("params.yaml"),
     results_root: ResultsOpt = Path("data/results"),
     datasets_dir: DatasetsOpt = Path("data/datasets"),
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Autotune DATASET: the cheapest configuration reaching a recall target, across backends, M,
     ef_construction and codecs (Optuna; the study resumes where a killed run stopped).
 
     Writes tune/DATASET/recall-TARGET.json under --results (every trial, the Pareto set, the recommendation per
-    objective checked with other seeds, the grid comparison) and a params.yaml fragment beside it.
+    objective checked with other seeds, the grid comparison) and a params.yaml fragment beside it. With --executor
+    dask the trials run on the cluster's workers, one per worker at a time (the study's storage stays here).
     """
     import dataclasses
 
     from .bench import params
     from .bench import tune as tuner
+    from .bench.executor import open_executor
 
     try:
         p = params.load_params(params_file)
@@ -499,16 +586,20 @@ def tune(
                            ("grid", grid)):
             if value is not None:
                 kwargs[key] = value
-        for target in targets:
-            with _StepBar(f"tune {dataset} recall {target:g}", "build") as bar:
-                result = tuner.tune(dataset, target, storage=storage, study_name=study, results_root=results_root,
-                                    datasets_dir=datasets_dir, progress=bar, **kwargs)
-            typer.echo(f"{dataset} recall {target:g}: {result.answer}")
-            if result.grid:
-                g = result.grid
-                ratio = f"{g['qps_ratio']:.3f}" if g.get("qps_ratio") is not None else "n/a"
-                typer.echo(f"  grid: {g['builds']} builds, best {g['best']['label'] if g.get('best') else 'none'}; "
-                           f"tuner {g['tuner_builds']} builds, QPS ratio to the grid's best {ratio}")
+        # one executor for every target: a cluster is started (or reached) once, the dataset shipped once
+        with open_executor(_executor_settings(p, executor, scheduler)) as pool:
+            for target in targets:
+                with _StepBar(f"tune {dataset} recall {target:g}", "build") as bar:
+                    result = tuner.tune(dataset, target, storage=storage, study_name=study,
+                                        results_root=results_root, datasets_dir=datasets_dir, progress=bar,
+                                        executor=pool, **kwargs)
+                typer.echo(f"{dataset} recall {target:g}: {result.answer}")
+                if result.grid:
+                    g = result.grid
+                    ratio = f"{g['qps_ratio']:.3f}" if g.get("qps_ratio") is not None else "n/a"
+                    best = g["best"]["label"] if g.get("best") else "none"
+                    typer.echo(f"  grid: {g['builds']} builds, best {best}; "
+                               f"tuner {g['tuner_builds']} builds, QPS ratio to the grid's best {ratio}")
     except RuvectorLabError as exc:
         _fail(exc)
 

@@ -60,11 +60,13 @@ class ExecutorError(RuvectorLabError):
 @dataclass(frozen=True)
 class ExecutorSettings:
     """``kind`` is 'local' or 'dask'; ``scheduler`` a Dask address or ``local:N`` (None: ``local:<usable cores>``);
-    ``retries`` re-runs of a task whose worker died or that raised something other than a data error."""
+    ``retries`` re-runs of a task whose worker died or that raised something other than a data error;
+    ``connect_timeout_s`` how long to wait for a scheduler address to answer."""
 
     kind: str = "local"
     scheduler: str | None = None
     retries: int = 2
+    connect_timeout_s: float = 30.0
 
     def describe(self) -> str:
         """'local', or 'dask (<scheduler>)'."""
@@ -116,6 +118,7 @@ class DatasetRef:
     name: str
     content_hash: str
     path: str
+    #: the name the file's bytes are published under on the cluster (None: read ``path``)
     payload: str | None = None
     #: the dataset already in memory (local executor only; never shipped)
     inline: Any = field(default=None, compare=False, repr=False)
@@ -134,13 +137,25 @@ class DatasetRef:
             return _checked(read_hdf5(self.path, name=self.name, require_groundtruth=False), self)
         cached = self.cached_path()
         if cached.exists():
-            ds = read_hdf5(cached, name=self.name)
-            if ds.content_hash() == self.content_hash:
-                return ds
-            log.warning("%s: cached copy does not match its content hash; fetching it again", cached)
+            try:
+                ds = read_hdf5(cached, name=self.name)
+                if ds.content_hash() == self.content_hash:
+                    return ds
+                why = "does not match its content hash"
+            except DatasetError as exc:  # truncated or damaged: the cluster still has the good bytes
+                why = str(exc)
+            log.warning("%s: cached copy unusable (%s); fetching it again", cached, why)
         data = _fetch_payload(self.payload)
         write_atomic(cached, data)
         return _checked(read_hdf5(cached, name=self.name), self)
+
+
+def _read(path: str | os.PathLike[str] | None) -> Any:
+    from .hdf5 import read_hdf5
+
+    if path is None:
+        raise InvalidParameterError("a dataset reference needs a file or the dataset itself")
+    return read_hdf5(path, name=Path(path).stem)
 
 
 def _checked(ds: Any, ref: DatasetRef) -> Any:
@@ -152,11 +167,13 @@ def _checked(ds: Any, ref: DatasetRef) -> Any:
 
 
 def _fetch_payload(key: str) -> bytes:
-    from distributed import Future, get_client
+    from distributed import worker_client
 
-    client = get_client()
     log.info("fetching dataset payload %s from the cluster", key)
-    return bytes(Future(key, client).result())
+    # a dataset published on the scheduler (a future rebuilt from its bare key waits forever); worker_client
+    # secedes from the worker's thread pool while it waits, so a single-threaded worker stays responsive
+    with worker_client() as client:
+        return bytes(client.gather(client.get_dataset(key)))
 
 
 # ------------------------------------------------------------------------------------------------------- tasks
@@ -302,12 +319,11 @@ class LocalExecutor:
     def __init__(self, settings: ExecutorSettings | None = None) -> None:
         self.settings = settings or ExecutorSettings()
 
-    def dataset_ref(self, path: str | os.PathLike[str], ds: Any = None) -> DatasetRef:
-        """A reference to the dataset at ``path`` (``ds``: the same dataset already read, reused in place)."""
-        from .hdf5 import read_hdf5
-
-        ds = ds if ds is not None else read_hdf5(path, name=Path(path).stem)
-        return DatasetRef(ds.name, ds.content_hash(), str(path), inline=ds)
+    def dataset_ref(self, path: str | os.PathLike[str] | None, ds: Any = None) -> DatasetRef:
+        """A reference to the dataset at ``path`` (``ds``: the same dataset already read, reused in place; with
+        ``ds`` the path may be None)."""
+        ds = ds if ds is not None else _read(path)
+        return DatasetRef(ds.name, ds.content_hash(), str(path or ""), inline=ds)
 
     def run(self, tasks: Sequence[Task], desc: str = "tasks", root: str | os.PathLike[str] | None = None
             ) -> list[TaskOutcome]:
@@ -348,7 +364,8 @@ class DaskExecutor:
                                 ) from exc
         self.settings = settings
         self._cluster = None
-        self._payloads: dict[str, Any] = {}
+        #: content hash -> the name its bytes are published under on the scheduler
+        self._payloads: dict[str, str] = {}
         address = settings.scheduler or f"local:{env.usable_cores()}"
         try:
             if address.startswith("local:"):
@@ -356,7 +373,7 @@ class DaskExecutor:
                                              processes=True, resources={MEASURE: 1}, dashboard_address=None)
                 self.client = Client(self._cluster)
             else:
-                self.client = Client(address, timeout="30s")
+                self.client = Client(address, timeout=f"{self.settings.connect_timeout_s}s")
         except (OSError, TimeoutError) as exc:
             self.close()
             raise ExecutorError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
@@ -375,16 +392,24 @@ class DaskExecutor:
         """Workers connected now."""
         return len(self.client.scheduler_info().get("workers", {}))
 
-    def dataset_ref(self, path: str | os.PathLike[str], ds: Any = None) -> DatasetRef:
-        """A reference to the dataset at ``path``; its bytes are scattered once per run for workers that lack it."""
-        from .hdf5 import read_hdf5
+    def dataset_ref(self, path: str | os.PathLike[str] | None, ds: Any = None) -> DatasetRef:
+        """A reference to the dataset at ``path`` (or to ``ds``, written to HDF5 for the trip when there is no
+        file); its bytes are scattered once per executor, and a worker copies them into its cache only if it
+        lacks them."""
+        from .hdf5 import write_hdf5
 
-        ds = ds if ds is not None else read_hdf5(path, name=Path(path).stem)
+        ds = ds if ds is not None else _read(path)
         digest = ds.content_hash()
         if digest not in self._payloads:
-            data = Path(path).read_bytes()
-            self._payloads[digest] = self.client.scatter(data, hash=False)
-        return DatasetRef(ds.name, digest, str(path), payload=self._payloads[digest].key)
+            if path is not None:
+                data = Path(path).read_bytes()
+            else:
+                with tempfile.TemporaryDirectory(prefix="ruvector-lab-ship-") as tmp:
+                    data = write_hdf5(Path(tmp) / f"{ds.name}.hdf5", ds).read_bytes()
+            name = f"ruvector-lab-data-{digest}-{uuid.uuid4().hex[:8]}"
+            self.client.publish_dataset(self.client.scatter(data, hash=False), name=name)
+            self._payloads[digest] = name
+        return DatasetRef(ds.name, digest, str(path or ""), payload=self._payloads[digest])
 
     def run(self, tasks: Sequence[Task], desc: str = "tasks", root: str | os.PathLike[str] | None = None
             ) -> list[TaskOutcome]:
@@ -415,11 +440,11 @@ class DaskExecutor:
 
     def close(self) -> None:
         """Disconnect; stop the LocalCluster this executor started."""
-        for future in self._payloads.values():
-            with contextlib.suppress(Exception):
-                future.release()
-        self._payloads.clear()
         client = getattr(self, "client", None)
+        for name in self._payloads.values():
+            with contextlib.suppress(Exception):
+                client.unpublish_dataset(name)  # type: ignore[union-attr]
+        self._payloads.clear()
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()

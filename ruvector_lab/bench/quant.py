@@ -20,6 +20,7 @@ import numpy as np
 from ..distances import pairwise_float64, ranking_scores, squared_norms
 from ..errors import InvalidParameterError
 from . import env, results
+from .executor import DatasetRef, Executor
 from .hdf5 import Dataset
 from .metrics import mean_recall, true_distances
 from .runner import parse_quantization
@@ -244,32 +245,63 @@ def sweep_codec(ds: Dataset, spec: str, factors: Sequence[int] = (1, 4, 10), k: 
 
 def run_quant_sweep(ds: Dataset, specs: Sequence[str], root: str | Path, factors: Sequence[int] = (1, 4, 10),
                     n_queries: int = 1000, force: bool = False, progress: Progress | None = None,
-                    train_size: int | None = None, train_threads: int = 1) -> list[Path]:
+                    train_size: int | None = None, train_threads: int = 1, executor: Executor | None = None,
+                    ref: DatasetRef | None = None) -> list[Path]:
     """Sweep every codec spec on ``ds`` and write quant/<dataset>/<spec>.json; finished ones are skipped.
     ``progress`` hears of every codec's steps, ``CODEC_STEPS * len(specs)`` in all, as ``"<spec>: <step>"``;
-    ``train_size`` and ``train_threads`` as in :func:`sweep_codec`."""
-    written = []
+    ``train_size`` and ``train_threads`` as in :func:`sweep_codec`.
+
+    Each unfinished codec is one measuring task on ``executor`` (default: this process); ``ref`` names ``ds`` for
+    a cluster's workers (made from the executor when not given). Records are written here, with the task's host
+    load; a codec whose task failed raises after the others are written."""
+    from .executor import LocalExecutor, Task, raise_failures
+
+    executor = executor or LocalExecutor()
+    pending: list[tuple[str, Path, str]] = []
     total = CODEC_STEPS * len(specs)
     for i, spec in enumerate(specs):
-        steps = _codec_progress(progress, spec, CODEC_STEPS * i, total)
         path = Path(root) / "quant" / results.check_component(ds.name, "dataset") / \
             f"{results.check_component(spec, 'codec')}.json"
         fp = results.fingerprint({"dataset": ds.describe(), "spec": spec, "factors": list(factors),
                                   "n_queries": n_queries, "train_size": train_size, "train_threads": train_threads},
                                  results.measured_code_hash(None, quantized=True))
         if not force and results.is_done(path, fp):
+            steps = _codec_progress(progress, spec, CODEC_STEPS * i, total)
             if steps:
                 steps("already done", CODEC_STEPS, CODEC_STEPS)
             continue
-        record = sweep_codec(ds, spec, factors=factors, n_queries=n_queries, progress=steps, train_size=train_size,
-                             train_threads=train_threads)
-        record["fingerprint"] = fp
+        pending.append((spec, path, fp))
+    if not pending:
+        return []
+    ref = ref or executor.dataset_ref(None, ds)
+    local = executor.kind == "local"
+    tasks = [Task(f"{ds.name}/{spec}", _codec_task,
+                  (ref, spec, tuple(factors), n_queries, train_size, train_threads,
+                   _codec_progress(progress, spec, CODEC_STEPS * specs.index(spec), total) if local else None),
+                  measuring=True) for spec, _path, _fp in pending]
+    written = []
+    outcomes = executor.run(tasks, f"codecs {ds.name}")
+    for (spec, path, fp), outcome in zip(pending, outcomes, strict=True):
+        if not outcome.ok:
+            continue
+        record = {**outcome.value, "fingerprint": fp, "host_load": outcome.host_load}
         results.write_json(path, record)
         written.append(path)
         log.info("quantization %s on %s: %s", spec, ds.name, record.get("status"))
-        if steps:
-            steps(str(record.get("status")), CODEC_STEPS, CODEC_STEPS)
+        if progress and not local:
+            progress(f"{spec}: {record.get('status')}", CODEC_STEPS * (specs.index(spec) + 1), total)
+    raise_failures(outcomes, f"codecs of {ds.name}")
     return written
+
+
+def _codec_task(ref: DatasetRef, spec: str, factors: tuple[int, ...], n_queries: int, train_size: int | None,
+                train_threads: int, progress: Progress | None) -> dict[str, Any]:
+    """One codec's record, measured where the executor runs it."""
+    record = sweep_codec(ref.load(), spec, factors=factors, n_queries=n_queries, progress=progress,
+                         train_size=train_size, train_threads=train_threads)
+    if progress:
+        progress(str(record.get("status")), CODEC_STEPS, CODEC_STEPS)
+    return record
 
 
 def _codec_progress(progress: Progress | None, spec: str, before: int, total: int) -> Progress | None:

@@ -120,11 +120,13 @@ class RunSettings:
 
 @dataclass
 class Outcome:
-    """What :func:`run_build` did: the files it wrote, the runs it skipped, and why a build was unavailable."""
+    """What :func:`run_build` did: the files it wrote, the runs it skipped, why a build was unavailable, and (run
+    through an executor) why its task failed."""
 
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     unavailable: str | None = None
+    failed: str | None = None
 
 
 def parse_quantization(spec: str, dimensions: int) -> Any:
