@@ -69,9 +69,12 @@ fuzz: $(STAMP)/python
 lint: $(STAMP)/python
 	$(VENV)/bin/ruff check ruvector_lab tests
 
+# the pipeline smoke test keeps its tiny `dvc repro` in a scratch folder, and nbval reads that run's outputs rather
+# than making them a second time (test-notebooks alone runs its own)
 test: setup lint
-	$(VENV)/bin/pytest -q
-	$(MAKE) --no-print-directory test-notebooks
+	@tiny=$$(mktemp -d) && trap 'rm -rf "$$tiny"' EXIT && \
+	RUVECTOR_LAB_TINY_REPO="$$tiny/repo" $(VENV)/bin/pytest -q && \
+	$(MAKE) --no-print-directory test-notebooks TINY_REPO="$$tiny/repo"
 
 # the DVC pipeline (dvc.yaml, params.yaml); its stages call the venv's `ruvector-lab`
 repro: setup
@@ -114,9 +117,12 @@ lab: $(KERNEL)
 # every notebook cell run by nbval against the tiny params profile's outputs, made by `dvc repro` in a scratch
 # copy (as tests/test_pipeline_smoke.py does), so the checks never depend on a full `make repro` having run;
 # without a pipeline (no dvc.yaml) the notebooks run on live data alone and say that results are missing
+TINY_REPO ?=
 test-notebooks: $(KERNEL)
-	@tiny=$$(mktemp -d) && trap 'rm -rf "$$tiny"' EXIT && \
-	if [ -f dvc.yaml ] && [ -f pipelines/params-tiny.yaml ]; then \
+	@tiny=$$(mktemp -d) && trap 'rm -rf "$$tiny"' EXIT && run="$$tiny" && \
+	if [ -n "$(TINY_REPO)" ] && [ -d "$(TINY_REPO)/data/results/runs" ]; then \
+	  echo "test-notebooks: the tiny pipeline run of the test suite ($(TINY_REPO))"; run="$(TINY_REPO)"; \
+	elif [ -f dvc.yaml ] && [ -f pipelines/params-tiny.yaml ]; then \
 	  echo "test-notebooks: tiny pipeline profile (dvc repro) in a scratch copy" && \
 	  cp dvc.yaml .dvcignore "$$tiny"/ && cp pipelines/params-tiny.yaml "$$tiny"/params.yaml && \
 	  cp -r ruvector_lab "$$tiny"/ && find "$$tiny" -name __pycache__ -prune -exec rm -rf {} + && \
@@ -124,5 +130,5 @@ test-notebooks: $(KERNEL)
 	    dvc init --no-scm -q && dvc config core.analytics false && dvc repro -q </dev/null >repro.log 2>&1 \
 	    || { tail -n 40 repro.log; exit 1; } ) || exit 1; \
 	else echo "test-notebooks: no dvc.yaml, notebooks run without pipeline results"; fi && \
-	RUVECTOR_LAB_RESULTS="$$tiny/data/results" $(VENV)/bin/pytest -q -p no:cacheprovider --nbval-lax \
+	RUVECTOR_LAB_RESULTS="$$run/data/results" $(VENV)/bin/pytest -q -p no:cacheprovider --nbval-lax \
 	  --nbval-sanitize-with notebooks/nbval-sanitize.cfg --nbval-cell-timeout=600 notebooks/

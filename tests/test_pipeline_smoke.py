@@ -21,17 +21,21 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def _dvc(*args: str, cwd: Path, timeout: float = 170) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+def _dvc(*args: str, cwd: Path, timeout: float = 170, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+           **(env or {})}
     return subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    if not (BIN / "dvc").exists() or not (BIN / "ruvector-lab").exists():
-        pytest.skip("dvc and the ruvector-lab script come with the bench extra (pip install -e '.[bench]')")
-    repo = tmp_path_factory.mktemp("pipeline")
+#: where `make test` asks for the tiny run to be kept, so `make test-notebooks` reads it instead of running it again
+KEEP_ENV = "RUVECTOR_LAB_TINY_REPO"
+
+
+def _tiny_copy(repo: Path, extra_env: dict[str, str] | None = None) -> Path:
+    """A scratch copy of the project with the tiny profile as params.yaml, after `dvc repro` there."""
+    repo.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
     shutil.copy(ROOT / "pipelines" / "params-tiny.yaml", repo / "params.yaml")
@@ -40,9 +44,17 @@ def tiny_repo(tmp_path_factory):
     assert init.returncode == 0, init.stderr
     for key in ("core.analytics", "core.check_update"):  # no network: no usage reports, no version checks
         _dvc("config", key, "false", cwd=repo)
-    run = _dvc("repro", cwd=repo)
+    run = _dvc("repro", cwd=repo, timeout=400, env=extra_env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return repo
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    if not (BIN / "dvc").exists() or not (BIN / "ruvector-lab").exists():
+        pytest.skip("dvc and the ruvector-lab script come with the bench extra (pip install -e '.[bench]')")
+    keep = os.environ.get(KEEP_ENV)
+    return _tiny_copy(Path(keep) if keep else tmp_path_factory.mktemp("pipeline"))
 
 
 @pytest.mark.slow
@@ -90,3 +102,46 @@ def test_second_repro_has_nothing_to_do_and_metrics_show_works(tiny_repo):
     shown = _dvc("metrics", "show", "--json", cwd=tiny_repo, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "verdicts" in shown.stdout and "r95" in shown.stdout
+
+
+# ----------------------------------------------------------------------------------- the same run on a cluster
+#: files whose contents are not results (DVC's own state, the tuner's study database, logs)
+_NOT_RESULTS = (".db", ".log", ".lock", ".sqlite")
+
+
+def _result_files(repo: Path) -> set[str]:
+    root = repo / "data" / "results"
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.suffix not in _NOT_RESULTS
+            and not p.name.startswith(".")}
+
+
+def _recalls(repo: Path) -> dict[str, object]:
+    """Every host-independent figure: recall of each query record (and of each build), each codec's recall."""
+    root = repo / "data" / "results"
+    out: dict[str, object] = {}
+    for path in sorted(root.glob("**/query-*.json")):
+        rec = json.loads(path.read_text())
+        out[path.relative_to(root).as_posix()] = (rec.get("recall"), [b["recall"] for b in rec.get("builds", [])])
+    for path in sorted(root.glob("quant/*/*.json")):
+        rec = json.loads(path.read_text())
+        out[path.relative_to(root).as_posix()] = [(r["factor"], r["recall_at_10"]) for r in rec.get("rerank", [])]
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_profile_on_a_dask_cluster_gives_the_same_results(tiny_repo, dask_scheduler, tmp_path_factory):
+    """bench.executor dask (here through RUVECTOR_LAB_DASK_SCHEDULER, a LocalCluster of 2 worker processes): the
+    same set of result files and the same recall figures as the local executor's run."""
+    import h5py
+    import numpy as np
+
+    cluster = _tiny_copy(tmp_path_factory.mktemp("pipeline-dask"), {"RUVECTOR_LAB_DASK_SCHEDULER": dask_scheduler})
+    assert _result_files(cluster) == _result_files(tiny_repo)
+    assert _recalls(cluster) == _recalls(tiny_repo)
+    for gt in (tiny_repo / "data" / "datasets").glob("*.hdf5"):
+        with h5py.File(gt) as local, h5py.File(cluster / "data" / "datasets" / gt.name) as there:
+            assert np.array_equal(local["neighbors"][:], there["neighbors"][:])
+            assert np.array_equal(local["distances"][:], there["distances"][:])
+    measured = [json.loads(p.read_text()) for p in (cluster / "data" / "results").glob("runs/*/*/*/build.json")]
+    ran = [rec for rec in measured if rec["status"] == "ok"]
+    assert ran and all(rec["host_load"]["worker_threads"] == 1 for rec in ran)  # measured on a worker

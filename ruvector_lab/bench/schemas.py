@@ -79,22 +79,23 @@ inputs} each {iterations, latency_ms {p50, p95, p99, mean}, ``judged_ms``, ``ver
 ``recall_at_10``}}, ``config``, ``threads``. The ADR protocol is judged on the mean (the ADR's avgMs), the honest
 one on p95; cases whose capability is absent are ``{'status': 'not available', 'reason': ...}``.
 
-tune@1 (always status 'ok'; :meth:`ruvector_lab.bench.tune.TuneResult.to_dict`): ``dataset`` (the name),
-``target`` (recall@k), ``objective`` (the headline one: 'qps', 'memory' or 'build-time'), ``study_name`` and
-``storage`` (the Optuna study, resumable), ``trials`` [{number, state, candidate {backend, m, ef_construction,
-quantization, rerank} (null when the trial never got one), label, reused, pruned (why, or null), feasible,
-ef_search (the cheapest reaching the target), recall, qps (1 thread), latency_ms, bytes_per_vector, bytes
-{rss_growth, serialized, analytic}, build_time_s, wall_s, datetime_start}], ``pareto`` (the feasible trials no
-other beats on QPS, bytes per vector and build time), ``recommended`` {objective: null (nothing met the target
-over the verification builds) or the configuration with its ef_search, figures, ``verification`` {builds,
-median_recall, min_recall, meets_target, figures (re-measured at a raised ef, else null), raised_ef_search
-{from, to}} and ``rejected`` (configurations ranked above it that failed verification)}, ``builds`` (distinct
-configurations built), ``wall_s``, ``answer`` (one line), ``grid`` (null without the grid reference, else {builds,
-wall_s, feasible, best, pareto, tuner_best, tuner_builds, tuner_wall_s, builds_ratio, qps_ratio (tuner best QPS /
-grid best QPS), same_configuration, within_tolerance, tolerance, replay ({} when not replayed; {seeds, status}
-when the grid has nothing feasible; else {seeds, builds, qps_ratio [per seed], median_qps_ratio,
-within_tolerance (seeds within the tolerance), fraction_within_tolerance})}), ``space``, ``settings``,
-``excluded``, ``memory_budget``, ``dataset_record`` (the dataset as build@2 has it).
+tune@1 (always status 'ok'; :meth:`ruvector_lab.bench.tune.TuneResult.to_dict`): ``dataset`` (the name), ``target``
+(recall@k), ``objective`` (the headline one: 'qps', 'memory' or 'build-time'), ``study_name`` and ``storage`` (the
+Optuna study, resumable), ``trials`` [{number, state, candidate {backend, m, ef_construction, quantization, rerank}
+(null when the trial never got one), label, reused, pruned (why, or null), feasible, ef_search (the cheapest reaching
+the target), recall, qps (1 thread), latency_ms, bytes_per_vector, bytes {rss_growth, serialized, analytic},
+build_time_s, wall_s, host {name, fingerprint} and host_load (the host the evaluation ran on and its measuring load,
+null where not recorded), datetime_start, datetime_complete}], ``pareto`` (the feasible trials no other beats on QPS,
+bytes per vector and build time), ``recommended`` {objective: null (nothing met the target over the verification
+builds) or the configuration with its ef_search, figures, ``verification`` {builds, median_recall, min_recall,
+meets_target, figures (re-measured at a raised ef, else null), raised_ef_search {from, to}} and ``rejected``
+(configurations ranked above it that failed verification)}, ``builds`` (distinct configurations built), ``wall_s``,
+``answer`` (one line), ``grid`` (null without the grid reference, else {builds, wall_s, feasible, best, pareto,
+tuner_best, tuner_builds, tuner_wall_s, builds_ratio, qps_ratio (tuner best QPS / grid best QPS), same_configuration,
+within_tolerance, tolerance, replay ({} when not replayed; {seeds, status} when the grid has nothing feasible; else
+{seeds, builds, qps_ratio [per seed], median_qps_ratio, within_tolerance (seeds within the tolerance),
+fraction_within_tolerance})}), ``space``, ``settings`` (the trial settings, the executor, the most trials run at
+once, the sampler), ``excluded``, ``memory_budget``, ``dataset_record`` (the dataset as build@2 has it).
 """
 
 from __future__ import annotations
@@ -409,7 +410,8 @@ _TUNE_TRIAL = {  # one Optuna trial; a pruned or failed one has nulls where it h
         "pruned": {"type": ["string", "null"]}, "feasible": {"type": ["boolean", "null"]}, "ef_search": _INT_NULL,
         "recall": _NUM_NULL, "qps": _NUM_NULL, "latency_ms": _TUNE_LATENCY, "bytes_per_vector": _NUM_NULL,
         "bytes": _TUNE_BYTES, "build_time_s": _NUM_NULL, "wall_s": _NUM_NULL,
-        "datetime_start": {"type": ["string", "null"]},
+        "host": {"type": ["object", "null"]}, "host_load": {"type": ["object", "null"]},
+        "datetime_start": {"type": ["string", "null"]}, "datetime_complete": {"type": ["string", "null"]},
     },
 }
 _TUNE_POINT = {  # a feasible configuration's figures at the cheapest ef_search reaching the target

@@ -21,24 +21,43 @@ seeds to say how often it finds the grid's best within a third of the grid's bui
 
 The result is written as JSON under the results root (``tune/<dataset>/recall-<target>.json``, schema
 ``ruvector-lab/tune@1``) with a ready ``params.yaml`` fragment beside it.
+
+**Where the trials run** (``executor``, :mod:`ruvector_lab.bench.executor`). With the local executor (the default)
+every evaluation is a child process of this one, one trial at a time, driven by ``study.optimize``. With an
+executor that runs N tasks at once (Dask), the study uses Optuna's ask-and-tell interface: up to N trials are asked,
+each evaluation is submitted as a measuring task (alone on its worker, its host load recorded), each result is told
+as it completes and the next trial asked, until the budget is spent; the sampler then penalises the configurations
+still running (TPE's ``constant_liar``), so the N open trials do not all ask for the same one. **The study and its
+storage stay on this client: workers never open the database**, so a cluster needs no access to it (a storage URL
+that several ``tune`` processes share still works: each process asks and tells its own trials). The dataset reaches
+a worker by content hash, and the worker writes the trial's ``.npy`` inputs on its own disk (no shared file system);
+the evaluation record comes back as a value and is kept beside the results here. Each evaluation record keeps the
+host it ran on and the host's measuring load (``host``, ``host_load``), so the report can keep hosts apart. The
+verification builds, the grid and the head-to-head run on the workers too (measuring tasks, batched where their
+number is known in advance).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import logging
+import queue
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidParameterError, RuvectorLabError
+from ..errors import DatasetError, InvalidParameterError, RuvectorLabError
 from ..types import HnswConfig
 from . import env, results
+from .executor import DatasetRef, Executor, Task, TaskOutcome
 from .hdf5 import Dataset
 from .trial import TrialData, TrialSettings, check_targets, evaluate, head_to_head
 from .tune_space import Candidate, TuneSpace, candidates, spec_key
@@ -126,21 +145,44 @@ class TuneResult:
 
 
 # ------------------------------------------------------------------------------------------------ evaluations
+#: one evaluation asked of :class:`Evaluations`: configuration, seed, ``check`` (target -> ef) and ``timing``
+Request = tuple[Candidate, int, dict[float, int] | None, bool]
+
+
 class Evaluations:
     """Finished trial evaluations, one JSON each under ``<root>/tune/<dataset>/evals/``: keyed by configuration,
     seed and a fingerprint of the dataset's contents, the trial settings, the measured targets, the libraries
-    and the measuring code, so a tune that was killed, a second study or the grid reuse them and nothing else."""
+    and the measuring code, so a tune that was killed, a second study or the grid reuse them and nothing else.
 
-    def __init__(self, root: Path, ds: Dataset, data: TrialData, settings: TrialSettings,
-                 targets: Sequence[float]) -> None:
+    A missing evaluation runs in a child process of this one (``data``: the trial's arrays written here), or, given
+    a cluster ``executor`` and the dataset's ``ref``, as a measuring task on a worker (:meth:`task`, :meth:`finish`,
+    :meth:`prefetch`); either way the record is kept here, on the client, with the host it ran on."""
+
+    def __init__(self, root: Path, ds: Dataset, data: TrialData | None, settings: TrialSettings,
+                 targets: Sequence[float], executor: Executor | None = None, ref: DatasetRef | None = None) -> None:
         self.folder = Path(root) / "tune" / results.check_component(ds.name, "dataset") / "evals"
         self.data, self.settings, self.targets = data, settings, tuple(targets)
         self.identity = {"dataset": ds.describe(), "settings": settings.to_dict(), "targets": list(self.targets)}
         self.built = 0  # child builds this process ran (not reused)
+        # only a cluster gets tasks: the local executor keeps today's in-process children (and their figures)
+        self.executor = executor if executor is not None and executor.kind != "local" else None
+        if self.executor is not None and ref is None:
+            raise InvalidParameterError("evaluations on a cluster need the dataset's reference (executor.dataset_ref)")
+        if self.executor is None and data is None:
+            raise InvalidParameterError("local evaluations need the trial data (TrialData)")
+        self.ref = ref
+        # this run's cluster evaluations that failed (never stored, a failure may be the machine's): asked again in
+        # the same run they are not sent again; a later run retries them
+        self._failed: dict[Path, dict[str, Any]] = {}
         from . import codedeps
 
         # the trial's own measuring code (the child, the bisection, the timing), beside each backend's
         self.trial_code = codedeps.files_hash(codedeps.module_closure([f"{__package__}.trial"]))
+
+    @property
+    def remote(self) -> bool:
+        """True when missing evaluations run as tasks on a cluster."""
+        return self.executor is not None
 
     def _path(self, cand: Candidate, seed: int, check: dict[float, int] | None, timing: bool) -> tuple[Path, str]:
         code = results.measured_code_hash(cand.backend, quantized=cand.quantization != "none") + self.trial_code
@@ -148,26 +190,155 @@ class Evaluations:
                                   "check": {str(k): v for k, v in (check or {}).items()}, "timing": timing}, code)
         return self.folder / f"{spec_key(cand)}-s{seed}-{fp}.json", fp
 
-    def get(self, cand: Candidate, seed: int = 0, check: dict[float, int] | None = None,
-            timing: bool = True) -> tuple[dict[str, Any], bool]:
-        """The evaluation of ``cand`` with ``seed`` (a child run, or the stored one): ``(record, reused)``."""
+    def stored(self, cand: Candidate, seed: int = 0, check: dict[float, int] | None = None,
+               timing: bool = True) -> dict[str, Any] | None:
+        """The stored evaluation of ``cand`` with ``seed`` (or this run's failed cluster attempt), None if none."""
         path, fp = self._path(cand, seed, check, timing)
         stored = results.read_json(path) if path.exists() else None
         if stored is not None and stored.get("fingerprint") == fp:
-            return stored, True
-        record = evaluate(self.data, cand, self.targets, seed, self.settings, check=check, timing=timing)
+            return stored
+        return self._failed.get(path)
+
+    def _keep(self, cand: Candidate, seed: int, check: dict[float, int] | None, timing: bool,
+              record: dict[str, Any]) -> dict[str, Any]:
+        """Count a fresh evaluation, stamp its fingerprint, and store it when it succeeded."""
+        path, fp = self._path(cand, seed, check, timing)
         self.built += 1
         record["fingerprint"] = fp
         if record.get("status") == "ok":  # a failure is retried next time: it may be the machine's, not the data's
             results.write_json(path, record)
-        return record, False
+        elif self.remote:
+            self._failed[path] = record
+        return record
+
+    def get(self, cand: Candidate, seed: int = 0, check: dict[float, int] | None = None,
+            timing: bool = True) -> tuple[dict[str, Any], bool]:
+        """The evaluation of ``cand`` with ``seed`` (a child run, or the stored one): ``(record, reused)``."""
+        stored = self.stored(cand, seed, check, timing)
+        if stored is not None:
+            return stored, True
+        if self.executor is not None:
+            request: Request = (cand, seed, check, timing)
+            outcome = self.executor.run([self.task(request)], f"evaluate {cand.label}")[0]
+            return self.finish(request, outcome), False
+        assert self.data is not None  # checked in __init__: local evaluations have their data
+        record = evaluate(self.data, cand, self.targets, seed, self.settings, check=check, timing=timing)
+        record["host"] = env.host()  # no host_load: a local child holds no measuring slot (as before the executor)
+        return self._keep(cand, seed, check, timing, record), False
+
+    def task(self, request: Request) -> Task:
+        """The measuring task that evaluates ``request`` on a worker (the worker writes the trial's data itself)."""
+        cand, seed, check, timing = request
+        what = "trial" if check is None else "verify"
+        return Task(f"{what} {cand.label} s{seed}", _evaluate_on_worker,
+                    (self.ref, cand, self.targets, int(seed), self.settings, check, bool(timing)), measuring=True)
+
+    def finish(self, request: Request, outcome: TaskOutcome) -> dict[str, Any]:
+        """The record of a finished :meth:`task`, with the host it ran on and its host load, kept here (a task that
+        failed, in the data or after the executor's retries, is a failed evaluation: the study goes on)."""
+        cand, seed, check, timing = request
+        return self._keep(cand, seed, check, timing, _record_of(outcome))
+
+    def prefetch(self, requests: Sequence[Request], desc: str = "evaluations") -> None:
+        """On a cluster, run every request that has no stored evaluation at once (measuring tasks, one per worker at
+        a time); later :meth:`get` calls then find them. Locally nothing: each runs when it is asked for."""
+        if self.executor is None:
+            return
+        missing: list[Request] = []
+        for request in requests:
+            if self.stored(*request) is None and not any(_same(request, m) for m in missing):
+                missing.append(request)
+        if not missing:
+            return
+        outcomes = self.executor.run([self.task(r) for r in missing], desc)
+        for request, outcome in zip(missing, outcomes, strict=True):
+            self.finish(request, outcome)
+
+    def head_to_head(self, entries: Sequence[tuple[Candidate, int]], repeats: int) -> dict[str, Any]:
+        """:func:`~ruvector_lab.bench.trial.head_to_head` of ``entries``: a child process here, or one measuring
+        task on a worker (the whole comparison in one process either way, so its windows alternate fairly)."""
+        if self.executor is None:
+            assert self.data is not None  # checked in __init__: local evaluations have their data
+            return head_to_head(self.data, entries, self.settings, repeats=repeats)
+        task = Task("head-to-head", _head_to_head_on_worker,
+                    (self.ref, [(c, int(ef)) for c, ef in entries], self.settings, int(repeats)), measuring=True)
+        return _record_of(self.executor.run([task], "head-to-head")[0])
+
+
+def _same(a: Request, b: Request) -> bool:
+    return a[0] == b[0] and a[1] == b[1] and (a[2] or {}) == (b[2] or {}) and a[3] == b[3]
+
+
+def _record_of(outcome: TaskOutcome) -> dict[str, Any]:
+    """A task's evaluation record with ``host`` and ``host_load``; a failed task as a failed evaluation."""
+    if outcome.ok and isinstance(outcome.value, dict):
+        record = dict(outcome.value)
+    else:
+        record = {"status": "failed", "reason": outcome.error or "the task returned no record"}
+    record["host"] = outcome.host
+    record["host_load"] = outcome.host_load
+    return record
+
+
+# ------------------------------------------------------------------------------------------- on a Dask worker
+@dataclass
+class _Held:
+    """A worker's trial data and how many running tasks read it (a folder in use is never deleted)."""
+
+    data: TrialData
+    users: int = 0
+
+
+#: the trial data this worker process wrote, by (dataset content hash, query count): written once per worker and
+#: dataset, not once per trial; another dataset's folder is deleted once no task uses it
+_WORKER_DATA: dict[tuple[str, int], _Held] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _worker_data(ref: DatasetRef, n_queries: int) -> Iterator[TrialData]:
+    """The trial's ``.npy`` inputs on this machine's disk, from the dataset ``ref`` names (fetched by content hash
+    when this machine lacks it): no file system shared with the client is needed."""
+    key = (ref.content_hash, int(n_queries))
+    with _WORKER_LOCK:  # one writer per dataset; the tasks of a worker wait for it rather than write it twice
+        held = _WORKER_DATA.get(key)
+        if held is None or not held.data.path.is_dir():
+            ds = ref.load()
+            if ds.distances is None:
+                raise DatasetError(f"dataset {ref.name!r} reached the worker without its ground truth")
+            held = _WORKER_DATA[key] = _Held(TrialData(ds.train, ds.test, ds.distances, ds.metric, n_queries))
+        held.users += 1
+    try:
+        yield held.data
+    finally:
+        with _WORKER_LOCK:
+            held.users -= 1
+            for other, entry in list(_WORKER_DATA.items()):
+                if other != key and entry.users == 0:
+                    entry.data.close()
+                    del _WORKER_DATA[other]
+
+
+def _evaluate_on_worker(ref: DatasetRef, cand: Candidate, targets: Sequence[float], seed: int,
+                        settings: TrialSettings, check: dict[float, int] | None, timing: bool) -> dict[str, Any]:
+    """A measuring task: :func:`~ruvector_lab.bench.trial.evaluate` on the worker, its data written there."""
+    with _worker_data(ref, settings.n_queries) as data:
+        return evaluate(data, cand, targets, seed, settings, check=check, timing=timing)
+
+
+def _head_to_head_on_worker(ref: DatasetRef, entries: Sequence[tuple[Candidate, int]], settings: TrialSettings,
+                            repeats: int) -> dict[str, Any]:
+    """A measuring task: :func:`~ruvector_lab.bench.trial.head_to_head` on the worker, its data written there."""
+    with _worker_data(ref, settings.n_queries) as data:
+        return head_to_head(data, entries, settings, repeats=repeats)
 
 
 def figures(record: dict[str, Any], target: float) -> dict[str, Any]:
     """The tuner's figures of one evaluation at ``target``: feasible, ef_search, recall, qps, latency, bytes per
-    vector (RSS growth, or the serialized size where RSS is not measured), build time."""
+    vector (RSS growth, or the serialized size where RSS is not measured), build time, and where it was measured
+    (``host``, ``host_load``)."""
     if record.get("status") != "ok":
-        return {"feasible": False, "reason": record.get("reason")}
+        return {"feasible": False, "reason": record.get("reason"), **_where_measured(record)}
     entry = record["targets"][str(float(target))]
     bpv = record["bytes_per_vector"]
     measured = bpv.get("rss_growth")
@@ -175,7 +346,12 @@ def figures(record: dict[str, Any], target: float) -> dict[str, Any]:
             "recall": entry.get("recall"), "qps": entry.get("qps"), "latency_ms": entry.get("latency_ms"),
             "bytes_per_vector": measured if measured is not None and measured > 0 else bpv["serialized"],
             "bytes": {"rss_growth": measured, "serialized": bpv["serialized"], "analytic": bpv.get("analytic")},
-            "build_time_s": record["build_time_s"], "wall_s": record.get("wall_s")}
+            "build_time_s": record["build_time_s"], "wall_s": record.get("wall_s"), **_where_measured(record)}
+
+
+def _where_measured(record: dict[str, Any]) -> dict[str, Any]:
+    """The host an evaluation ran on and its measuring load (None for records made before they were kept)."""
+    return {"host": record.get("host"), "host_load": record.get("host_load")}
 
 
 # ------------------------------------------------------------------------------------------------------ study
@@ -224,11 +400,14 @@ def _redact(url: str) -> str:
     return url
 
 
-def _study(storage: Any, name: str, identity: dict[str, Any], seed: int, startup: int) -> Any:
-    """Create or load study ``name``; a study of that name made for another question is refused."""
+def _study(storage: Any, name: str, identity: dict[str, Any], seed: int, startup: int,
+           constant_liar: bool | None = None) -> Any:
+    """Create or load study ``name``; a study of that name made for another question is refused. ``constant_liar``
+    (None: Optuna's default) makes TPE penalise the configurations of running trials: set for parallel asks."""
     optuna = _optuna()
     # constraints come with each trial (Trial.set_constraint: recall short of the target, bytes over budget)
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=startup)
+    extra = {} if constant_liar is None else {"constant_liar": constant_liar}
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=startup, **extra)
     try:
         study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True, sampler=sampler,
                                     directions=[d for _, d in OBJECTIVES.values()])
@@ -273,33 +452,175 @@ def _set_constraints(trial: Any, values: Sequence[float]) -> None:
         trial.set_constraint("bytes_over_budget", float(values[1]))
 
 
+def _propose(trial: Any, space: TuneSpace, choices: dict[str, list[str]], budget: float | None,
+             analytic: Callable[[Candidate], float | None]) -> Candidate | None:
+    """The configuration ``trial`` asks for, or None when its layout alone is over the memory budget (the trial is
+    then to be pruned: nothing is built)."""
+    cand = _suggest(trial, space, choices)
+    trial.set_user_attr("candidate", cand.to_dict())
+    layout = analytic(cand)
+    if budget is not None and layout is not None and layout > budget:
+        trial.set_user_attr("pruned", f"its layout takes {layout:.0f} bytes per vector, over the budget of "
+                                      f"{budget:g}: not built")
+        return None
+    return cand
+
+
+def _conclude(trial: Any, record: dict[str, Any], reused: bool, target: float,
+              budget: float | None) -> tuple[float, float, float]:
+    """The trial's values from its evaluation (its figures and constraints set on it); raises ``TrialPruned`` for
+    a failed evaluation."""
+    optuna = _optuna()
+    trial.set_user_attr("reused", reused)
+    fig = figures(record, target)
+    trial.set_user_attr("figures", fig)
+    if record.get("status") != "ok":
+        trial.set_user_attr("pruned", f"failed: {record.get('reason')}")
+        raise optuna.TrialPruned()
+    _set_constraints(trial, _constraints(fig, target, budget))
+    if not fig["feasible"]:
+        trial.set_user_attr("pruned", fig["reason"])
+        # not timed: the values only rank it below every feasible trial (the constraint says why)
+        return 0.0, float(fig["bytes_per_vector"]), float(fig["build_time_s"])
+    return float(fig["qps"]), float(fig["bytes_per_vector"]), float(fig["build_time_s"])
+
+
 def _objective(evals: Evaluations, space: TuneSpace, choices: dict[str, list[str]], target: float,
                budget: float | None, analytic: Callable[[Candidate], float | None]) -> Callable[[Any], Any]:
     optuna = _optuna()
 
     def run(trial: Any) -> tuple[float, float, float]:
-        cand = _suggest(trial, space, choices)
-        trial.set_user_attr("candidate", cand.to_dict())
-        layout = analytic(cand)
-        if budget is not None and layout is not None and layout > budget:
-            trial.set_user_attr("pruned", f"its layout takes {layout:.0f} bytes per vector, over the budget of "
-                                          f"{budget:g}: not built")
+        cand = _propose(trial, space, choices, budget, analytic)
+        if cand is None:
             raise optuna.TrialPruned()
         record, reused = evals.get(cand)
-        trial.set_user_attr("reused", reused)
-        fig = figures(record, target)
-        trial.set_user_attr("figures", fig)
-        if record.get("status") != "ok":
-            trial.set_user_attr("pruned", f"failed: {record.get('reason')}")
-            raise optuna.TrialPruned()
-        _set_constraints(trial, _constraints(fig, target, budget))
-        if not fig["feasible"]:
-            trial.set_user_attr("pruned", fig["reason"])
-            # not timed: the values only rank it below every feasible trial (the constraint says why)
-            return 0.0, float(fig["bytes_per_vector"]), float(fig["build_time_s"])
-        return float(fig["qps"]), float(fig["bytes_per_vector"]), float(fig["build_time_s"])
+        return _conclude(trial, record, reused, target, budget)
 
     return run
+
+
+def _tell(study: Any, trial: Any, record: dict[str, Any], reused: bool, target: float, budget: float | None) -> None:
+    """Tell ``trial``'s evaluation to the study: its values, or pruned (as ``study.optimize`` records a trial whose
+    objective raised ``TrialPruned``)."""
+    optuna = _optuna()
+    try:
+        values = _conclude(trial, record, reused, target, budget)
+    except optuna.TrialPruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        study.tell(trial, values)
+
+
+class _Heartbeat:
+    """Heartbeats of the trials this client has asked and not yet told, so a killed tune's open trials go stale and
+    are failed (and retried) by the next one, as ``study.optimize`` does for its trial."""
+
+    def __init__(self, storage: Any) -> None:
+        interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        self.storage = storage if interval else None
+        self.interval = float(interval) if interval else 60.0
+        self.last = time.monotonic()
+
+    def beat(self, trials: Sequence[Any]) -> None:
+        """Record one heartbeat for each of ``trials``."""
+        if self.storage is None:
+            return
+        for trial in trials:
+            # Optuna's own heartbeat thread keys on the same id; Trial offers no public accessor for it
+            self.storage.record_heartbeat(trial._trial_id)
+
+    def keep_alive(self, trials: Sequence[Any]) -> None:
+        """Beat for ``trials`` when an interval has passed since the last round: by elapsed time, not only while
+        idle, so a long evaluation stays alive while shorter ones keep completing around it."""
+        if time.monotonic() - self.last >= self.interval:
+            self.beat(trials)
+            self.last = time.monotonic()
+
+
+def _ask(study: Any) -> Any:
+    """``study.ask()``, without Optuna's warning that heartbeats are meant for ``optimize`` (:class:`_Heartbeat`
+    keeps them here)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
+
+
+def _ask_and_tell(study: Any, storage: Any, evals: Evaluations, propose: Callable[[Any], Candidate | None],
+                  target: float, budget: float | None, limit: int, max_asks: int,
+                  progress: Progress | None) -> int:
+    """Run the study's trials on ``evals``' cluster until ``limit`` distinct configurations are evaluated: ask up to
+    one trial per worker, submit each evaluation as a measuring task, tell each result as it completes and ask
+    again. Every Optuna call stays in this thread (the storage is this client's alone); a thread per running task
+    only waits for it. A trial asking for a configuration already stored is told at once (no build); one asking
+    for a configuration still running waits for that evaluation. Returns the most trials that ran at once."""
+    optuna = _optuna()
+    executor = evals.executor
+    assert executor is not None
+    heartbeat = _Heartbeat(storage)
+    done: queue.Queue[tuple[Candidate, TaskOutcome]] = queue.Queue()
+    running: dict[Candidate, list[Any]] = {}  # configuration -> the trials waiting for its evaluation
+    asks = widest = 0
+
+    def submit(cand: Candidate) -> None:
+        request: Request = (cand, 0, None, True)
+        task = evals.task(request)
+
+        def wait() -> None:  # executor.run blocks until its tasks end: one call per task, so each ends on its own
+            try:
+                outcome = executor.run([task], f"trial {cand.label}")[0]
+            except Exception as exc:  # the cluster went away: a failed evaluation, told like any other
+                outcome = TaskOutcome(task.name, error=f"{type(exc).__name__}: {exc}")
+            done.put((cand, outcome))
+
+        threading.Thread(target=wait, name=f"tune {cand.label}", daemon=True).start()
+
+    try:
+        while True:
+            built = _builds_of(study)
+            width = max(1, executor.workers())  # workers may join or leave a cluster mid-study
+            if progress:
+                progress("trial", len(built), limit)
+            heartbeat.keep_alive([t for trials in running.values() for t in trials])
+            optuna.storages.fail_stale_trials(study)  # a dead tune's trials, as study.optimize does before a trial
+            round_asks = 0
+            while (len(running) < width and len(built | set(running)) < limit and asks < max_asks
+                   and round_asks < 4 * width):
+                trial = _ask(study)
+                asks += 1
+                round_asks += 1
+                heartbeat.beat([trial])
+                cand = propose(trial)
+                if cand is None:
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                elif cand in running:
+                    running[cand].append(trial)
+                elif (stored := evals.stored(cand)) is not None:
+                    _tell(study, trial, stored, True, target, budget)
+                    built.add(cand)
+                else:
+                    running[cand] = [trial]
+                    submit(cand)
+            widest = max(widest, len(running))
+            if not running:
+                if asks >= max_asks or len(built) >= limit:
+                    break
+                continue  # this round's asks were all answered at once (stored, or over budget): ask again
+            while True:
+                heartbeat.keep_alive([t for trials in running.values() for t in trials])
+                try:
+                    cand, outcome = done.get(timeout=heartbeat.interval)
+                    break
+                except queue.Empty:
+                    continue
+            record = evals.finish((cand, 0, None, True), outcome)
+            for i, trial in enumerate(running.pop(cand)):
+                _tell(study, trial, record, i > 0, target, budget)  # the first trial built it; the others reuse it
+    finally:
+        for trials in running.values():  # interrupted: the open trials failed, as optimize leaves them
+            for trial in trials:
+                with contextlib.suppress(Exception):
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    return max(widest, 1)
 
 
 def _builds_of(study: Any) -> set[Candidate]:
@@ -317,8 +638,9 @@ def _trial_rows(study: Any) -> list[dict[str, Any]]:
                      "label": Candidate.from_dict(cand).label if cand else None, "reused": t.user_attrs.get("reused"),
                      "pruned": t.user_attrs.get("pruned"), **{k: fig.get(k) for k in (
                          "feasible", "ef_search", "recall", "qps", "latency_ms", "bytes_per_vector", "bytes",
-                         "build_time_s", "wall_s")},
-                     "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None})
+                         "build_time_s", "wall_s", "host", "host_load")},
+                     "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
+                     "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None})
     return rows
 
 
@@ -387,6 +709,11 @@ def _verify(evals: Evaluations, cand: Candidate, row: dict[str, Any], target: fl
 
 def _recommend(evals: Evaluations, feasible: dict[Candidate, dict[str, Any]], target: float, seeds: int,
                dims: int, metric: str) -> dict[str, dict[str, Any] | None]:
+    # on a cluster, every objective's first choice is rebuilt with the other seeds at once; a configuration further
+    # down a ranking (its first choice failed verification) and a re-measure at a raised ef run when needed
+    firsts = dict.fromkeys(ranked[0] for ranked in (_rank(feasible, o) for o in OBJECTIVES) if ranked)
+    evals.prefetch([(c, seed, {target: int(feasible[c]["ef_search"])}, False) for c in firsts
+                    for seed in range(1, seeds + 1)], "verify")
     out: dict[str, dict[str, Any] | None] = {}
     checked: dict[Candidate, dict[str, Any]] = {}
     for objective in OBJECTIVES:
@@ -415,6 +742,10 @@ def _grid(evals: Evaluations, grid: list[Candidate], target: float, budget: floa
     configuration and the summed evaluation wall time of them all (what a grid search costs on its own)."""
     table: dict[Candidate, dict[str, Any]] = {}
     wall = 0.0
+    if evals.remote:
+        if progress:
+            progress("grid", 0, len(grid))
+        evals.prefetch([(c, 0, None, True) for c in grid], "grid")  # all at once on the cluster
     for i, cand in enumerate(grid):
         if progress:
             progress(f"grid {cand.label}", i, len(grid))
@@ -476,7 +807,7 @@ def _contenders(feasible: dict[Candidate, dict[str, Any]], mine: Candidate | Non
 
 def _grid_summary(table: dict[Candidate, dict[str, Any]], wall: float, tuner_rows: dict[Candidate, dict[str, Any]],
                   tuner_builds: int, tuner_wall: float, budget: float | None, replayed: dict[str, Any],
-                  data: TrialData, settings: TrialSettings) -> dict[str, Any]:
+                  evals: Evaluations) -> dict[str, Any]:
     """The grid against the tuner. Each trial's QPS is one short measurement at its own moment, and the grid's best
     of many such figures is biased upward by their noise; so the grid's leaders and the tuner's best are built
     again and timed head to head in one process, in alternating windows, and that paired run decides the grid's
@@ -492,9 +823,8 @@ def _grid_summary(table: dict[Candidate, dict[str, Any]], wall: float, tuner_row
     mine_figures = tuner_rows[mine] if mine else None
     if feasible:
         contenders = _contenders(feasible, mine)
-        run = head_to_head(data, [(c, int(feasible[c]["ef_search"]) if c in feasible else
-                                   int(tuner_rows[c]["ef_search"])) for c in contenders], settings,
-                           repeats=HEAD_TO_HEAD_REPEATS)
+        run = evals.head_to_head([(c, int(feasible[c]["ef_search"]) if c in feasible else
+                                   int(tuner_rows[c]["ef_search"])) for c in contenders], HEAD_TO_HEAD_REPEATS)
         if run.get("status") == "ok":
             entries = run["entries"]
             grid_side = [c for c in contenders if c in feasible]
@@ -506,7 +836,7 @@ def _grid_summary(table: dict[Candidate, dict[str, Any]], wall: float, tuner_row
                                 "qps_single": tuner_rows[mine]["qps"]}
                 ratio = entries[mine.label]["qps"] / entries[best.label]["qps"]
             paired = {"status": "ok", "windows_each": HEAD_TO_HEAD_REPEATS, "entries": list(entries.values()),
-                      "wall_s": run.get("wall_s")}
+                      "wall_s": run.get("wall_s"), **_where_measured(run)}
         else:
             paired = {"status": "failed", "reason": run.get("reason")}
     return {
@@ -564,6 +894,7 @@ def tune(
     grace_period_s: int = 120,
     write: bool = True,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> TuneResult:
     """Find the cheapest configuration of ``dataset`` reaching recall@k >= ``recall`` (see the module docstring).
 
@@ -574,6 +905,10 @@ def tune(
     so studies for them reuse these builds. Bad input raises :class:`InvalidParameterError` before anything is
     built: unknown dataset, backend or objective, a target outside (0, 1], a budget no configuration's layout can
     meet, a foreign or unreadable storage. A budget or target that cannot be met ends the study with that answer.
+
+    ``executor`` (:func:`~ruvector_lab.bench.executor.open_executor`; None or a local one: one trial at a time in
+    child processes of this one) runs the evaluations on a cluster when it is one: up to one trial per worker at
+    once, asked and told by this process (ask-and-tell), the study's storage never opened by a worker.
     """
     started = time.perf_counter()
     (target,) = check_targets([recall])
@@ -618,18 +953,33 @@ def tune(
     name = study_name or f"{ds.name}-recall{target:g}-{results.fingerprint(identity)[:8]}"
     url = storage or default_storage(results_root, ds.name)
     store = open_storage(url, grace_period_s)
-    study = _study(store, name, identity, seed, max(1, min(10, trials // 3)))
+    parallel = executor is not None and executor.kind != "local"
+    # parallel asks want the sampler to steer away from the configurations still running; one at a time keeps
+    # Optuna's default, so a local study samples as it always did
+    liar = True if parallel else None
+    study = _study(store, name, identity, seed, max(1, min(10, trials // 3)), constant_liar=liar)
     root = Path(results_root)
-    with TrialData(ds.train, ds.test, ds.distances, ds.metric, settings.n_queries) as data:
-        evals = Evaluations(root, ds, data, settings, targets)
-        run = _objective(evals, space, choices, target, memory_budget, lambda c: layouts.get(c))
-        for _attempt in range(20 * trials):  # the sampler may ask for a configuration again: no new build
-            done = len(_builds_of(study))
-            if done >= trials or done >= len(grid_candidates):
-                break
-            if progress:
-                progress("trial", done, min(trials, len(grid_candidates)))
-            study.optimize(run, n_trials=1, catch=())
+    limit = min(trials, len(grid_candidates))
+    concurrent = 1
+    with contextlib.ExitStack() as stack:
+        if parallel:
+            assert executor is not None
+            ref = executor.dataset_ref(_dataset_file(dataset, datasets_dir), ds)
+            evals = Evaluations(root, ds, None, settings, targets, executor=executor, ref=ref)
+            concurrent = _ask_and_tell(
+                study, store, evals, lambda t: _propose(t, space, choices, memory_budget, layouts.get), target,
+                memory_budget, limit, 20 * trials, progress)
+        else:
+            data = stack.enter_context(TrialData(ds.train, ds.test, ds.distances, ds.metric, settings.n_queries))
+            evals = Evaluations(root, ds, data, settings, targets)
+            run = _objective(evals, space, choices, target, memory_budget, lambda c: layouts.get(c))
+            for _attempt in range(20 * trials):  # the sampler may ask for a configuration again: no new build
+                done = len(_builds_of(study))
+                if done >= limit:
+                    break
+                if progress:
+                    progress("trial", done, limit)
+                study.optimize(run, n_trials=1, catch=())
         rows = _trial_rows(study)
         builds = len(_builds_of(study))
         if progress:
@@ -643,18 +993,37 @@ def tune(
             replayed = replay(table, space, choices, target, memory_budget, builds,
                               range(seed + 1, seed + 1 + replay_seeds)) if replay_seeds else {}
             grid_summary = _grid_summary(table, grid_wall, feasible, builds, tuner_wall_full, memory_budget,
-                                         replayed, data, settings)
+                                         replayed, evals)
+    run_settings = {**settings.to_dict(), "verify_seeds": verify_seeds, "trials": trials, "seed": seed,
+                    "executor": executor.settings.describe() if executor is not None else "local",
+                    "concurrent_trials": concurrent, "sampler": _sampler_settings(liar)}
     result = TuneResult(
         dataset=ds.name, target=target, objective=objective, study_name=name, storage=_redact(url), trials=rows,
         pareto=pareto(list(feasible.values())) if feasible else [], recommended=recommended, builds=builds,
         wall_s=time.perf_counter() - started,
         answer=_answer(recommended, objective, target, memory_budget, rows, settings.k),
-        grid=grid_summary, space=space.to_dict(), settings={**settings.to_dict(), "verify_seeds": verify_seeds,
-                                                            "trials": trials, "seed": seed},
+        grid=grid_summary, space=space.to_dict(), settings=run_settings,
         excluded=excluded, memory_budget=memory_budget)
     if write:
         write_result(result, root, ds)
     return result
+
+
+def _dataset_file(dataset: Dataset | str, datasets_dir: str | Path) -> Path | None:
+    """The HDF5 file a cluster's workers fetch the dataset from: a named dataset's own file; None for a dataset
+    given in memory (the executor writes it for the trip)."""
+    if isinstance(dataset, str):
+        return Path(datasets_dir) / f"{results.check_component(dataset, 'dataset')}.hdf5"
+    return None
+
+
+def _sampler_settings(constant_liar: bool | None) -> dict[str, Any]:
+    """The study's sampler as the result records it: TPE, and whether it penalised running trials
+    (``constant_liar``; None: Optuna's default, read from its signature since it changed between versions)."""
+    if constant_liar is None:
+        default = inspect.signature(_optuna().samplers.TPESampler).parameters.get("constant_liar")
+        constant_liar = bool(default.default) if default is not None else False
+    return {"name": "TPESampler", "multivariate": True, "group": True, "constant_liar": constant_liar}
 
 
 def _analytic(cand: Candidate, ds: Dataset) -> float | None:
