@@ -4,6 +4,7 @@
     ruvector-lab data NAME                      make dataset NAME (params.yaml ``datasets``) -> data/raw/NAME.hdf5
     ruvector-lab groundtruth NAME               exact top-k -> data/datasets/NAME.hdf5 (+ NAME.json summary)
     ruvector-lab build DATASET BACKEND ...      build one index and run its ef_search sweep -> data/results/runs
+    ruvector-lab sweep [DATASET]...             the whole build matrix in one fan-out (e.g. --executor dask)
     ruvector-lab quantize DATASET               codec sweep (+ quantized HNSW builds) -> data/results/quant
     ruvector-lab tune DATASET                   autotune: cheapest configuration for a recall -> data/results/tune
     ruvector-lab adr                            the ADR-006 suite for every backend -> data/results/adr
@@ -11,7 +12,9 @@
 
 Help texts are plain text (typer's rich markup is off): click's own formatter re-wraps paragraphs to the terminal
 and never shows a flag as taking a value, which typer's rich panels do (``--help <bool>``). Progress bars go to
-stderr and are drawn only when stderr is a terminal, so DVC and CI logs stay short.
+stderr and are drawn only when stderr is a terminal, so DVC and CI logs stay short. The commands that fan out
+(groundtruth, data, build, sweep, quantize, tune) take ``--executor local|dask`` and ``--scheduler`` (see
+:mod:`ruvector_lab.bench.executor`).
 """
 
 from __future__ import annotations

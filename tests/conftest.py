@@ -40,7 +40,7 @@ def dask_scheduler(tmp_path_factory: pytest.TempPathFactory):
     distributed = pytest.importorskip("distributed")
     cache = tmp_path_factory.mktemp("dask-data-cache")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, resources={"measure": 1},
-                                       dashboard_address=None,
+                                       dashboard_address=":0",
                                        env={"RUVECTOR_LAB_DATA_CACHE": str(cache)})
     try:
         yield cluster.scheduler_address

@@ -261,3 +261,39 @@ def test_tcp_cluster_loses_a_worker_mid_sweep_and_delivers_every_result(tmp_path
         for proc in reversed(procs):
             _stop(proc)
         logs.close()
+
+
+# --------------------------------------------------------------------------------------------------- the CLI
+def _recall_by_file(root: Path) -> dict[str, object]:
+    return {p.relative_to(root).as_posix(): json.loads(p.read_text())["recall"]
+            for p in sorted(root.glob("runs/*/*/*/query-*.json"))}
+
+
+@pytest.mark.slow
+def test_sweep_runs_the_whole_matrix_locally_and_on_a_cluster_alike(tmp_path, dask_scheduler, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ruvector_lab import cli
+
+    monkeypatch.delenv(ex.SCHEDULER_ENV, raising=False)
+    monkeypatch.delenv(ex.EXECUTOR_ENV, raising=False)
+    write_hdf5(tmp_path / "datasets" / "toy.hdf5", _dataset(n=600, d=8))
+    (tmp_path / "params.yaml").write_text(
+        "bench: {datasets: [toy], backends: [hnswlib, numpy, nope-not-a-backend], n_queries: 20, build_repeats: 1,\n"
+        "        repeats: 1, warmup: 2, threads: [1], build_threads: 1, memory: false, insert_chunk: 200}\n"
+        "build: {m: [8, 16], ef_construction: [40]}\n"
+        "query: {k: 10, ef_search: [10, 40]}\n")
+    common = ["--params", str(tmp_path / "params.yaml"), "--datasets-dir", str(tmp_path / "datasets")]
+    runs = {}
+    for kind, extra in (("local", []), ("dask", ["--executor", "dask", "--scheduler", dask_scheduler])):
+        result = CliRunner().invoke(cli.app, ["sweep", *common, "--results", str(tmp_path / kind), *extra])
+        # the unknown backend fails its two tasks with the reason; the other four configurations are written
+        assert result.exit_code == 1, result.output
+        assert result.output.count("failed (InvalidParameterError: unknown backend 'nope-not-a-backend'") == 2
+        assert result.output.count("toy/hnswlib/") == 2 and "2 written" in result.output
+        runs[kind] = _recall_by_file(tmp_path / kind)
+    assert len(runs["local"]) == 2 * 2 + 2  # hnswlib: 2 builds x 2 ef; numpy (flat): one setting per build
+    assert runs["local"] == runs["dask"]
+    # a second sweep finds everything done
+    again = CliRunner().invoke(cli.app, ["sweep", *common, "--results", str(tmp_path / "local")])
+    assert "already done" in again.output and "written" in again.output

@@ -369,8 +369,9 @@ class DaskExecutor:
         address = settings.scheduler or f"local:{env.usable_cores()}"
         try:
             if address.startswith("local:"):
+                # dashboard ":0": any free port (the scheduler's HTTP server would otherwise take 8787 or warn)
                 self._cluster = LocalCluster(n_workers=int(address.split(":", 1)[1]), threads_per_worker=1,
-                                             processes=True, resources={MEASURE: 1}, dashboard_address=None)
+                                             processes=True, resources={MEASURE: 1}, dashboard_address=":0")
                 self.client = Client(self._cluster)
             else:
                 self.client = Client(address, timeout=f"{self.settings.connect_timeout_s}s")
