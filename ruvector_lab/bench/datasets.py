@@ -25,13 +25,16 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import DatasetError, InvalidParameterError
 from .hdf5 import Dataset, read_hdf5
 from .sources import TEXT_SOURCES, VECTOR_SOURCES, embed_texts, first_rows, text_dataset, vector_dataset
+
+if TYPE_CHECKING:
+    from .executor import Executor
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +201,15 @@ def split_wordnet(texts: WordnetTexts, n_base: int | None, n_queries: int,
 
 def wordnet_minilm(n_base: int | None = 20_000, n_queries: int = 1_000, seed: int = 42, precision: str = "int8",
                    chunk_size: int | None = None, directory: Path | None = None, name: str = "wordnet-minilm-384",
-                   progress: Callable[[int], None] | None = None) -> Dataset:
+                   progress: Callable[[int], None] | None = None, *, executor: Executor | None = None) -> Dataset:
     """WordNet texts embedded with the project's Embedder (cosine). ``n_base`` subsamples the ~200k base texts
-    (None: all of them); the attrs record how many there were and how many were kept."""
+    (None: all of them); the attrs record how many there were and how many were kept. ``executor`` embeds the base
+    texts in chunks on its workers (:func:`~ruvector_lab.bench.sources.embed_texts`; None: in this process)."""
     texts = read_wordnet(directory)
     base, queries = split_wordnet(texts, n_base, n_queries, seed)
     total = len(dict.fromkeys((*texts.glosses, *texts.examples)))
-    train, test = embed_texts(base, queries, precision=precision, chunk_size=chunk_size, name=name, progress=progress)
+    train, test = embed_texts(base, queries, precision=precision, chunk_size=chunk_size, name=name, progress=progress,
+                              executor=executor)
     attrs: dict[str, Any] = {"source": "wordnet-3.0", "seed": seed, "precision": precision,
                              "texts_total": total, "texts_kept": len(base), "license": texts.license,
                              "model": "all-MiniLM-L6-v2"}
@@ -219,10 +224,12 @@ SOURCES: tuple[str, ...] = ("adr-random", "clustered", "wordnet", "fashion-mnist
 EMBEDDED_SOURCES: tuple[str, ...] = ("wordnet", *TEXT_SOURCES)
 
 
-def make_dataset(spec: dict[str, Any], progress: Callable[[int], None] | None = None) -> Dataset:
+def make_dataset(spec: dict[str, Any], progress: Callable[[int], None] | None = None, *,
+                 executor: Executor | None = None) -> Dataset:
     """Build the dataset a params.yaml entry describes: ``{name, source, ...}`` where ``source`` is one of
     :data:`SOURCES` and the other keys are that maker's arguments. ``progress`` is called with the number of texts
-    embedded, for the sources in :data:`EMBEDDED_SOURCES`."""
+    embedded, for the sources in :data:`EMBEDDED_SOURCES`; ``executor`` embeds their base texts in chunks on its
+    workers (None: in this process; the other sources ignore it)."""
     if not isinstance(spec, dict) or "name" not in spec or "source" not in spec:
         raise InvalidParameterError(f"a dataset entry needs 'name' and 'source' (one of {', '.join(SOURCES)}), "
                                     f"got {spec!r}")
@@ -234,11 +241,11 @@ def make_dataset(spec: dict[str, Any], progress: Callable[[int], None] | None = 
         if source in makers:
             return makers[source](**args)
         if source == "wordnet":
-            return wordnet_minilm(progress=progress, **args)
+            return wordnet_minilm(progress=progress, executor=executor, **args)
         if source in VECTOR_SOURCES:
             return vector_dataset(fmt=source, **args)
         if source in TEXT_SOURCES:
-            return text_dataset(fmt=source, progress=progress, **args)
+            return text_dataset(fmt=source, progress=progress, executor=executor, **args)
         if source == "hdf5":
             path = args.get("path")
             if not path:

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..container import write_atomic
 from ..errors import DatasetError, InvalidParameterError, RuvectorLabError
-from . import env, hostload, threads
+from . import hostload
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class ExecutorSettings:
 
     def describe(self) -> str:
         """'local', or 'dask (<scheduler>)'."""
-        return self.kind if self.kind == "local" else f"dask ({self.scheduler or 'local:' + str(env.usable_cores())})"
+        return self.kind if self.kind == "local" else f"dask ({self.scheduler or 'local:' + str(_cores())})"
 
 
 def check_scheduler(value: str) -> str:
@@ -145,9 +145,31 @@ class DatasetRef:
             except DatasetError as exc:  # truncated or damaged: the cluster still has the good bytes
                 why = str(exc)
             log.warning("%s: cached copy unusable (%s); fetching it again", cached, why)
-        data = _fetch_payload(self.payload)
-        write_atomic(cached, data)
+        _fetch_into(cached, self)
         return _checked(read_hdf5(cached, name=self.name), self)
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path``'s lock file (every process of the host that caches there waits on it)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _damaged(path: Path, ref: DatasetRef) -> bool:
+    from .hdf5 import read_hdf5
+
+    try:
+        return read_hdf5(path, name=ref.name).content_hash() != ref.content_hash
+    except DatasetError:
+        return True
 
 
 def _read(path: str | os.PathLike[str] | None) -> Any:
@@ -166,14 +188,22 @@ def _checked(ds: Any, ref: DatasetRef) -> Any:
     return ds
 
 
-def _fetch_payload(key: str) -> bytes:
+def _fetch_into(cached: Path, ref: DatasetRef) -> None:
+    """Copy the bytes ``ref`` names from the cluster into ``cached``, once per host.
+
+    The dataset is published on the scheduler (a future rebuilt from its bare key would wait forever). The task
+    secedes from its worker's thread pool first (worker_client), so while it waits the worker runs other tasks; the
+    host-wide file lock is taken only after seceding, so a task waiting for it never holds the thread slot the
+    downloading task needs to rejoin. A task that waited finds the copy made meanwhile and fetches nothing.
+    """
     from distributed import worker_client
 
-    log.info("fetching dataset payload %s from the cluster", key)
-    # a dataset published on the scheduler (a future rebuilt from its bare key waits forever); worker_client
-    # secedes from the worker's thread pool while it waits, so a single-threaded worker stays responsive
-    with worker_client() as client:
-        return bytes(client.gather(client.get_dataset(key)))
+    assert ref.payload is not None
+    with worker_client() as client, _cache_lock(cached):
+        if cached.exists() and not _damaged(cached, ref):
+            return
+        log.info("fetching dataset %s (%s) from the cluster", ref.name, ref.payload)
+        write_atomic(cached, bytes(client.gather(client.get_dataset(ref.payload))))
 
 
 # ------------------------------------------------------------------------------------------------------- tasks
@@ -242,6 +272,8 @@ def _stamp(data: bytes, load: dict[str, Any]) -> bytes:
 def _execute(fn: Callable[..., Any], args: tuple[Any, ...], name: str, measuring: bool, writes_results: bool,
              seeds: dict[str, bytes]) -> _Shipped:
     """Run one task where it was sent (this process or a worker) and pack what it made."""
+    from . import env, threads  # here, not at import: env pulls in every backend, and the data stage imports this
+
     shipped = _Shipped(host=env.host())
     slot = hostload.measuring_slot(name) if measuring else contextlib.nullcontext(None)
     worker_threads = _worker_threads()
@@ -265,6 +297,18 @@ def _execute(fn: Callable[..., Any], args: tuple[Any, ...], name: str, measuring
     except RuvectorLabError as exc:  # a failure in the data: recorded, never retried
         shipped.error = f"{type(exc).__name__}: {exc}"
     return shipped
+
+
+def _cores() -> int:
+    from .env import usable_cores
+
+    return usable_cores()
+
+
+def _host() -> dict[str, Any]:
+    from .env import host
+
+    return host()
 
 
 def _worker_threads() -> int | None:
@@ -337,7 +381,7 @@ class LocalExecutor:
                                        _seed_bytes(task, root_path))
                 except Exception as exc:  # not a data error: recorded as on a cluster (traceback in the log)
                     log.exception("%s raised", task.name)
-                    shipped = _Shipped(host=env.host(), error=f"{type(exc).__name__}: {exc}")
+                    shipped = _Shipped(host=_host(), error=f"{type(exc).__name__}: {exc}")
                 outcomes.append(_deliver(task, shipped, root_path))
                 bar.update(1)
         return outcomes
@@ -366,7 +410,7 @@ class DaskExecutor:
         self._cluster = None
         #: content hash -> the name its bytes are published under on the scheduler
         self._payloads: dict[str, str] = {}
-        address = settings.scheduler or f"local:{env.usable_cores()}"
+        address = settings.scheduler or f"local:{_cores()}"
         try:
             if address.startswith("local:"):
                 # dashboard ":0": any free port (the scheduler's HTTP server would otherwise take 8787 or warn)

@@ -5,6 +5,12 @@ of candidates; the winners' distances are then recomputed in float64
 (:func:`~ruvector_lab.distances.pairwise_float64`) and re-sorted, so the stored distances are exact and float32
 ranking noise cannot swap the boundary. Ties are broken by the lower train index.
 
+The work is three block functions that both ways of running it share: :func:`block_candidates` (one query block
+against one train block), :func:`merge_candidates` (a query block's candidates over the train blocks, in train-block
+order) and :func:`exact_top_k` (the float64 re-sort). :func:`knn_ground_truth` runs them in this process;
+:func:`knn_ground_truth_on` sends the (query block, train block) pairs to an executor's workers and merges and re-sorts
+here, so both return the same arrays, ties included.
+
 A file that brings its own ground truth is checked by :func:`verify_ground_truth` before it is kept: every id in
 range, every distance finite, and a seeded sample of queries recomputed exactly.
 """
@@ -12,7 +18,8 @@ range, every distance finite, and a seeded sample of queries recomputed exactly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +29,7 @@ from ..errors import DatasetError, InvalidParameterError
 from ..validation import check_positive_int
 
 if TYPE_CHECKING:
+    from .executor import DatasetRef, Executor
     from .hdf5 import Dataset
 
 log = logging.getLogger(__name__)
@@ -37,6 +45,87 @@ VERIFY_RTOL = 1e-3
 VERIFY_ATOL = 1e-3
 
 
+def _checked_inputs(queries: np.ndarray, train: np.ndarray, k: int, metric: str, query_block: int,
+                    train_block: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Queries and train as contiguous float32, and ``keep`` (candidates per query); refuses bad shapes and sizes."""
+    check_metric(metric)
+    k = check_positive_int("k", k)
+    check_positive_int("query_block", query_block)
+    check_positive_int("train_block", train_block)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    train = np.ascontiguousarray(train, dtype=np.float32)
+    if queries.ndim != 2 or train.ndim != 2 or queries.shape[1] != train.shape[1]:
+        raise InvalidParameterError(f"queries {queries.shape} and train {train.shape} must be 2-D of equal width")
+    if k > len(train):
+        raise InvalidParameterError(f"k={k} exceeds the {len(train)} train rows")
+    return queries, train, min(k + MARGIN, len(train))
+
+
+def block_candidates(queries: np.ndarray, rows: np.ndarray, start: int, keep: int,
+                     metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The float32-ranked candidates of one block of queries among one block of train rows.
+
+    ``rows`` are train rows ``start, start + 1, ...`` as stored (under cosine both sides are normalised here). Returns
+    ``(scores (m, c) float32, ids (m, c) int64)`` with ``c = min(keep, len(rows))``: each query's ``keep`` best
+    ranking scores (:func:`~ruvector_lab.distances.ranking_scores`, smaller is closer) chosen by ``argpartition``
+    (unordered), with global train ids. A pure function of its arguments, so a worker and this process given the same
+    block return the same candidates.
+    """
+    # own float32 copies: the same contiguous layout whether the block is a view of a client array or a worker's
+    q = np.array(queries, dtype=np.float32)
+    x = np.array(rows, dtype=np.float32)
+    if metric == "cosine":  # cosine ranks as a dot product of unit rows; normalising is row by row, so per block
+        q, x = normalize_rows(q), normalize_rows(x)
+    scores = ranking_scores(q, x, metric, squared_norms(x) if metric == "euclidean" else None)
+    ids = np.broadcast_to(np.arange(start, start + len(x), dtype=np.int64), scores.shape)
+    if scores.shape[1] > keep:
+        part = np.argpartition(scores, keep - 1, axis=1)[:, :keep]
+        return np.take_along_axis(scores, part, axis=1), np.take_along_axis(ids, part, axis=1)
+    return np.ascontiguousarray(scores), np.ascontiguousarray(ids)
+
+
+def merge_candidates(parts: Iterable[tuple[np.ndarray, np.ndarray]], keep: int) -> np.ndarray:
+    """One query block's candidates over all train blocks: ``parts`` are :func:`block_candidates` of each train block
+    **in train-block order**, folded in that order (each step keeps the ``keep`` best by ``argpartition``, so the
+    same parts in the same order always give the same set).
+
+    Returns the candidate ids ``(m, <= keep)`` int64, ascending along each row: the exact re-sort
+    (:func:`exact_top_k`) then sees the candidates in an order that depends only on which they are.
+    """
+    best_s: np.ndarray | None = None
+    best_i: np.ndarray | None = None
+    for scores, ids in parts:
+        if best_s is None or best_i is None:
+            best_s, best_i = scores, ids
+        else:
+            best_s = np.concatenate([best_s, scores], axis=1)
+            best_i = np.concatenate([best_i, ids], axis=1)
+        if best_s.shape[1] > keep:
+            part = np.argpartition(best_s, keep - 1, axis=1)[:, :keep]
+            best_s = np.take_along_axis(best_s, part, axis=1)
+            best_i = np.take_along_axis(best_i, part, axis=1)
+    if best_i is None:
+        raise InvalidParameterError("no train block to merge candidates from")
+    return np.sort(best_i, axis=1)
+
+
+def exact_top_k(queries: np.ndarray, train: np.ndarray, candidates: np.ndarray, k: int,
+                metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-``k`` of each query among its candidate train ids (:func:`merge_candidates`).
+
+    Distances are recomputed in float64 (:func:`~ruvector_lab.distances.pairwise_float64`) from the train rows and
+    sorted by (distance, train id), so ties go to the lower id. Returns ``(neighbors (m, k) int32,
+    distances (m, k) float32)``.
+    """
+    q_raw = np.asarray(queries, dtype=np.float32).astype(np.float64)
+    exact = np.empty(candidates.shape, dtype=np.float64)
+    for row in range(len(q_raw)):
+        exact[row] = pairwise_float64(q_raw[row : row + 1], train[candidates[row]], metric)[0]
+    order = np.lexsort((candidates, exact), axis=1)[:, :k]
+    return (np.take_along_axis(candidates, order, axis=1).astype(np.int32),
+            np.take_along_axis(exact, order, axis=1).astype(np.float32))
+
+
 def knn_ground_truth(
     queries: np.ndarray,
     train: np.ndarray,
@@ -46,51 +135,93 @@ def knn_ground_truth(
     train_block: int = 32768,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` neighbours of every query among the train rows.
+    """Exact top-``k`` neighbours of every query among the train rows, in this process.
 
     Returns ``(neighbors (m, k) int32, distances (m, k) float32)`` sorted ascending by distance (ties by index).
-    ``progress`` is called with the number of queries finished after each query block.
+    ``progress`` is called with the number of queries finished after each query block. The same block functions
+    as :func:`knn_ground_truth_on` (an executor's fan-out), so both give the same arrays for the same block sizes.
     """
-    check_metric(metric)
-    k = check_positive_int("k", k)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    train = np.ascontiguousarray(train, dtype=np.float32)
-    if queries.ndim != 2 or train.ndim != 2 or queries.shape[1] != train.shape[1]:
-        raise InvalidParameterError(f"queries {queries.shape} and train {train.shape} must be 2-D of equal width")
-    if k > len(train):
-        raise InvalidParameterError(f"k={k} exceeds the {len(train)} train rows")
-    keep = min(k + MARGIN, len(train))
-    ranked_train = normalize_rows(train) if metric == "cosine" else train  # cosine ranks as a dot product
-    sq = squared_norms(ranked_train)
+    queries, train, keep = _checked_inputs(queries, train, k, metric, query_block, train_block)
     neighbors = np.empty((len(queries), k), dtype=np.int32)
     distances = np.empty((len(queries), k), dtype=np.float32)
     for qs in range(0, len(queries), query_block):
         q = queries[qs : qs + query_block]
-        if metric == "cosine":
-            q = normalize_rows(q)
-        best_s = np.full((len(q), 0), np.inf, dtype=np.float32)
-        best_i = np.empty((len(q), 0), dtype=np.int64)
-        for ts in range(0, len(train), train_block):
-            block = ranked_train[ts : ts + train_block]
-            scores = ranking_scores(q, block, metric, sq[ts : ts + train_block])
-            cand_s = np.concatenate([best_s, scores], axis=1)
-            cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(ts, ts + len(block)), scores.shape)], axis=1)
-            if cand_s.shape[1] > keep:
-                part = np.argpartition(cand_s, keep - 1, axis=1)[:, :keep]
-                cand_s = np.take_along_axis(cand_s, part, axis=1)
-                cand_i = np.take_along_axis(cand_i, part, axis=1)
-            best_s, best_i = cand_s, cand_i
-        # exact float64 distances of the candidates, then sort by (distance, index)
-        q_raw = queries[qs : qs + query_block].astype(np.float64)
-        exact = np.empty(best_i.shape, dtype=np.float64)
-        for row in range(len(q_raw)):
-            exact[row] = pairwise_float64(q_raw[row : row + 1], train[best_i[row]], metric)[0]
-        order = np.lexsort((best_i, exact), axis=1)[:, :k]
-        neighbors[qs : qs + len(q)] = np.take_along_axis(best_i, order, axis=1)
-        distances[qs : qs + len(q)] = np.take_along_axis(exact, order, axis=1)
+        # a generator: one train block's scores are held at a time
+        parts = (block_candidates(q, train[ts : ts + train_block], ts, keep, metric)
+                 for ts in range(0, len(train), train_block))
+        candidates = merge_candidates(parts, keep)
+        neighbors[qs : qs + len(q)], distances[qs : qs + len(q)] = exact_top_k(q, train, candidates, k, metric)
         if progress is not None:
             progress(len(q))
     return neighbors, distances
+
+
+def knn_ground_truth_on(executor: Executor, ref: DatasetRef, ds: Dataset, k: int = 100, query_block: int = 256,
+                        train_block: int = 32768) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`knn_ground_truth` of ``ds`` (its test rows among its train rows, in its metric) on an executor.
+
+    One task per (query block, train block): the task loads the dataset from ``ref`` where it runs, slices its two
+    blocks and returns their :func:`block_candidates`. Here the candidates of each query block are merged in
+    train-block order (:func:`merge_candidates`) and re-sorted exactly from ``ds``'s own train rows
+    (:func:`exact_top_k`), so the arrays equal :func:`knn_ground_truth`'s with the same block sizes, ties included.
+    The executor draws the progress bar over the tasks.
+
+    ``ref`` must name ``ds`` (same content hash), else :class:`DatasetError`; a task that fails (a worker's copy
+    that does not match ``ref``) raises :class:`~ruvector_lab.bench.executor.ExecutorError` naming it. Every
+    task's candidates are held here until the merge: about ``n_test x train blocks x (k + MARGIN) x 12`` bytes.
+    """
+    from .executor import Task, raise_failures
+
+    queries, train, keep = _checked_inputs(ds.test, ds.train, k, ds.metric, query_block, train_block)
+    found = ds.content_hash()
+    if found != ref.content_hash:
+        raise DatasetError(f"dataset {ds.name!r} has content hash {found}, but its reference names "
+                           f"{ref.content_hash}: the data changed after the reference was made")
+    q_starts = range(0, len(queries), query_block)
+    t_starts = range(0, len(train), train_block)
+    tasks = [Task(f"groundtruth {ds.name} q{qs} t{ts}", _candidates_task,
+                  (ref, qs, qs + query_block, ts, ts + train_block, keep, ds.metric))
+             for qs in q_starts for ts in t_starts]
+    outcomes = executor.run(tasks, f"ground truth {ds.name}")
+    raise_failures(outcomes, f"ground truth blocks of {ds.name}")
+    values = iter(o.value for o in outcomes)  # task order: query blocks, then train blocks within each
+    neighbors = np.empty((len(queries), k), dtype=np.int32)
+    distances = np.empty((len(queries), k), dtype=np.float32)
+    for qs in q_starts:
+        q = queries[qs : qs + query_block]
+        candidates = merge_candidates((next(values) for _ in t_starts), keep)
+        neighbors[qs : qs + len(q)], distances[qs : qs + len(q)] = exact_top_k(q, train, candidates, k, ds.metric)
+    return neighbors, distances
+
+
+#: the dataset a worker process loaded last, by content hash: every block task of a run needs the same one, and
+#: reading and hashing the whole file per block would cost more than the block's product (one dataset is kept)
+_LOADED: dict[str, Dataset] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _loaded(ref: DatasetRef) -> Dataset:
+    """The dataset ``ref`` names, loaded once per worker process (a ref holding it in memory is used as is)."""
+    if ref.inline is not None:
+        return ref.load()
+    with _LOADED_LOCK:
+        ds = _LOADED.get(ref.content_hash)
+    if ds is not None:
+        return ds
+    # loaded outside the lock: a task fetching the payload secedes from the worker's pool and must rejoin it, which
+    # a second task blocked on this lock in the pool's only slot would prevent (a deadlock seen on 1-thread workers)
+    ds = ref.load()  # checked against the content hash: a changed copy raises DatasetError
+    with _LOADED_LOCK:
+        _LOADED.clear()
+        _LOADED[ref.content_hash] = ds
+    return ds
+
+
+def _candidates_task(ref: DatasetRef, q_start: int, q_stop: int, t_start: int, t_stop: int, keep: int,
+                     metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """One (query block, train block) task: the blocks sliced from the dataset ``ref`` names, their candidates."""
+    ds = _loaded(ref)
+    return block_candidates(ds.test[q_start:q_stop], ds.train[t_start:t_stop], t_start, keep, metric)
 
 
 def brute_force(queries: np.ndarray, train: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:

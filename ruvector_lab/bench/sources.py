@@ -49,7 +49,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,6 +57,9 @@ from ..distances import METRICS
 from ..errors import DatasetError, InvalidParameterError, InvalidVectorError
 from ..validation import check_nonzero, check_positive_int
 from .hdf5 import Dataset
+
+if TYPE_CHECKING:
+    from .executor import Executor
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +78,10 @@ NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 FLOAT32_EXACT_INT = 2**24
 #: bytes of a file converted at a time: bounds the temporary memory of a conversion whatever the file's size
 BLOCK_BYTES = 32 << 20
-#: base texts embedded between two progress reports
+#: base texts embedded between two progress reports, and per ``embed_batch`` call (which plans its own batches)
 EMBED_BLOCK = 1024
+#: blocks of base texts per embedding task on an executor at most (each task starts an Embedder, about a second)
+EMBED_TASK_BLOCKS = 4
 
 
 # ------------------------------------------------------------------------------------------------ shared helpers
@@ -385,46 +390,109 @@ def _json_type(value: object) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def embed_texts(base: Sequence[str], queries: Sequence[str], precision: str = "int8",
-                chunk_size: int | None = None, name: str = "texts",
-                progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Embed base and query texts with one :class:`~ruvector_lab.embeddings.Embedder` (all-MiniLM-L6-v2 at
-    ``precision``): the base :data:`EMBED_BLOCK` texts at a time, calling ``progress`` with the count after each
-    block, then the queries. Returns float32 ``(len(base), dims)`` and ``(len(queries), dims)`` unit rows.
-
-    The one embedding loop of every text dataset (WordNet and text corpora). No embeddings package or model files
-    raises :class:`DatasetError` saying how to get them; an unknown precision :class:`InvalidParameterError`.
-    """
+def _start_embedder(precision: str, name: str) -> Any:
+    """An :class:`~ruvector_lab.embeddings.Embedder` at ``precision``, or the data error that says how to get one."""
     try:
         from ..embeddings import Embedder
     except ImportError as exc:
         raise DatasetError(f"dataset {name!r} needs ruvector_lab.embeddings.Embedder, which does not import here "
                            f"({exc}); install the embed extra and run `make setup-models`") from None
     try:
-        embedder = Embedder(precision=precision)
+        return Embedder(precision=precision)
     except InvalidParameterError as exc:
         raise InvalidParameterError(f"dataset {name!r}: {exc}") from None
     except Exception as exc:  # a missing model file is the usual cause; say so
         raise DatasetError(f"dataset {name!r} could not start the Embedder ({type(exc).__name__}: {exc}); "
                            "run `make setup-models`") from None
-    with embedder:
-        train = np.empty((len(base), embedder.dimensions), dtype=np.float32)
-        for start in range(0, len(base), EMBED_BLOCK):
-            chunk = list(base[start : start + EMBED_BLOCK])
-            train[start : start + len(chunk)] = embedder.embed_batch(chunk, chunk_size=chunk_size)
-            if progress is not None:
-                progress(len(chunk))
+
+
+def _embed_blocks(embedder: Any, texts: Sequence[str], chunk_size: int | None, block: int,
+                  progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """``texts`` embedded ``block`` at a time (one ``embed_batch`` call each, which plans its own batches), float32
+    rows in order; ``progress`` hears the count after each block."""
+    out = np.empty((len(texts), embedder.dimensions), dtype=np.float32)
+    for start in range(0, len(texts), block):
+        chunk = list(texts[start : start + block])
+        out[start : start + len(chunk)] = embedder.embed_batch(chunk, chunk_size=chunk_size)
+        if progress is not None:
+            progress(len(chunk))
+    return out
+
+
+def _embed_task(texts: list[str], precision: str, chunk_size: int | None, block: int, name: str) -> np.ndarray:
+    """One chunk of base texts embedded where an executor runs it, by an Embedder of its own."""
+    with _start_embedder(precision, name) as embedder:
+        return _embed_blocks(embedder, texts, chunk_size, block)
+
+
+def _blocks_per_task(n_blocks: int, workers: int) -> int:
+    """Blocks of texts per embedding task: about two tasks per worker for balance, at most
+    :data:`EMBED_TASK_BLOCKS` so a lost worker costs little, at least one."""
+    return max(1, min(EMBED_TASK_BLOCKS, -(-n_blocks // (2 * max(1, workers)))))
+
+
+def embed_texts(base: Sequence[str], queries: Sequence[str], precision: str = "int8",
+                chunk_size: int | None = None, name: str = "texts",
+                progress: Callable[[int], None] | None = None, *, executor: Executor | None = None,
+                block: int = EMBED_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Embed base and query texts with the project's :class:`~ruvector_lab.embeddings.Embedder` (all-MiniLM-L6-v2
+    at ``precision``): the base ``block`` texts at a time (:data:`EMBED_BLOCK`), calling ``progress`` with the count
+    after each block, then the queries. Returns float32 ``(len(base), dims)`` and ``(len(queries), dims)`` unit rows.
+
+    The one embedding loop of every text dataset (WordNet and text corpora). No embeddings package or model files
+    raises :class:`DatasetError` saying how to get them; an unknown precision :class:`InvalidParameterError`.
+
+    With an ``executor`` the base texts go out in chunks, one task each (a whole number of blocks, so every
+    ``embed_batch`` call, and hence every model batch, holds the same texts as in this process: int8 activations
+    are quantized per batch, so the batches decide the vectors); each task starts its own Embedder at the same
+    precision and ``chunk_size``, and the chunks' rows are joined in order. The queries are embedded here.
+    ``progress`` then hears each chunk's count once all are done (the executor draws a bar over the tasks). A
+    chunk that fails raises :class:`~ruvector_lab.bench.executor.ExecutorError` naming it.
+
+    The vectors equal this process's bit for bit when the workers run as many onnxruntime intra-op threads as this
+    process does (the Embedder takes the worker's pinned count, one on a ``local:N`` cluster). With other counts
+    they may differ in the last bits (about 1e-7; onnxruntime splits some reductions by thread, so the summation
+    order changes), far below what the int8 model's per-batch quantization moves a vector when its batch changes
+    (up to about 1e-2).
+    """
+    block = check_positive_int("block", block)
+    with _start_embedder(precision, name) as embedder:
+        if executor is None:
+            train = _embed_blocks(embedder, base, chunk_size, block, progress)
+        else:
+            train = _embed_on(executor, base, precision, chunk_size, name, block, progress, embedder.dimensions)
         test = embedder.embed_batch(list(queries), chunk_size=chunk_size).astype(np.float32, copy=False)
     return train, test
+
+
+def _embed_on(executor: Executor, base: Sequence[str], precision: str, chunk_size: int | None, name: str,
+              block: int, progress: Callable[[int], None] | None, dimensions: int) -> np.ndarray:
+    """The base texts embedded in chunks of whole blocks, one task each on ``executor``, rows joined in order."""
+    from .executor import Task, raise_failures
+
+    step = block * _blocks_per_task(-(-len(base) // block), executor.workers())
+    starts = range(0, len(base), step)
+    tasks = [Task(f"embed {name} {start}", _embed_task, (list(base[start : start + step]), precision, chunk_size,
+                                                         block, name))
+             for start in starts]
+    outcomes = executor.run(tasks, f"embed {name}")
+    raise_failures(outcomes, f"embedding chunks of {name}")
+    for outcome in outcomes:
+        if progress is not None:
+            progress(len(outcome.value))
+    if not outcomes:
+        return np.empty((0, dimensions), dtype=np.float32)
+    return np.concatenate([np.asarray(o.value, dtype=np.float32) for o in outcomes], axis=0)
 
 
 def text_dataset(path: str | os.PathLike[str] | None = None, queries: str | os.PathLike[str] | None = None,
                  n_queries: int | None = None, n_base: int | None = None, seed: int = 42, precision: str = "int8",
                  chunk_size: int | None = None, field: str | None = None, *, name: str = "texts", fmt: str = "text",
-                 progress: Callable[[int], None] | None = None) -> Dataset:
+                 progress: Callable[[int], None] | None = None, executor: Executor | None = None) -> Dataset:
     """A dataset from a text corpus (``fmt`` ``text`` or ``jsonl``) embedded with the project's Embedder, cosine;
     queries held out of the corpus or read from ``queries`` (see the module docstring). ``progress`` is called with
-    the number of base texts embedded after each block."""
+    the number of base texts embedded after each block; ``executor`` embeds the base texts in chunks on its workers
+    (:func:`embed_texts`; None: in this process)."""
     if fmt not in TEXT_SOURCES:
         raise InvalidParameterError(f"unknown text format {fmt!r}; known: {', '.join(TEXT_SOURCES)}")
     if fmt == "text" and field is not None:
@@ -461,7 +529,7 @@ def text_dataset(path: str | os.PathLike[str] | None = None, queries: str | os.P
         base_texts = [base_texts[i] for i in np.sort(rng.choice(len(base_texts), count, replace=False))]
     attrs["texts_kept"] = len(base_texts)
     train, test = embed_texts(base_texts, query_texts, precision=precision, chunk_size=chunk_size, name=name,
-                              progress=progress)
+                              progress=progress, executor=executor)
     return Dataset(name, train, test, "cosine", attrs=attrs)
 
 
