@@ -150,7 +150,7 @@ def datasets_root(root: str | os.PathLike[str] | None = None) -> Path:
 
 # ------------------------------------------------------------------------------------------------ ADR-006 suite
 ADR_COLUMNS = ["backend", "tier", "case", "target_ms", "protocol", "iterations", "p50_ms", "p95_ms", "p99_ms",
-               "mean_ms", "judged_ms", "verdict", "recall_at_10", "info"]
+               "mean_ms", "judged_ms", "verdict", "recall_at_10", "info", "host"]
 
 
 def _info(text: str | None) -> str:
@@ -167,7 +167,8 @@ def adr_cases(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     ``backend`` is 'common' for the cases that do not depend on the index backend (embedding, quantize, exact
     pattern match). ``judged_ms`` is what the verdict was taken on (the ADR protocol's mean, the honest protocol's
     p95); ``recall_at_10`` is filled for the search case. Cases or backends not available here are rows with
-    verdict 'not available' and the reason in ``info``.
+    verdict 'not available' and the reason in ``info``. ``host`` is the fingerprint of the machine that measured it
+    (:data:`ruvector_lab.bench.tables.HOST_COLUMNS`).
     """
     t = tables.load(_root(root), ("adr",))
     rows = []
@@ -176,12 +177,12 @@ def adr_cases(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         tier = r["tier"] if r["tier"] is not None else ("" if backend != "common" else "any")
         if r["status"] != "ok":
             rows.append({"backend": backend, "tier": tier, "case": "(all)", "verdict": "not available",
-                         "info": r["reason"] or ""})
+                         "info": r["reason"] or "", "host": r["host"]})
             continue
         for c in t.adr.filter(pl.col("path") == r["path"]).to_dicts():
             if c["status"] != "ok":
                 rows.append({"backend": backend, "tier": tier, "case": c["case"], "target_ms": c["target_ms"],
-                             "verdict": "not available", "info": c["reason"] or ""})
+                             "verdict": "not available", "info": c["reason"] or "", "host": c["host"]})
                 continue
             rows.append({k: c[k] for k in ADR_COLUMNS if k in c} | {"tier": tier, "info": _info(c["info"])})
     return pd.DataFrame(rows, columns=ADR_COLUMNS)
@@ -223,20 +224,22 @@ def native_wasm_ratios(cases: pd.DataFrame, protocol: str = "honest") -> pd.Data
     """For every backend-scoped case both tiers ran: the WASM backend's latency divided by each native backend's.
 
     A ratio of 3 means native is 3x faster; the ADR claims 2-5x. ``in_claim`` says whether the ratio falls in that
-    band. Latencies compared are the protocol's judged values (honest: p95; adr: mean).
+    band. Latencies compared are the protocol's judged values (honest: p95; adr: mean). Only latencies measured on
+    the same host (``host``) are divided: two machines' timings make no ratio.
     """
-    cols = ["case", "native", "native_ms", "wasm_ms", "ratio", "in_claim"]
+    cols = ["case", "native", "native_ms", "wasm_ms", "ratio", "in_claim", "host"]
     if cases.empty:
         return pd.DataFrame(columns=cols)
     sel = cases[(cases["protocol"] == protocol) & cases["judged_ms"].notna()]
-    wasm = sel[sel["backend"] == WASM_BACKEND].set_index("case")["judged_ms"]
+    wasm = sel[sel["backend"] == WASM_BACKEND].set_index(["host", "case"])["judged_ms"]
     rows = []
     for _, r in sel[sel["tier"] == NATIVE_TIER].iterrows():
-        if r["case"] in wasm.index and r["judged_ms"] > 0:
-            ratio = float(wasm[r["case"]]) / float(r["judged_ms"])
+        if (r["host"], r["case"]) in wasm.index and r["judged_ms"] > 0:
+            wasm_ms = float(wasm[(r["host"], r["case"])])
+            ratio = wasm_ms / float(r["judged_ms"])
             lo, hi = ADR_NATIVE_SPEEDUP
             rows.append({"case": r["case"], "native": r["backend"], "native_ms": float(r["judged_ms"]),
-                         "wasm_ms": float(wasm[r["case"]]), "ratio": ratio, "in_claim": lo <= ratio <= hi})
+                         "wasm_ms": wasm_ms, "ratio": ratio, "in_claim": lo <= ratio <= hi, "host": r["host"]})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -253,7 +256,8 @@ QUERY_COLUMNS = ["dataset", "metric", "n_train", "dimensions", "backend", "tier"
                  "recall_at_10_median_build", "recall_strict_at_10", "recall_min", "recall_p1", "recall_p5",
                  "recall_p50", "share_below_0.5", "p50_ms", "p95_ms", "p99_ms", "qps_1", "qps_1_min", "qps_1_max",
                  "cpu_1", "qps_2", "noisy", "drift", "direct_p50_ms", "direct_p99_ms", "facade_paired_p50_ms",
-                 "direct_qps_1", "facade_paired_qps_1", "facade_latency_ratio", "facade_qps_ratio"]
+                 "direct_qps_1", "facade_paired_qps_1", "facade_latency_ratio", "facade_qps_ratio", "host", "host_name",
+                 "max_concurrent"]
 
 
 def query_runs(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
@@ -274,7 +278,9 @@ def query_runs(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     overhead factors ``facade_latency_ratio`` (facade / direct p50) and ``facade_qps_ratio`` (direct / facade QPS).
     ``ef_effective`` is the ef a graph search really ran (max(ef_search, k), and at
     least the re-rank depth of a quantized build: :func:`ruvector_lab.bench.tables.effective_ef`); ``noisy`` lists
-    figures whose spread exceeded the noise threshold, ``drift`` the reference workload's drift.
+    figures whose spread exceeded the noise threshold, ``drift`` the reference workload's drift. ``host``,
+    ``host_name`` and ``max_concurrent``: the machine that measured it and how many measuring tasks ran on it at
+    once (:data:`ruvector_lab.bench.tables.HOST_COLUMNS`); :func:`pareto` and :func:`operating_table` work per host.
     """
     frame = _joined(tables.queries(_root(root)))
     per_thread = [c for c in frame.columns if c.startswith(("qps_", "cpu_")) and not c.endswith("_rel_spread")]
@@ -477,7 +483,9 @@ def operating_table(runs: pd.DataFrame,
     reaches the floor (None: not reached; :func:`ruvector_lab.bench.tables.operating_points`), with that
     setting's recall, p50 latency and QPS, and, where the runs carry them, recall@10 over builds
     (``recall_at_10_min``: does the worst build reach it too?), the median build's own entry, strict recall and
-    the 5th-percentile query's recall. Groups in sorted order."""
+    the 5th-percentile query's recall. Groups in sorted order, per host when the runs carry one (``host`` first)."""
+    if "host" in runs.columns and "host" not in by:
+        by = ("host", *by)  # one host's timings per operating point (tables.host_keys)
     extra = [c for c in ("n_builds", "recall_at_10_min", "recall_at_10_max", "recall_at_10_median_build",
                          "recall_strict_at_10", "recall_p5") if c in runs.columns]
     cols = [*by, "floor", "ef_search", "recall_at_10", "p50_ms", speed, *extra]
@@ -492,7 +500,7 @@ def operating_table(runs: pd.DataFrame,
 def pareto(runs: pd.DataFrame, by: Sequence[str] = ("dataset", "backend"), x: str = "recall_at_10",
            y: str = "qps_1") -> pd.DataFrame:
     """The recall-vs-QPS Pareto frontier of each group (higher is better on both), sorted by group, then recall
-    (:func:`ruvector_lab.bench.tables.pareto`)."""
+    (:func:`ruvector_lab.bench.tables.pareto`: per host when the runs carry one)."""
     if runs.empty:
         return runs.copy()
     return _pandas(tables.pareto(_polars(runs), by=tuple(by), x=x, y=y), list(runs.columns))

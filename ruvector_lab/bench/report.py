@@ -8,7 +8,12 @@ Results are read only through :mod:`ruvector_lab.bench.tables` (validated agains
 :mod:`ruvector_lab.bench.schemas`, as polars frames); the figures derived from them (effective ef, Pareto
 frontiers, operating points, noise flags, the ADR cases each backend sees, the quantized builds against the flat
 scan) come from there too, and why a codec loses to a smaller one from :mod:`ruvector_lab.bench.quant_findings`.
-This module formats: it turns the frames into rows, Markdown, CSV and plots."""
+This module formats: it turns the frames into rows, Markdown, CSV and plots.
+
+Hosts: a run may spread over several machines. Every flat row carries the host that measured it (``host``,
+``host_name``, ``max_concurrent``); frontiers, operating points, the facade's overhead summary and the plots' curves
+are per host, a table whose rows come from several hosts shows a host column, and the "Hosts" section lists the
+hosts and the records measured beside another measuring task on the same host (co-scheduled)."""
 
 from __future__ import annotations
 
@@ -69,8 +74,9 @@ def _noise_label(name: str) -> str:
 def query_rows(queries: pl.DataFrame, noise_threshold: float = 0.2) -> list[dict[str, Any]]:
     """One flat row per finished query run (rows of :attr:`tables.Tables.queries`): dataset, backend, build key,
     ef_search (and the ef that really ran), recall (median build, min-max over builds, strict, the per-query tail),
-    QPS in both thread modes, latency, whether a figure's spread exceeds ``noise_threshold`` and whether the run
-    is on its series' Pareto frontier (recall vs QPS)."""
+    QPS in both thread modes, latency, whether a figure's spread exceeds ``noise_threshold``, whether the run
+    is on its series' Pareto frontier (recall vs QPS; per host: :func:`tables.mark_pareto`) and the host that
+    measured it (``host``, ``host_name``, ``max_concurrent``: :data:`tables.HOST_COLUMNS`)."""
     noisy = tables.flag_noise(queries, noise_threshold).to_list()
     frame = tables.mark_pareto(queries.with_columns(pl.Series("noisy", noisy, dtype=pl.List(pl.String))),
                                by=("dataset", "series"), x="recall_at_10", y="qps_1")
@@ -91,8 +97,35 @@ def query_rows(queries: pl.DataFrame, noise_threshold: float = 0.2) -> list[dict
             "pareto": q["pareto"], "direct_p50_ms": q["direct_p50_ms"], "direct_p99_ms": q["direct_p99_ms"],
             "facade_paired_p50_ms": q["facade_paired_p50_ms"], "direct_qps": q["direct_qps_1"],
             "facade_paired_qps": q["facade_paired_qps_1"], "latency_ratio": q["facade_latency_ratio"],
-            "qps_ratio": q["facade_qps_ratio"]})
+            "qps_ratio": q["facade_qps_ratio"], **_host_of(q)})
     return rows
+
+
+def _host_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The host columns of a frame row (:data:`tables.HOST_COLUMNS`; None where the frame has none)."""
+    return {c: row.get(c) for c in tables.HOST_COLUMNS}
+
+
+def multi_host(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether ``rows`` (flat rows carrying ``host``) come from more than one host: a table of them then shows
+    the host, and a curve or ratio over them is drawn or computed per host."""
+    return len({r.get("host") for r in rows}) > 1
+
+
+def host_suffix(row: dict[str, Any], show: bool) -> str:
+    """`` on <host name>`` when ``show`` (the rows beside this one come from several hosts), else empty."""
+    return f" on {row.get('host_name') or tables.UNRECORDED_HOST}" if show else ""
+
+
+def _host_cell(row: dict[str, Any], show: bool) -> list[Any]:
+    """The host cell of a table row: ``[host name]`` when the table shows hosts (``show``), else nothing."""
+    return [row.get("host_name") or tables.UNRECORDED_HOST] if show else []
+
+
+def co_scheduled_note(row: dict[str, Any]) -> str:
+    """``co-scheduled (N at once)`` for a row measured while other measuring tasks ran on its host, else empty."""
+    n = row.get("max_concurrent")
+    return f"co-scheduled ({n} at once)" if n is not None and n > 1 else ""
 
 
 def build_label(key: str, graph: str) -> str:
@@ -102,33 +135,39 @@ def build_label(key: str, graph: str) -> str:
 
 
 def group(rows: Sequence[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
-    """Rows grouped by the values of ``keys`` (insertion order kept)."""
+    """Rows grouped by the values of ``keys`` (insertion order kept; a key a row lacks counts as None)."""
     out: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        out[tuple(row[k] for k in keys)].append(row)
+        out[tuple(row.get(k) for k in keys)].append(row)
     return dict(out)
 
 
 def operating_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """For each dataset, backend and build, the cheapest ef_search reaching recall@10 of 0.90, 0.95 and 0.99
-    (:func:`tables.operating_points`), from :func:`query_rows`."""
-    columns = ["dataset", "backend", "build", "graph", "ef_search", "recall_at_10", "qps", "qps_2t", "p50_ms"]
+    (:func:`tables.operating_points`, per host: a build two hosts timed has a row per host), from
+    :func:`query_rows`."""
+    columns = ["dataset", "backend", "build", "graph", "ef_search", "recall_at_10", "qps", "qps_2t", "p50_ms",
+               "host", "host_name", "max_concurrent"]
     frame = pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema={
         "dataset": pl.String, "backend": pl.String, "build": pl.String, "graph": pl.String, "ef_search": pl.Int64,
-        "recall_at_10": pl.Float64, "qps": pl.Float64, "qps_2t": pl.Float64, "p50_ms": pl.Float64})
-    points = tables.operating_points(frame, by=("dataset", "backend", "build", "graph"), targets=RECALL_TARGETS,
-                                     speed="qps")
+        "recall_at_10": pl.Float64, "qps": pl.Float64, "qps_2t": pl.Float64, "p50_ms": pl.Float64,
+        **tables.HOST_COLUMNS})
+    # the host's name rides along as a key, so a target no row of that host reaches still names the host
+    points = tables.operating_points(frame, by=("dataset", "backend", "build", "graph", "host_name"),
+                                     targets=RECALL_TARGETS, speed="qps")
     return [{"dataset": p["dataset"], "backend": p["backend"], "build": p["build"], "target": f"{p['target']:.2f}",
              "ef_search": p["ef_search"], "recall_at_10": p["recall_at_10"], "qps": p["qps"], "qps_2t": p["qps_2t"],
-             "p50_ms": p["p50_ms"], "graph": p["graph"]} for p in points.to_dicts()]
+             "p50_ms": p["p50_ms"], "graph": p["graph"], **_host_of(p)} for p in points.to_dicts()]
 
 
 def quant_rows(codecs: pl.DataFrame) -> list[dict[str, Any]]:
-    """One flat row per (dataset, codec, re-rank factor) of the quantization sweep (:attr:`tables.Tables.codecs`)."""
+    """One flat row per (dataset, codec, re-rank factor) of the quantization sweep (:attr:`tables.Tables.codecs`),
+    with the host that measured it."""
     return [{"dataset": q["dataset"], "codec": q["codec"], "rerank": q["factor"],
              "bytes_per_vector": q["bytes_per_vector"], "compression": q["compression"],
              "recall_at_10": q["recall_at_10"], "recall_at_1": q["recall_at_1"], "qps": q["qps"],
-             "encode_per_s": q["encode_per_s"], "quantize_p50_ms": q["quantize_p50_ms"]} for q in codecs.to_dicts()]
+             "encode_per_s": q["encode_per_s"], "quantize_p50_ms": q["quantize_p50_ms"], **_host_of(q)}
+            for q in codecs.to_dicts()]
 
 
 # -------------------------------------------------------------------------------------------------- formatting
@@ -186,15 +225,19 @@ def _case_dicts(frame: pl.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def adr_tables(t: tables.Tables) -> list[str]:
-    """Markdown tables of the ADR suite, one per protocol: cases down, backends across."""
+    """Markdown tables of the ADR suite, one per protocol: cases down, backends across (each backend's column
+    naming its host when the suite's records come from several hosts)."""
     records = _adr_records(t)
+    measured = t.files.filter((pl.col("kind") == "adr") & (pl.col("status") == "ok")).to_dicts()
+    hosted = multi_host(measured)
     merged = _case_dicts(tables.adr_view(t.adr, [r["backend"] for r in records if r["status"] == "ok"]))
     common = _case_dicts(t.adr.filter(pl.col("backend") == "common")).get("common")
     has_common = not t.files.filter((pl.col("kind") == "adr") & (pl.col("backend") == "common")).is_empty()
     lines: list[str] = []
     for protocol, title in (("adr", "ADR protocol (one input repeated; judged on the mean, as the ADR's avgMs)"),
                             ("honest", "Honest protocol (distinct inputs; judged on p95)")):
-        header = ["case (ADR target)", *[f"{r['backend']} ({r['tier'] or ''})" for r in records]]
+        header = ["case (ADR target)", *[f"{r['backend']} ({r['tier'] or ''}{host_suffix(r, hosted)})"
+                                         for r in records]]
         rows = []
         for case, target in TARGETS.items():
             row: list[Any] = [target.adr_text]
@@ -207,9 +250,10 @@ def adr_tables(t: tables.Tables) -> list[str]:
         lines += [f"### {title}", "", *_table(header, rows), ""]
     if has_common:
         common = common or {}
-        lines.append("Embedding, distance and quantize do not depend on the index backend: they are measured once "
-                     "and shown under every backend. Pattern match under a backend is a PatternStore (HNSW, k=10) on "
-                     "that backend; the exact list scan measured "
+        where = next((host_suffix(r, hosted) for r in measured if r["backend"] == "common"), "")
+        lines.append("Embedding, distance and quantize do not depend on the index backend: they are measured once"
+                     f"{where} and shown under every backend. Pattern match under a backend is a PatternStore "
+                     "(HNSW, k=10) on that backend; the exact list scan measured "
                      f"{_case_cell(common.get('pattern_match'), 'honest')} (honest).")
         emb = common.get("embed_single", {})
         if emb.get("status") == "ok":
@@ -258,7 +302,8 @@ def backend_cases(t: tables.Tables) -> list[tuple[str, dict[str, dict[str, Any]]
 
 def summary_lines(t: tables.Tables, ops: Sequence[dict[str, Any]]) -> list[str]:
     """Bullet points: ADR verdicts per backend and protocol, the recall the ADR's own search setting reaches, and
-    per dataset the fastest build (1 thread) reaching recall@10 0.95."""
+    per dataset the fastest build (1 thread) reaching recall@10 0.95 (per host when the dataset's operating points
+    come from several: one host's QPS is never ranked against another's)."""
     out = []
     for backend, cases in backend_cases(t):
         verdicts = {}
@@ -273,11 +318,13 @@ def summary_lines(t: tables.Tables, ops: Sequence[dict[str, Any]]) -> list[str]:
                   if "recall_at_10" in search and search.get("measured_on") == backend else "")
         out.append(f"- ADR targets on **{backend}**: ADR protocol {verdicts['adr']}, honest protocol "
                    f"{verdicts['honest']}{recall}" + (f"; not available: {', '.join(absent)}" if absent else ""))
-    for (dataset,), rows in group([o for o in ops if o["target"] == "0.95" and o["qps"]], "dataset").items():
-        best = max(rows, key=lambda o: o["qps"])
-        where = f"ef_search {best['ef_search']}" if best["graph"] == "hnsw" else "exact scan"
-        out.append(f"- {dataset}: fastest at recall@10 >= 0.95 is {best['backend']} "
-                   f"{build_label(best['build'], best['graph'])} ({where}, {_fmt(best['qps'])} QPS on 1 thread)")
+    for (dataset,), reaching in group([o for o in ops if o["target"] == "0.95" and o["qps"]], "dataset").items():
+        several = multi_host([o for o in ops if o["dataset"] == dataset])
+        for (_host,), rows in group(reaching, "host").items():
+            best = max(rows, key=lambda o: o["qps"])
+            where = f"ef_search {best['ef_search']}" if best["graph"] == "hnsw" else "exact scan"
+            out.append(f"- {dataset}{host_suffix(best, several)}: fastest at recall@10 >= 0.95 is {best['backend']} "
+                       f"{build_label(best['build'], best['graph'])} ({where}, {_fmt(best['qps'])} QPS on 1 thread)")
     missing = sorted({o["dataset"] for o in ops} - {o["dataset"] for o in ops if o["target"] == "0.95" and o["qps"]
                                                      and o["graph"] == "hnsw"})
     for dataset in missing:
@@ -303,8 +350,10 @@ def _empty_figure(path: Path, what: str) -> Path:
 
 def plot_recall_qps(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     """One PNG, ``recall_qps.png``, one panel per dataset: recall@10 against single-thread batch QPS (log), one
-    line per backend and build, with each series' Pareto frontier."""
+    line per backend and build, with each series' Pareto frontier; when the rows come from more than one host, one
+    line per (series, host), labelled with the host's name (one host's frontier never joins another's points)."""
     path = out_dir / "recall_qps.png"
+    several = multi_host(rows)
     by_dataset = group([r for r in rows if r["qps"]], "dataset")
     if not by_dataset:
         return _empty_figure(path, "recall vs QPS results")
@@ -317,9 +366,10 @@ def plot_recall_qps(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     nrows = (len(by_dataset) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(7 * cols, 4.5 * nrows), dpi=100, squeeze=False)
     for ax, ((dataset,), runs) in zip(axes.flat, by_dataset.items(), strict=False):
-        for (series,), pts in group(runs, "series").items():
+        for (series, _host), pts in group(runs, "series", "host").items():
             front = pareto_frontier(pts, "recall_at_10", "qps")
-            line = ax.plot([p["recall_at_10"] for p in front], [p["qps"] for p in front], marker="o", label=series)
+            line = ax.plot([p["recall_at_10"] for p in front], [p["qps"] for p in front], marker="o",
+                           label=f"{series}{host_suffix(pts[0], several)}")
             # min-max over builds as error bars; a hollow ring marks a point over the noise threshold
             for p in front:
                 r_lo, r_hi = p.get("recall_at_10_min"), p.get("recall_at_10_max")
@@ -406,7 +456,8 @@ def plot_qhnsw(frame: pl.DataFrame, out_dir: Path) -> Path:
     qhnsw_vs_scan`) at its best ef, bytes per vector (log; the sum of its parts, each part in the label) against
     recall@10, marker area growing with 1-thread QPS, colour by what the graph was built from; a grey cross at the
     flat scan of the same codes and re-ranking (codes plus re-rank floats, its recall). A build whose record has no
-    memory split is placed at its serialized bytes per vector, hollow."""
+    memory split is placed at its serialized bytes per vector, hollow. With builds from several hosts the marker
+    area is relative to the fastest build of the same host, and each label names its host."""
     path = out_dir / "qhnsw_bytes_recall.png"
     rows = [r for r in frame.to_dicts() if r["recall_at_10"] is not None
             and (r["bytes_per_vector"] or r["bytes_serialized"])]
@@ -417,7 +468,11 @@ def plot_qhnsw(frame: pl.DataFrame, out_dir: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    top = max((r["qps_1"] or 0.0) for r in rows) or 1.0
+    several = multi_host(rows)
+    # marker areas compare QPS, so only within a host
+    top: dict[Any, float] = {}
+    for r in rows:
+        top[r.get("host")] = max(top.get(r.get("host"), 0.0), r["qps_1"] or 0.0)
     from matplotlib.ticker import FuncFormatter
 
     colours = {"codes": "C0", "float": "C1"}
@@ -433,10 +488,11 @@ def plot_qhnsw(frame: pl.DataFrame, out_dir: Path) -> Path:
         for p in pts:
             split = p["bytes_per_vector"] is not None
             x = p["bytes_per_vector"] if split else p["bytes_serialized"]
-            size = 20 + 180 * (p["qps_1"] or 0.0) / top  # area grows with QPS: the fastest build is the largest
+            # area grows with QPS: the fastest build (of its host) is the largest
+            size = 20 + 180 * (p["qps_1"] or 0.0) / (top[p.get("host")] or 1.0)
             colour = colours.get(p["graph"], "C2")
             ax.scatter([x], [p["recall_at_10"]], s=size, color=colour if split else "none", edgecolors=colour)
-            label = f"{p['backend']} {p['spec']} ef {p['ef_best']}, {_fmt(p['qps_1'])} QPS"
+            label = f"{p['backend']} {p['spec']} ef {p['ef_best']}, {_fmt(p['qps_1'])} QPS{host_suffix(p, several)}"
             label += f"\n{_parts_text(p)}" if split else "\n(serialized size: no memory split recorded)"
             ax.annotate(label, (x, p["recall_at_10"]), fontsize=6, xytext=(4, 3), textcoords="offset points")
             flat_x = None
@@ -460,11 +516,22 @@ def plot_qhnsw(frame: pl.DataFrame, out_dir: Path) -> Path:
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(by_dataset):]:
         ax.axis("off")
-    fig.suptitle("quantized HNSW: memory vs recall (marker area: 1-thread QPS)", fontsize=10)
+    fig.suptitle("quantized HNSW: memory vs recall (marker area: 1-thread QPS"
+                 + (", relative within each host)" if several else ")"), fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def host_fields(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The host columns a CSV of ``rows`` adds to its own: ``host_name`` and ``host`` when the rows come from
+    several hosts, ``max_concurrent`` when any was co-scheduled (none otherwise: a one-host run's files keep their
+    columns)."""
+    out = ["host_name", "host"] if multi_host(rows) else []
+    if any(co_scheduled_note(r) for r in rows):
+        out.append("max_concurrent")
+    return out
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
@@ -478,14 +545,15 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]
 def build_rows(builds: pl.DataFrame) -> list[dict[str, Any]]:
     """One flat row per finished build configuration (:attr:`tables.Tables.builds`), by dataset, backend (registry
     order) and build: build time (median, min-max over builds), inserts/s, bytes per vector three ways (serialized,
-    analytic, resident-memory growth in a fresh process), threads, the first build's CPU utilisation."""
+    analytic, resident-memory growth in a fresh process), threads, the first build's CPU utilisation, and the host
+    that measured it."""
     ok = tables.sort_backends(builds.filter(pl.col("status") == "ok"), "build")
     return [{"dataset": b["dataset"], "backend": b["backend"], "build": b["build"], "graph": b["graph"],
              "builds": b["n_builds"], "build_s": b["build_time_s"], "build_s_min": b["build_time_min"],
              "build_s_max": b["build_time_max"], "inserts_per_s": b["inserts_per_s"],
              "bytes_serialized": b["bytes_serialized"], "bytes_analytic": b["bytes_analytic"],
              "bytes_rss": b["bytes_rss"], "memory_note": b["rss_reason"], "threads": b["threads"],
-             "cpu": b["cpu_utilization"], "drift": b["drift"]} for b in ok.to_dicts()]
+             "cpu": b["cpu_utilization"], "drift": b["drift"], **_host_of(b)} for b in ok.to_dicts()]
 
 
 def _range(median: Any, low: Any, high: Any) -> str:
@@ -498,10 +566,10 @@ def _range(median: Any, low: Any, high: Any) -> str:
 
 
 def focus_rows(rows: Sequence[dict[str, Any]], target: float = 0.95) -> list[dict[str, Any]]:
-    """Per dataset and series, the row a reader looks at first: the cheapest ef_search reaching ``target``
-    recall@10 (median build), else the series' most accurate one."""
+    """Per dataset and series (and host, when a series was timed on several), the row a reader looks at first: the
+    cheapest ef_search reaching ``target`` recall@10 (median build), else the series' most accurate one."""
     out = []
-    for _key, runs in group(rows, "dataset", "series").items():
+    for _key, runs in group(rows, "dataset", "series", "host").items():
         reaching = [r for r in runs if (r["recall_at_10"] or 0) >= target]
         out.append(min(reaching, key=lambda r: r["ef_search"]) if reaching
                    else max(runs, key=lambda r: (r["recall_at_10"] or 0, -r["ef_search"])))
@@ -526,9 +594,11 @@ def tail_lines(rows: Sequence[dict[str, Any]], difficulty: pl.DataFrame) -> list
     distribution (the median build's, from the rows) and recall@10 per difficulty quintile (LID: higher is harder;
     RC: lower is harder; :attr:`tables.Tables.difficulty`)."""
     body = []
-    for row in focus_rows([r for r in rows if r["graph"] == "hnsw"]):
-        cells = [row["dataset"], row["series"], row["ef_search"], row["recall_at_10"], row["recall_strict_10"],
-                 row["recall_p1"], row["recall_p5"], row["share_below_half"]]
+    focus = focus_rows([r for r in rows if r["graph"] == "hnsw"])
+    hosted = multi_host(focus)  # recall does not depend on the host, but a series two hosts timed has a row each
+    for row in focus:
+        cells = [row["dataset"], row["series"], *_host_cell(row, hosted), row["ef_search"], row["recall_at_10"],
+                 row["recall_strict_10"], row["recall_p1"], row["recall_p5"], row["share_below_half"]]
         for name, hardest in (("lid", -1), ("rc", 0)):
             bins = difficulty.filter((pl.col("path") == row["path"]) & (pl.col("measure") == name)).sort(
                 "bin").to_dicts()
@@ -543,8 +613,8 @@ def tail_lines(rows: Sequence[dict[str, Any]], difficulty: pl.DataFrame) -> list
             "percentile over queries, the share of queries below 0.5, and recall@10 in the hardest / easiest "
             "quintile of queries by local intrinsic dimensionality (LID, MLE over the 100 nearest) and by relative "
             "contrast (RC, mean distance / 10th-neighbour distance).", "",
-            *_table(["dataset", "series", "ef", "R@10", "strict", "p1", "p5", "share < 0.5",
-                     "LID hardest / easiest", "RC hardest / easiest"], body), ""]
+            *_table(["dataset", "series", *(["host"] if hosted else []), "ef", "R@10", "strict", "p1", "p5",
+                     "share < 0.5", "LID hardest / easiest", "RC hardest / easiest"], body), ""]
 
 
 def scaling_lines(rows: Sequence[dict[str, Any]], scaling: pl.DataFrame) -> list[str]:
@@ -560,11 +630,12 @@ def scaling_lines(rows: Sequence[dict[str, Any]], scaling: pl.DataFrame) -> list
     if not body:
         return []
     ts = sorted(counts)
-    header = ["dataset", "series", "ef"] + [f"callers {t}t (CPU)" for t in ts] + [f"pool {t}t (CPU)" for t in ts
-                                                                                   if t > 1]
+    several = multi_host([row for row, _, _ in body])
+    header = ["dataset", "series", *(["host"] if several else []), "ef"] + [f"callers {t}t (CPU)" for t in ts] + [
+        f"pool {t}t (CPU)" for t in ts if t > 1]
     table = []
     for row, callers, pool in body:
-        cells: list[Any] = [row["dataset"], row["series"], row["ef_search"]]
+        cells: list[Any] = [row["dataset"], row["series"], *_host_cell(row, several), row["ef_search"]]
         for mode, ts_ in ((callers, ts), (pool, [t for t in ts if t > 1])):
             for t in ts_:
                 fig = mode.get(t)
@@ -585,16 +656,20 @@ def direct_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     paired = [r for r in rows if r["latency_ratio"] is not None]
     if not paired:
         return []
+    several = multi_host(paired)
     summary = []
-    for (backend,), runs in group(paired, "backend").items():
+    # each ratio is one record's (one host's); their median and range are per host too, as any summary of timings
+    for (backend, _host), runs in group(paired, "backend", "host").items():
         lat = [r["latency_ratio"] for r in runs]
         qps = [r["qps_ratio"] for r in runs]
-        summary.append([backend, len(runs), _range(float(np.median(lat)), min(lat), max(lat)),
+        summary.append([backend, *_host_cell(runs[0], several), len(runs),
+                        _range(float(np.median(lat)), min(lat), max(lat)),
                         _range(float(np.median(qps)), min(qps), max(qps))])
     focus = [r for r in focus_rows(rows) if r["latency_ratio"] is not None]
-    body = [[r["dataset"], r["series"], r["ef_search"], r["facade_paired_p50_ms"], r["direct_p50_ms"],
-             r["latency_ratio"], r["direct_p99_ms"], r["facade_paired_qps"], r["direct_qps"], r["qps_ratio"]]
-            for r in focus]
+    body = [[r["dataset"], r["series"], *_host_cell(r, several), r["ef_search"],
+             r["facade_paired_p50_ms"], r["direct_p50_ms"], r["latency_ratio"], r["direct_p99_ms"],
+             r["facade_paired_qps"], r["direct_qps"], r["qps_ratio"]] for r in focus]
+    host_col = ["host"] if several else []
     return ["## The libraries called directly", "",
             "Every native backend's library called directly (the backend's `direct_search` and `direct_search_batch`"
             ": the same index, parameters and thread, no facade) on the median build: single queries dealt out "
@@ -603,10 +678,93 @@ def direct_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
             "direct p50 and direct QPS / facade QPS (1.00 = no cost; the target is at most 1.10; one 0.2 s batch "
             "window a side, so the QPS ratio carries that window's noise). Read the direct columns to compare the "
             "libraries themselves.", "",
-            *_table(["backend", "runs", "latency overhead median (range)", "QPS overhead median (range)"], summary),
+            *_table(["backend", *host_col, "runs", "latency overhead median (range)", "QPS overhead median (range)"],
+                    summary),
             "", "At each series' focus point (the cheapest ef reaching recall@10 0.95, else its most accurate):", "",
-            *_table(["dataset", "series", "ef", "facade p50 ms", "direct p50 ms", "overhead", "direct p99 ms",
-                     "facade QPS 1t", "direct QPS 1t", "overhead"], body), ""]
+            *_table(["dataset", "series", *host_col, "ef", "facade p50 ms", "direct p50 ms", "overhead",
+                     "direct p99 ms", "facade QPS 1t", "direct QPS 1t", "overhead"], body), ""]
+
+
+# -------------------------------------------------------------------------------------------------------- hosts
+#: how many co-scheduled records the Hosts section names one by one (the rest are counted)
+CO_SCHEDULED_SHOWN = 40
+
+
+def record_name(row: dict[str, Any]) -> str:
+    """A record (a row of :attr:`tables.Tables.files`) in a few words: ``syn/hnswlib/M8-efc40-none ef_search 40``,
+    ``... build``, ``syn/scalar codec sweep``, ``ADR suite (faiss)``."""
+    kind = row.get("kind")
+    if kind == "build":
+        return f"{row['dataset']}/{row['backend']}/{row['build']} build"
+    if kind == "query":
+        return f"{row['dataset']}/{row['backend']}/{row['build']} ef_search {row['ef_search']}"
+    if kind == "quant":
+        return f"{row['dataset']}/{row['spec']} codec sweep"
+    return f"ADR suite ({row.get('backend')})"
+
+
+def _one_host_words(host: dict[str, Any]) -> str:
+    """The opening of a Hosts section whose records all come from ``host`` (a row of :func:`tables.hosts`)."""
+    if host["host"] == tables.UNRECORDED_HOST:
+        return (f"No record names its host (they predate host fingerprints), so they count as one host, "
+                f"*{tables.UNRECORDED_HOST}*")
+    return f"Every record was measured on one host, {_host_text(host)}"
+
+
+def _host_text(host: dict[str, Any]) -> str:
+    """One named host of :func:`tables.hosts` in words: its name, fingerprint and machine."""
+    machine = ", ".join(part for part in (
+        host["cpu_model"], f"{host['cores_usable']} of {host['cores_total']} cores" if host["cores_total"] else None)
+        if part)
+    return f"**{host['host_name']}** (`{host['host']}`" + (f"; {machine})" if machine else ")")
+
+
+def _load_words(hosts: Sequence[dict[str, Any]]) -> str:
+    """Whether any record ran beside another measuring task, said for a run where none is known to have."""
+    records = sum(h["records"] for h in hosts)
+    unknown = sum(h["load_unknown"] for h in hosts)
+    if not unknown:
+        return "none while another measuring task ran on the same host"
+    if unknown == records:
+        return "whether any ran beside another measuring task is not recorded (the records predate host loads)"
+    return (f"none of the {records - unknown} records with a host load ran beside another measuring task "
+            f"({unknown} predate host loads: unknown)")
+
+
+def hosts_lines(t: tables.Tables) -> list[str]:
+    """The report's "Hosts" section: each host that measured a record (name, fingerprint, CPU, cores) and how many
+    records it measured; the records measured while another measuring task ran on the same host (co-scheduled),
+    counted and named. One line when everything comes from one host and nothing was co-scheduled; nothing when
+    there are no records."""
+    found = tables.hosts(t).to_dicts()
+    if not found:
+        return []
+    shared = tables.co_scheduled(t).to_dicts()
+    lines = ["## Hosts", ""]
+    if len(found) == 1 and not shared:
+        return [*lines, f"{_one_host_words(found[0])}; {_load_words(found)}.", ""]
+    if len(found) > 1:
+        lines += [f"The records were measured on {len(found)} hosts. Two hosts' timings are not comparable: every "
+                  "Pareto frontier, operating point, ratio and curve in this report combines one host's timings "
+                  "only, and a table whose rows come from several hosts has a host column.", ""]
+    else:
+        lines += [f"{_one_host_words(found[0])}.", ""]
+    lines += [*_table(["host", "fingerprint", "CPU", "cores", "records", "co-scheduled", "host load unknown"],
+                      [[h["host_name"], h["host"], h["cpu_model"],
+                        f"{h['cores_usable']} of {h['cores_total']}" if h["cores_total"] else None, h["records"],
+                        h["co_scheduled"], h["load_unknown"]] for h in found]), ""]
+    if shared:
+        one = len(shared) == 1
+        lines += [f"{_count(len(shared), 'record')} {'was' if one else 'were'} co-scheduled: measured while another "
+                  "measuring task ran on the same host (max_concurrent > 1: the most measuring tasks at once during "
+                  f"the record's task), so {'its' if one else 'their'} timings shared the host's cores and caches "
+                  "with those tasks and may read slower and noisier than alone:", ""]
+        lines += [f"- {record_name(r)} ({r['host_name']}, {r['max_concurrent']} at once)"
+                  for r in shared[:CO_SCHEDULED_SHOWN]]
+        if len(shared) > CO_SCHEDULED_SHOWN:
+            lines.append(f"- and {len(shared) - CO_SCHEDULED_SHOWN} more")
+        lines.append("")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
@@ -658,7 +816,9 @@ def metrics_summary(t: tables.Tables, rows: Sequence[dict[str, Any]],
 
     - ``qps.<dataset>.r90|r95|r99``: the best single-thread batch QPS over every backend, build and ef_search whose
       recall@10 (median build) reaches 0.90 / 0.95 / 0.99, and ``config.<dataset>.r90|...`` the run that made it
-      (backend, build, ef_search); a target nothing reaches is null and 'not reached';
+      (backend, build, ef_search, and ``on <host>`` when the dataset's runs come from several hosts: the best is
+      then picked over hosts, and the configuration says which one measured it); a target nothing reaches is null
+      and 'not reached';
     - ``codec.<dataset>``: ``bytes_per_vector`` and ``spec`` (codec and re-rank factor) of :func:`best_codec`;
     - ``verdicts.<backend>``: ADR targets passed and failed under each protocol (:func:`adr_verdicts`);
     - ``tune.<dataset>.r<target>`` (added by :func:`write_report` only when the results hold autotuner studies):
@@ -667,11 +827,13 @@ def metrics_summary(t: tables.Tables, rows: Sequence[dict[str, Any]],
     out: dict[str, Any] = {"qps": {}, "config": {}, "codec": {}, "verdicts": adr_verdicts(t)}
     for (dataset,), runs in group(rows, "dataset").items():
         timed = [r for r in runs if r["qps"] and r["recall_at_10"] is not None]
+        several = multi_host(timed)
         for target in RECALL_TARGETS:
             best = max((r for r in timed if r["recall_at_10"] >= target), key=lambda r: r["qps"], default=None)
             key = f"r{round(target * 100)}"  # no '.' in keys: DVC joins nested keys with '.'
             out["qps"].setdefault(dataset, {})[key] = round(best["qps"], 1) if best else None
-            out["config"].setdefault(dataset, {})[key] = _config(best) if best else "not reached"
+            out["config"].setdefault(dataset, {})[key] = (_config(best) + host_suffix(best, several) if best
+                                                          else "not reached")
     for (dataset,), runs in group(qrows, "dataset").items():
         best = best_codec(runs)
         out["codec"][dataset] = {
@@ -772,11 +934,13 @@ def qhnsw_lines(frame: pl.DataFrame, png: Path | None = None) -> list[str]:
               "stats: codes, graph links, float vectors kept to re-rank, float vectors kept only to build the "
               "graph from them.", ""]
     rows = frame.to_dicts()
+    hosted = multi_host(rows)
     lines += _table(
-        ["dataset", "backend", "codec", "graph from", "R", "best ef", "HNSW R@10", "flat scan R@10", "gap",
-         "own scan R@10", "own gap", "R@10 at largest ef", "QPS 1t", "B/vec codes", "graph", "re-rank floats",
-         "build floats", "B/vec total"],
-        [[r["dataset"], r["backend"], r["codec"], r["graph"], r["rerank"], r["ef_best"], r["recall_at_10"],
+        ["dataset", "backend", "codec", *(["host"] if hosted else []), "graph from", "R", "best ef", "HNSW R@10",
+         "flat scan R@10", "gap", "own scan R@10", "own gap", "R@10 at largest ef", "QPS 1t", "B/vec codes", "graph",
+         "re-rank floats", "build floats", "B/vec total"],
+        [[r["dataset"], r["backend"], r["codec"], *_host_cell(r, hosted), r["graph"], r["rerank"], r["ef_best"],
+          r["recall_at_10"],
           r["flat_recall_at_10"], r["gap"], r["scan_recall_at_10"], r["scan_gap"],
           f"{_fmt(r['recall_at_ef_max'])} (ef {r['ef_max']})", r["qps_1"],
           *[r[c] for c in QHNSW_PARTS], r["bytes_per_vector"]] for r in rows])
@@ -843,7 +1007,7 @@ def _pct(value: float | None) -> str:
 
 def grid_sentence(row: dict[str, Any]) -> str:
     """The grid comparison of one study in plain words, with its numbers; says plainly when the tuner's best is not
-    within the tolerance of the grid's."""
+    within the tolerance of the grid's, and when a ratio of single measurements divides two hosts' timings."""
     if row["grid_builds"] is None:
         return ("No grid reference (`tune.grid: false`): the tuner's best is not checked against the whole space.")
     tolerance = row["tolerance"]
@@ -860,13 +1024,18 @@ def grid_sentence(row: dict[str, Any]) -> str:
         verdict = (f"within {tolerance:.0%}: yes" if row["within_tolerance"] else
                    f"**not within {tolerance:.0%}** of the grid's best")
         paired = row["head_to_head"] == "ok"
+        hosts = {row.get("grid_best_host"), row.get("tuner_best_host")} - {None}
+        # a ratio of two single measurements taken on two machines holds the machines' difference too: say so
+        apart = (f", on two hosts, {row['tuner_best_host']} and {row['grid_best_host']}: the ratio holds the "
+                 "machines' difference too" if len(hosts) > 1 else "")
+        several = f", taken on {row['n_hosts']} hosts" if (row.get("n_hosts") or 0) > 1 else ""
         text += (f"Its best, {row['tuner_best_label']} at {_fmt(row['tuner_best_qps'])} QPS, is "
                  f"{_pct(row['qps_ratio'])} of the grid's best, {row['grid_best_label']} at "
                  f"{_fmt(row['grid_best_qps'])} QPS{same}: {verdict}"
                  + (f" (timed head to head: the grid's leaders and the tuner's best rebuilt and measured in one "
-                    f"process, alternating windows; from the trials' own single measurements, "
+                    f"process, alternating windows; from the trials' own single measurements{several}, "
                     f"{_pct(row['qps_ratio_single'])})." if paired and row["qps_ratio_single"] is not None
-                    else " (from the trials' own single measurements)."))
+                    else f" (from the trials' own single measurements{apart})."))
     if row["replay_seeds"] and row["replay_within"] is not None:
         text += (f" Replayed on the grid's measurements with {row['replay_seeds']} other sampler seeds and the same "
                  f"budget of {_count(row['replay_builds'], 'build')}, the tuner came "
@@ -906,7 +1075,10 @@ def tune_lines(tune: pl.DataFrame) -> list[str]:
                   f"{_count(row['n_trials'], 'trial')} ({_count(row['builds'], 'build')}, {row['n_feasible']} "
                   "reaching the target), "
                   f"{row['wall_s']:.0f} s. Study `{row['study_name']}` in `{row['storage']}` (resume it with the same "
-                  "command; inspect it with `optuna.load_study` or `optuna trials`).", ""]
+                  "command; inspect it with `optuna.load_study` or `optuna trials`)."
+                  + (f" The trials ran on {row['n_hosts']} hosts: the study's ranking and Pareto front compare "
+                     "single measurements from different machines (each trial's host is in `tune_trials`)."
+                     if (row.get("n_hosts") or 0) > 1 else ""), ""]
     return lines
 
 
@@ -946,14 +1118,14 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                                                 "recall_strict_10", "recall_at_100", "recall_p5", "qps", "qps_min",
                                                 "qps_max", "qps_2t", "qps_pool_2t", "qps_spread", "p50_ms", "p99_ms",
                                                 "direct_p50_ms", "direct_qps", "latency_ratio", "qps_ratio", "noisy",
-                                                "pareto"])
+                                                "pareto", *host_fields(rows)])
     _write_csv(plots / "quantization.csv", qrows, ["dataset", "codec", "rerank", "bytes_per_vector", "compression",
-                                                   "recall_at_10", "recall_at_1", "qps"])
+                                                   "recall_at_10", "recall_at_1", "qps", *host_fields(qrows)])
     _write_csv(plots / "builds.csv", brows, ["dataset", "backend", "build", "builds", "build_s", "build_s_min",
                                              "build_s_max", "inserts_per_s", "bytes_serialized", "bytes_analytic",
-                                             "bytes_rss", "threads", "cpu"])
+                                             "bytes_rss", "threads", "cpu", *host_fields(brows)])
     _write_csv(plots / "operating_points.csv", ops, ["dataset", "backend", "build", "graph", "target", "ef_search",
-                                                     "recall_at_10", "qps", "qps_2t", "p50_ms"])
+                                                     "recall_at_10", "qps", "qps_2t", "p50_ms", *host_fields(ops)])
     _write_csv(plots / "adr.csv", adr_rows(data), ["backend", "tier", "case", "protocol", "judged_ms",
                                                           "target_ms", "verdict", "recall_at_10"])
     png = plot_recall_qps(rows, plots)
@@ -966,14 +1138,19 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         metrics["tune"] = tune_metrics(tune)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
+    n_hosts = len(tables.hosts(data))
     lines = ["# ruvector-lab benchmark report", "",
              "Generated by `ruvector-lab report` from the result JSON under `data/results` (schemas: "
-             "`ruvector_lab/bench/schemas.py`). Timings come from one run on a shared machine: compare ratios "
-             "and medians, not absolute times.", ""]
+             "`ruvector_lab/bench/schemas.py`). "
+             + ("Timings come from one run on a shared machine: compare ratios and medians, not absolute times."
+                if n_hosts <= 1 else
+                f"Timings come from one run on {n_hosts} machines (see Hosts): compare ratios and medians within "
+                "one host, not absolute times."), ""]
     env_rec = data.environment()
     if env_rec:
         libs = ", ".join(f"{k} {v}" for k, v in env_rec["libraries"].items() if v)
-        lines += [f"Machine: {env_rec['cpu_model']}, {env_rec['cores_usable']} usable cores of "
+        lines += [("Machine" if n_hosts <= 1 else "Machine of the first record (every host is under Hosts)")
+                  + f": {env_rec['cpu_model']}, {env_rec['cores_usable']} usable cores of "
                   f"{env_rec['cores_total']}, {env_rec['memory_bytes'] / 2**30:.0f} GiB; Python {env_rec['python']}.",
                   f"Libraries: {libs}.", ""]
     if params:
@@ -987,6 +1164,7 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                   "worker thread* (OpenMP counts are per thread), and one caller with the library's own pool at N. "
                   f"Figures whose (max − min) / median exceeds {threshold:.0%} are flagged noisy.", ""]
     lines += noise_lines(data.builds, rows)
+    lines += hosts_lines(data)
     lines += ["## Summary", "", *summary_lines(data, ops), ""]
 
     # datasets
@@ -1011,7 +1189,8 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
               "reaches 0.90, 0.95 and 0.99, shown as `ef_search: QPS at 1 thread / 2 threads`; — means no "
               "ef_search in the sweep reached it. Exact (flat) backends ignore ef_search and have recall 1.", ""]
     op_rows = []
-    for (dataset, backend, build), targets in group(ops, "dataset", "backend", "build").items():
+    ops_hosted = multi_host(ops)
+    for (dataset, backend, build, _host), targets in group(ops, "dataset", "backend", "build", "host").items():
         cells = []
         for t in targets:
             if t["qps"] is None:
@@ -1019,9 +1198,10 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
             else:
                 ef = t["ef_search"] if t["graph"] == "hnsw" else "any ef"
                 cells.append(f"{ef}: {_fmt(t['qps'])} / {_fmt(t['qps_2t'])} (R {t['recall_at_10']:.3f})")
-        op_rows.append([dataset, backend, build_label(build, targets[0]["graph"]), *cells])
-    lines += [*_table(["dataset", "backend", "build", *[f"recall@10 >= {t:.2f}" for t in RECALL_TARGETS]],
-                      op_rows), ""]
+        op_rows.append([dataset, backend, build_label(build, targets[0]["graph"]),
+                        *_host_cell(targets[0], ops_hosted), *cells])
+    lines += [*_table(["dataset", "backend", "build", *(["host"] if ops_hosted else []),
+                       *[f"recall@10 >= {t:.2f}" for t in RECALL_TARGETS]], op_rows), ""]
 
     lines += ["## Recall vs QPS", ""]
     lines += [f"![recall vs QPS, one panel per dataset](plots/{png.name})", ""]
@@ -1029,7 +1209,10 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
               "ids only (no distance ties); p5 is the 5th percentile of per-query recall@10. QPS 1t is the median over "
               "builds with min–max; 2t splits the batch over 2 caller threads (pools pinned to 1 in each), pool 2t "
               "runs one caller with the library's pool at 2. ef is the effective ef (a graph search needs ef >= k; "
-              "R@100 runs at ef = max(ef_search, 100)). 'noisy' names figures over the noise threshold.", ""]
+              "R@100 runs at ef = max(ef_search, 100)). 'noisy' names figures over the noise threshold"
+              + (", and 'co-scheduled (N at once)' a setting measured while other measuring tasks ran on its host "
+                 "(see Hosts)." if any(co_scheduled_note(r) for r in rows) else "."), ""]
+    sweep_hosted = multi_host(rows)
     for r in rows:
         r["label"] = build_label(r["build"], r["graph"])
         r["ef_cell"] = ("—" if r["ef_effective"] is None else str(r["ef_effective"]) if r["ef_effective"] ==
@@ -1037,12 +1220,14 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         r["r10_cell"] = _range(r["recall_at_10"], r["recall_at_10_min"], r["recall_at_10_max"])
         r["qps_cell"] = _range(r["qps"], r["qps_min"], r["qps_max"])
         r["frontier"] = "yes" if r["pareto"] else ""
+        r["noisy_cell"] = "; ".join(part for part in (r["noisy"], co_scheduled_note(r)) if part)
     sweep_cols = ["dataset", "backend", "label", "ef_cell", "recall_at_1", "r10_cell", "recall_strict_10",
-                  "recall_p5", "recall_at_100", "qps_cell", "qps_2t", "qps_pool_2t", "p50_ms", "p99_ms", "noisy",
+                  "recall_p5", "recall_at_100", "qps_cell", "qps_2t", "qps_pool_2t", "p50_ms", "p99_ms", "noisy_cell",
                   "frontier"]
-    lines += [*_table(["dataset", "backend", "build", "ef", "R@1", "R@10", "strict", "p5", "R@100", "QPS 1t",
-                       "QPS 2t", "pool 2t", "p50 ms", "p99 ms", "noisy", "Pareto"],
-                      [[r[c] for c in sweep_cols] for r in rows]), ""]
+    lines += [*_table(["dataset", "backend", "build", *(["host"] if sweep_hosted else []), "ef", "R@1", "R@10",
+                       "strict", "p5", "R@100", "QPS 1t", "QPS 2t", "pool 2t", "p50 ms", "p99 ms", "noisy", "Pareto"],
+                      [[*[r[c] for c in sweep_cols[:3]], *_host_cell(r, sweep_hosted), *[r[c] for c in sweep_cols[3:]]]
+                       for r in rows]), ""]
 
     lines += tail_lines(rows, data.difficulty)
     lines += scaling_lines(rows, data.scaling)
@@ -1055,9 +1240,10 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
               "the benchmark's). CPU is process CPU time over wall time while building.", ""]
     absent = [f"{b['dataset']}/{b['backend']}/{b['build']}: {b['reason']}"
               for b in data.builds.filter(pl.col("status") != "ok").to_dicts()]
-    lines += [*_table(["dataset", "backend", "build", "builds", "build s", "inserts/s", "B/vec serialized",
-                       "B/vec analytic", "B/vec RSS", "threads", "CPU"],
-                      [[b["dataset"], b["backend"], b["build"], b["builds"],
+    builds_hosted = multi_host(brows)
+    lines += [*_table(["dataset", "backend", "build", *(["host"] if builds_hosted else []), "builds", "build s",
+                       "inserts/s", "B/vec serialized", "B/vec analytic", "B/vec RSS", "threads", "CPU"],
+                      [[b["dataset"], b["backend"], b["build"], *_host_cell(b, builds_hosted), b["builds"],
                         _range(b["build_s"], b["build_s_min"], b["build_s_max"]), b["inserts_per_s"],
                         b["bytes_serialized"], b["bytes_analytic"], b["bytes_rss"], b["threads"], b["cpu"]]
                        for b in brows]), ""]
@@ -1071,10 +1257,12 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     lines += ["## Quantization trade-offs", "",
               "Brute force over the codes, then the best `rerank x k` candidates re-scored with the float vectors "
               "(x1: no re-ranking). bytes/vector counts the codes plus the codebooks shared over the base set.", ""]
-    lines += _table(["dataset", "codec", "bytes/vector", "compression", "rerank", "recall@10", "recall@1",
-                     "encode/s", "quantize p50 ms"],
-                    [[q["dataset"], q["codec"], q["bytes_per_vector"], q["compression"], f"x{q['rerank']}",
-                      q["recall_at_10"], q["recall_at_1"], q["encode_per_s"], q["quantize_p50_ms"]] for q in qrows])
+    quant_hosted = multi_host(qrows)
+    lines += _table(["dataset", "codec", *(["host"] if quant_hosted else []), "bytes/vector", "compression", "rerank",
+                     "recall@10", "recall@1", "encode/s", "quantize p50 ms"],
+                    [[q["dataset"], q["codec"], *_host_cell(q, quant_hosted), q["bytes_per_vector"], q["compression"],
+                      f"x{q['rerank']}", q["recall_at_10"], q["recall_at_1"], q["encode_per_s"],
+                      q["quantize_p50_ms"]] for q in qrows])
     qabsent = [f"{q['dataset']}/{q['spec']}: {q['reason']}"
                for q in data.absent.filter(pl.col("kind") == "quant").to_dicts()]
     if qabsent:

@@ -22,7 +22,17 @@ Frames (:func:`load` reads them all; :func:`builds`, :func:`queries`, :func:`cod
 and :func:`absent` one kind each). Every frame has ``path`` (the record's file); the index frames also ``subtree``
 ('runs' for the build stage's indexes, 'qhnsw' for the quantize stage's quantized HNSW indexes) and the build's
 identity: ``dataset``, ``backend``, ``tier``, ``graph``, ``m``, ``ef_construction``, ``quantization``, ``build``
-(the build key ``M16-efc100-none``) and ``label`` (:func:`build_label`).
+(the build key ``M16-efc100-none``) and ``label`` (:func:`build_label`). Every frame read from build, query, quant
+and ADR records also has the host that measured the record (:data:`HOST_COLUMNS`: ``host``, a fingerprint;
+``host_name``; ``max_concurrent``, how many measuring tasks ran on that host at once, null when unknown).
+
+Hosts: a run may spread over several machines (a Dask cluster), and two hosts' timings are not comparable. Every
+frontier and operating point here is computed per host (:func:`host_keys`: a frame with a ``host`` column is
+grouped by it first); the ratios computed here (thread speed-ups, the facade's overhead, a mixed batch over the
+same texts apart) are within one record, so within one host. :func:`hosts` lists the hosts with what they measured,
+:func:`co_scheduled` the records measured beside another measuring task on the same host. The autotuner's frames
+carry each trial's host too; its fronts and grid ratio are the study's own (computed by the tuner), so
+:func:`tune_results` counts the trials' hosts (``n_hosts``) and names the hosts behind the grid comparison.
 
 - ``files``: one row per readable record of any kind and status: ``kind``, ``schema``, ``status``, ``reason``,
   what it is about (the identity above, ``ef_search``, ``k``, ``spec``) and ``environment`` (JSON text);
@@ -101,14 +111,22 @@ BUILD_KEY = ("dataset", "backend", "m", "ef_construction", "quantization")
 SETTING_KEY = (*BUILD_KEY, "ef_search")
 
 _S, _I, _F, _B = pl.String, pl.Int64, pl.Float64, pl.Boolean
+#: the host of a record that names none (written before hosts were recorded): all such records count as one
+#: unnamed host, so their timings are never put beside a named host's without the report saying so
+UNRECORDED_HOST = "unrecorded"
+#: the host columns of every row read from a build, query, quant or ADR record (:func:`host_columns`): ``host`` the
+#: fingerprint of the machine that measured it (:func:`ruvector_lab.bench.env.host`; :data:`UNRECORDED_HOST` when
+#: the record names none), ``host_name`` its name, ``max_concurrent`` the most measuring tasks that ran on that host
+#: at once during the record's task (1: alone; null: unknown, the record predates host loads or no task measured it)
+HOST_COLUMNS: dict[str, Any] = {"host": _S, "host_name": _S, "max_concurrent": _I}
 _IDENTITY = {"path": _S, "subtree": _S, "dataset": _S, "backend": _S, "tier": _S, "graph": _S, "m": _I,
-             "ef_construction": _I, "quantization": _S, "build": _S, "label": _S}
+             "ef_construction": _I, "quantization": _S, "build": _S, "label": _S, **HOST_COLUMNS}
 
 #: :attr:`Tables.files`
 FILE_COLUMNS: dict[str, Any] = {
     "path": _S, "kind": _S, "schema": _S, "status": _S, "reason": _S, "subtree": _S, "dataset": _S, "backend": _S,
     "tier": _S, "graph": _S, "m": _I, "ef_construction": _I, "quantization": _S, "build": _S, "ef_search": _I,
-    "k": _I, "spec": _S, "environment": _S}
+    "k": _I, "spec": _S, "environment": _S, **HOST_COLUMNS}
 
 #: the stats of a quantized index (``IndexStats.extra``: :func:`ruvector_lab.quantization.rerank.memory_stats`)
 #: that :attr:`Tables.builds` reads from a build record (:func:`index_stats`), bytes per vector but ``fixed_bytes``
@@ -203,7 +221,7 @@ CODEC_COLUMNS: dict[str, Any] = {
     "train_time_s": _F, "encode_per_s": _F, "quantize_p50_ms": _F, "quantize_p95_ms": _F, "quantize_p99_ms": _F,
     "reconstruction_mse": _F, "factor": _I, "candidates": _I, "recall_at_1": _F, "recall_at_10": _F, "qps": _F,
     "rotation": _S, "neighbourhood_order": _F, "neighbourhood_spread": _F, "spread_share": _F,
-    "error_to_spread": _F, "rabitq_alignment": _F}
+    "error_to_spread": _F, "rabitq_alignment": _F, **HOST_COLUMNS}
 
 #: :attr:`Tables.adr`: ``backend`` 'common' for the cases measured once for every backend; ``case_index`` the
 #: case's position in its record; ``judged_ms`` what the verdict is taken on (ADR protocol: the mean; honest: p95),
@@ -211,7 +229,7 @@ CODEC_COLUMNS: dict[str, Any] = {
 ADR_COLUMNS: dict[str, Any] = {
     "path": _S, "backend": _S, "tier": _S, "scope": _S, "case": _S, "case_index": _I, "status": _S, "reason": _S,
     "protocol": _S, "iterations": _I, "p50_ms": _F, "p95_ms": _F, "p99_ms": _F, "mean_ms": _F, "judged_ms": _F,
-    "target_ms": _F, "verdict": _S, "recall_at_10": _F, "info": _S}
+    "target_ms": _F, "verdict": _S, "recall_at_10": _F, "info": _S, **HOST_COLUMNS}
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
@@ -340,22 +358,43 @@ def read_records(root: str | os.PathLike[str], kind: str) -> list[dict[str, Any]
     return out
 
 
+def host_columns(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`HOST_COLUMNS` of one record: the host in its ``environment.host`` ({name, fingerprint}) and
+    ``host_load.max_concurrent``. A record without a host is of the one host :data:`UNRECORDED_HOST`; one without a
+    host load has ``max_concurrent`` None (unknown: never read as 1, alone)."""
+    env = rec.get("environment")
+    host = env.get("host") if isinstance(env, Mapping) else None
+    fingerprint = host.get("fingerprint") if isinstance(host, Mapping) else None
+    name = host.get("name") if isinstance(host, Mapping) else None
+    load = rec.get("host_load")
+    concurrent = load.get("max_concurrent") if isinstance(load, Mapping) else None
+    return {"host": str(fingerprint) if fingerprint else UNRECORDED_HOST,
+            # a fingerprint without a name is still a host of its own: named by its fingerprint
+            "host_name": str(name) if name else (str(fingerprint) if fingerprint else UNRECORDED_HOST),
+            "max_concurrent": int(concurrent) if _is_number(concurrent) else None}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _identity(rec: dict[str, Any]) -> dict[str, Any]:
-    """The columns naming a build or query record's build configuration."""
+    """The columns naming a build or query record's build configuration, and the host that measured it."""
     build = rec.get("build") or {}
     m, efc, quantization = build.get("m"), build.get("ef_construction"), build.get("quantization", "none")
     key = results.build_key(m, efc, quantization) if m is not None and efc is not None else None
     graph = rec.get("graph")
     return {"path": rec.get("_path"), "subtree": rec.get("_subtree"), "dataset": (rec.get("dataset") or {}).get("name"),
             "backend": rec.get("backend"), "tier": rec.get("tier"), "graph": graph, "m": m, "ef_construction": efc,
-            "quantization": quantization, "build": key, "label": build_label(key, graph) if key else None}
+            "quantization": quantization, "build": key, "label": build_label(key, graph) if key else None,
+            **host_columns(rec)}
 
 
 def _file_row(kind: str, rec: dict[str, Any]) -> dict[str, Any]:
     env = rec.get("environment")
     row = {"path": rec["_path"], "kind": kind, "schema": rec["schema"], "status": rec["status"],
            "reason": rec.get("reason"), "subtree": rec["_subtree"], "spec": rec.get("spec"),
-           "environment": json.dumps(env) if env else None}
+           "environment": json.dumps(env) if env else None, **host_columns(rec)}
     if kind in ("build", "query"):
         row |= {k: v for k, v in _identity(rec).items() if k not in ("path", "subtree", "label")}
         query = rec.get("query") or {}
@@ -571,7 +610,8 @@ def _codec_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
             "train_time_s": rec["train_time_s"], "encode_per_s": rec["encode_per_s"],
             "quantize_p50_ms": single["p50"], "quantize_p95_ms": single["p95"], "quantize_p99_ms": single["p99"],
             "reconstruction_mse": rec["reconstruction_mse"], "rotation": codec_rotation(rec["spec"], codec),
-            "neighbourhood_order": rec.get("neighbourhood_order"), "rabitq_alignment": rec.get("rabitq_alignment")}
+            "neighbourhood_order": rec.get("neighbourhood_order"), "rabitq_alignment": rec.get("rabitq_alignment"),
+            **host_columns(rec)}
     local = rec.get("neighbourhood_error") or {}
     base |= {"neighbourhood_spread": local.get("spread"), "spread_share": local.get("spread_share"),
              "error_to_spread": local.get("error_to_spread")}
@@ -603,7 +643,7 @@ def _adr_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
     if rec.get("status") != "ok":
         return []
     out = []
-    base = {"path": rec.get("_path"), "backend": rec["backend"], "tier": rec.get("tier")}
+    base = {"path": rec.get("_path"), "backend": rec["backend"], "tier": rec.get("tier"), **host_columns(rec)}
     for index, (case, body) in enumerate(rec["cases"].items()):
         target = TARGETS[base_case(case)].max_ms if base_case(case) in TARGETS else None
         row = base | {"scope": body.get("scope"), "case": case, "case_index": index, "status": body["status"],
@@ -804,6 +844,42 @@ def adr(source: Source) -> pl.DataFrame:
     return _tables_of(source, "adr").adr
 
 
+# ---------------------------------------------------------------------------------------------------------- hosts
+#: :func:`hosts`: one row per host that measured a record (status 'ok'), in reading order: ``host`` (fingerprint)
+#: and ``host_name`` (:data:`HOST_COLUMNS`), the machine as its first record describes it (``cpu_model``,
+#: ``cores_usable``, ``cores_total``, ``memory_bytes``; null when that record has no environment), ``records`` it
+#: measured, ``co_scheduled`` of them measured while another measuring task ran on the host (max_concurrent > 1),
+#: ``load_unknown`` of them without a host load, and the highest ``max_concurrent`` seen
+HOST_SUMMARY_COLUMNS: dict[str, Any] = {
+    "host": _S, "host_name": _S, "cpu_model": _S, "cores_usable": _I, "cores_total": _I, "memory_bytes": _I,
+    "records": _I, "co_scheduled": _I, "load_unknown": _I, "max_concurrent": _I}
+
+
+def co_scheduled(source: Source) -> pl.DataFrame:
+    """The records (rows of :attr:`Tables.files`, status 'ok') measured while another measuring task ran on the same
+    host (``max_concurrent`` > 1): their timings shared the host's cores and caches. A record without a host load
+    is not among them (unknown is not co-scheduled, nor alone)."""
+    measured = files(source).filter(pl.col("status") == "ok")
+    return measured.filter((pl.col("max_concurrent") > 1).fill_null(False))
+
+
+def hosts(source: Source) -> pl.DataFrame:
+    """Every host that measured a record of a results root (or loaded :class:`Tables`), with its machine and how
+    many records it measured, co-scheduled or with an unknown load (:data:`HOST_SUMMARY_COLUMNS`)."""
+    measured = files(source).filter(pl.col("status") == "ok")
+    rows = []
+    for (host,), group in measured.group_by(["host"], maintain_order=True):
+        envs = [json.loads(text) for text in group["environment"].to_list() if text]
+        env = envs[0] if envs else {}
+        loads = group["max_concurrent"]
+        rows.append({"host": host, "host_name": group["host_name"][0], "cpu_model": env.get("cpu_model"),
+                     "cores_usable": env.get("cores_usable"), "cores_total": env.get("cores_total"),
+                     "memory_bytes": env.get("memory_bytes"), "records": len(group),
+                     "co_scheduled": int((loads > 1).sum() or 0), "load_unknown": int(loads.null_count()),
+                     "max_concurrent": loads.max()})
+    return _frame(rows, HOST_SUMMARY_COLUMNS)
+
+
 # ------------------------------------------------------------------------------------------------ derived figures
 #: columns of :func:`embedding_matrix`
 EMBEDDING_COLUMNS: dict[str, Any] = {
@@ -830,11 +906,23 @@ def embedding_matrix(adr_frame: pl.DataFrame) -> pl.DataFrame:
     return _frame(rows, EMBEDDING_COLUMNS)
 
 
+def host_keys(frame: pl.DataFrame, by: Sequence[str], per_host: bool = True) -> list[str]:
+    """The group keys ``by`` with ``host`` first when ``frame`` has a host column (and ``per_host``): a frontier,
+    operating point or ratio computed per group then only ever combines one host's timings. A frame without host
+    columns (built by hand, or by a caller that dropped them) is grouped by ``by`` alone."""
+    keys = list(by)
+    if per_host and "host" in frame.columns and "host" not in keys:
+        keys.insert(0, "host")
+    return keys
+
+
 def mark_pareto(frame: pl.DataFrame, by: Sequence[str] = ("dataset", "backend"), x: str = "recall_at_10",
-                y: str = "qps_1", name: str = "pareto") -> pl.DataFrame:
+                y: str = "qps_1", name: str = "pareto", per_host: bool = True) -> pl.DataFrame:
     """``frame`` with a boolean column ``name``: whether the row is on its group's Pareto frontier of ``x`` and
     ``y`` (higher is better on both; :func:`ruvector_lab.bench.metrics.pareto_frontier`). Rows without both
-    figures are never on it."""
+    figures are never on it. Groups are per host too (:func:`host_keys`): two hosts' timings never share a
+    frontier."""
+    by = host_keys(frame, by, per_host)
     indexed = frame.with_row_index("_row")
     keep = pl.col(x).is_not_null() & pl.col(y).is_not_null() & (pl.col(y) != 0)
     for col in (x, y):
@@ -848,20 +936,24 @@ def mark_pareto(frame: pl.DataFrame, by: Sequence[str] = ("dataset", "backend"),
 
 
 def pareto(frame: pl.DataFrame, by: Sequence[str] = ("dataset", "backend"), x: str = "recall_at_10",
-           y: str = "qps_1") -> pl.DataFrame:
+           y: str = "qps_1", per_host: bool = True) -> pl.DataFrame:
     """The rows on each group's Pareto frontier of ``x`` and ``y`` (higher is better on both), sorted by the
-    group, then ``x``."""
-    marked = mark_pareto(frame, by, x, y, "_front")
+    group, then ``x``; groups are per host too (:func:`host_keys`)."""
+    by = host_keys(frame, by, per_host)
+    marked = mark_pareto(frame, by, x, y, "_front", per_host)
     return marked.filter(pl.col("_front")).drop("_front").sort([*by, x], maintain_order=True)
 
 
 def operating_points(frame: pl.DataFrame, by: Sequence[str] = BUILD_KEY, targets: Iterable[float] = RECALL_TARGETS,
-                     recall: str = "recall_at_10", cost: str = "ef_search", speed: str = "qps_1") -> pl.DataFrame:
+                     recall: str = "recall_at_10", cost: str = "ef_search", speed: str = "qps_1",
+                     per_host: bool = True) -> pl.DataFrame:
     """For each group of ``by`` (in order of first appearance) and recall target, the cheapest row reaching it:
     the smallest ``cost`` whose ``recall`` is at least the target, ties broken by the higher ``speed``
     (:func:`ruvector_lab.bench.metrics.operating_points`). One row per (group, target): the ``by`` columns,
     ``target``, ``reached`` and the chosen row's other columns (null when no row reaches the target). Rows without
-    ``recall`` are left out."""
+    ``recall`` are left out. Groups are per host too (:func:`host_keys`; ``host`` is then the first column), so a
+    tie is never broken by another host's speed."""
+    by = host_keys(frame, by, per_host)
     targets = tuple(float(t) for t in targets)
     rest = [c for c in frame.columns if c not in by]
     schema = {c: frame.schema[c] for c in by} | {"target": _F, "reached": _B} | {c: frame.schema[c] for c in rest}
@@ -959,13 +1051,16 @@ RABITQ_BITS_COLUMNS = ("dataset", "codec", "bits", "bytes_per_vector", "recall_a
 #: build's whole-index figures ``bytes_serialized``, ``bytes_analytic``, ``bytes_rss``. ``scan_recall_at_10``: the
 #: index's own code scan (same codes, scoring and re-ranking as its graph search, no graph), ``scan_gap`` that minus
 #: the best graph recall: what the graph alone loses (the flat sweep's ``gap`` also holds scoring differences, e.g.
-#: faiss' binary HNSW compares sign bits symmetrically, the library's scan asymmetrically)
+#: faiss' binary HNSW compares sign bits symmetrically, the library's scan asymmetrically). ``host`` and
+#: ``host_name``: the host that timed the graph's queries (a build whose queries two hosts timed is one row per host;
+#: ``flat_qps`` is the codec sweep's, which may come from another host)
 QHNSW_COLUMNS: dict[str, Any] = {
     "dataset": _S, "backend": _S, "spec": _S, "codec": _S, "graph": _S, "rerank": _I, "k": _I, "factor": _I,
     "ef_best": _I, "recall_at_10": _F, "qps_1": _F, "ef_max": _I, "recall_at_ef_max": _F, "qps_at_ef_max": _F,
     "flat_recall_at_10": _F, "flat_qps": _F, "gap": _F, "flat_note": _S, "scan_recall_at_10": _F, "scan_gap": _F,
     **INDEX_STAT_COLUMNS, "n_train": _I,
-    "bytes_per_vector": _F, "bytes_serialized": _F, "bytes_analytic": _F, "bytes_rss": _F}
+    "bytes_per_vector": _F, "bytes_serialized": _F, "bytes_analytic": _F, "bytes_rss": _F, "host": _S,
+    "host_name": _S}
 
 
 def codec_summary(codecs: pl.DataFrame) -> pl.DataFrame:
@@ -1050,8 +1145,10 @@ def qhnsw_vs_scan(source: Source) -> pl.DataFrame:
               for b in t.builds.filter((pl.col("subtree") == "qhnsw") & (pl.col("status") == "ok")).to_dicts()}
     codecs = t.codecs.to_dicts()
     rows = []
-    for key, group in graphs.group_by([*BUILD_KEY, "k"], maintain_order=True):
-        ident = dict(zip([*BUILD_KEY, "k"], key, strict=True))
+    # per host: the best ef is chosen by recall, but its QPS is shown, and one host's QPS is never another's
+    keys = [*BUILD_KEY, "k", "host"]
+    for key, group in graphs.group_by(keys, maintain_order=True):
+        ident = dict(zip(keys, key, strict=True))
         spec, k = str(ident["quantization"]), int(ident["k"])
         fields = results.spec_fields(spec)
         runs = sorted(group.to_dicts(), key=lambda r: r["ef_search"])
@@ -1081,7 +1178,7 @@ def qhnsw_vs_scan(source: Source) -> pl.DataFrame:
                      if build.get("code_scan_recall") is not None and best["recall_at_10"] is not None else None,
                      **stats, "n_train": n, "bytes_per_vector": total,
                      "bytes_serialized": build.get("bytes_serialized"), "bytes_analytic": build.get("bytes_analytic"),
-                     "bytes_rss": build.get("bytes_rss")})
+                     "bytes_rss": build.get("bytes_rss"), "host": ident["host"], "host_name": best["host_name"]})
     return sort_backends(_frame(rows, QHNSW_COLUMNS), "spec")
 
 
@@ -1291,7 +1388,10 @@ TUNE_RECOMMENDATION: dict[str, Any] = {
 #: ``same_configuration``, ``within_tolerance`` (qps_ratio >= 1 - ``tolerance``); the replay on the grid's
 #: measurements with other sampler seeds and the tuner's build budget: ``replay_seeds``, ``replay_builds``,
 #: ``replay_within`` (seeds within the tolerance), ``replay_fraction_within``, ``replay_median_ratio``,
-#: ``replay_status`` (why there is no replay, when there is none)
+#: ``replay_status`` (why there is no replay, when there is none); the hosts: ``n_hosts`` (distinct hosts the trials
+#: ran on; trials without a host count as one, :data:`UNRECORDED_HOST`), ``grid_best_host`` and ``tuner_best_host``
+#: (the names of the hosts whose single measurements found the grid's best and the tuner's best: ``qps_ratio``
+#: divides those two measurements when no head-to-head ran; a head-to-head run is one process, so one host)
 TUNE_COLUMNS: dict[str, Any] = {
     "path": _S, "dataset": _S, "target": _F, "objective": _S, "study_name": _S, "storage": _S, "builds": _I,
     "wall_s": _F, "answer": _S, "memory_budget": _F, "n_trials": _I, "n_feasible": _I, "n_pareto": _I,
@@ -1301,7 +1401,7 @@ TUNE_COLUMNS: dict[str, Any] = {
     "qps_ratio_single": _F, "head_to_head": _S, "builds_ratio": _F, "same_configuration": _B,
     "within_tolerance": _B, "tolerance": _F, "replay_seeds": _I,
     "replay_builds": _I, "replay_within": _I, "replay_fraction_within": _F, "replay_median_ratio": _F,
-    "replay_status": _S}
+    "replay_status": _S, "n_hosts": _I, "grid_best_host": _S, "tuner_best_host": _S}
 
 #: :func:`tune_trials`: one row per trial of a study (``number``, Optuna's ``state``), then the grid's stored points
 #: (its best and Pareto front) the tuner never tried, with ``in_grid_only`` True and no number or state. The
@@ -1310,21 +1410,24 @@ TUNE_COLUMNS: dict[str, Any] = {
 #: already built: no new build), ``pruned`` (why a trial has no objectives); at the cheapest ``ef_search`` reaching
 #: the target: ``recall``, ``qps`` (1 thread), latency; ``bytes_per_vector`` (the objective: RSS growth) and the
 #: other two measures, ``build_time_s``; ``on_pareto`` (on the study's Pareto front), ``on_grid_pareto`` (on the
-#: grid's), ``recommended_for`` (the objectives recommending it, comma-separated)
+#: grid's), ``recommended_for`` (the objectives recommending it, comma-separated); the host that measured the trial
+#: (:data:`HOST_COLUMNS`)
 TUNE_TRIAL_COLUMNS: dict[str, Any] = {
     "path": _S, "dataset": _S, "target": _F, "number": _I, "state": _S, "label": _S, "backend": _S, "m": _I,
     "ef_construction": _I, "quantization": _S, "rerank": _I, "feasible": _B, "reused": _B, "pruned": _S,
     "ef_search": _I, "recall": _F, "qps": _F, "p50_ms": _F, "p99_ms": _F, "bytes_per_vector": _F,
     "bytes_serialized": _F, "bytes_analytic": _F, "build_time_s": _F, "wall_s": _F, "datetime_start": _S,
-    "on_pareto": _B, "on_grid_pareto": _B, "recommended_for": _S, "in_grid_only": _B}
+    "on_pareto": _B, "on_grid_pareto": _B, "recommended_for": _S, "in_grid_only": _B, **HOST_COLUMNS}
 
 #: :func:`tune_pareto`: one row per point of a study's Pareto front (``front`` 'tuner': over the trials) and of
 #: its grid's (``front`` 'grid': over the whole space, when the study has the grid reference); ``best`` marks each
-#: front's highest QPS
+#: front's highest QPS; the host that measured each point (:data:`HOST_COLUMNS`: the fronts are the study's own,
+#: computed by the tuner over every trial, so a front over trials from several hosts mixes their timings and these
+#: columns show it)
 TUNE_PARETO_COLUMNS: dict[str, Any] = {
     "path": _S, "dataset": _S, "target": _F, "front": _S, "label": _S, "backend": _S, "m": _I,
     "ef_construction": _I, "quantization": _S, "rerank": _I, "ef_search": _I, "recall": _F, "qps": _F,
-    "bytes_per_vector": _F, "build_time_s": _F, "best": _B}
+    "bytes_per_vector": _F, "build_time_s": _F, "best": _B, **HOST_COLUMNS}
 
 
 def _tune_root(source: Source) -> Path:
@@ -1360,13 +1463,21 @@ def _recommendation_columns(objective: str, rec: Mapping[str, Any] | None) -> di
     return {f"{prefix}_{name}": value for name, value in values.items()}
 
 
+def _point_host(point: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :data:`HOST_COLUMNS` of a tuner's trial or grid point, which keeps ``host`` and ``host_load`` at its top
+    level (:func:`host_columns` reads them from a record's environment)."""
+    point = point or {}
+    return host_columns({"environment": {"host": point.get("host")}, "host_load": point.get("host_load")})
+
+
 def _tune_row(rec: dict[str, Any]) -> dict[str, Any]:
     trials = rec["trials"]
     row = {"path": rec["_path"], "dataset": rec["dataset"], "target": rec["target"], "objective": rec["objective"],
            "study_name": rec["study_name"], "storage": rec["storage"], "builds": rec["builds"],
            "wall_s": rec["wall_s"], "answer": rec["answer"], "memory_budget": rec.get("memory_budget"),
            "n_trials": len(trials), "n_feasible": sum(bool(t.get("feasible")) for t in trials),
-           "n_pareto": len(rec["pareto"])}
+           "n_pareto": len(rec["pareto"]),
+           "n_hosts": len({_point_host(t)["host"] for t in trials if t.get("candidate")})}
     for objective in TUNE_OBJECTIVES:
         row |= _recommendation_columns(objective, rec["recommended"].get(objective))
     grid = rec.get("grid")
@@ -1384,7 +1495,9 @@ def _tune_row(rec: dict[str, Any]) -> dict[str, Any]:
         "replay_builds": replay.get("builds"), "replay_within": replay.get("within_tolerance"),
         "replay_fraction_within": replay.get("fraction_within_tolerance"),
         "replay_median_ratio": replay.get("median_qps_ratio"),
-        "replay_status": replay.get("status", "not replayed" if not replay else None)}
+        "replay_status": replay.get("status", "not replayed" if not replay else None),
+        "grid_best_host": _point_host(best)["host_name"] if best else None,
+        "tuner_best_host": _point_host(mine)["host_name"] if mine else None}
 
 
 def _tune_point(rec: dict[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
@@ -1399,7 +1512,7 @@ def _tune_point(rec: dict[str, Any], point: Mapping[str, Any]) -> dict[str, Any]
             "p50_ms": latency.get("p50"), "p99_ms": latency.get("p99"),
             "bytes_per_vector": point.get("bytes_per_vector"), "bytes_serialized": bytes_.get("serialized"),
             "bytes_analytic": bytes_.get("analytic"), "build_time_s": point.get("build_time_s"),
-            "wall_s": point.get("wall_s")}
+            "wall_s": point.get("wall_s"), **_point_host(point)}
 
 
 def _tune_trial_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1465,13 +1578,14 @@ def tune_pareto(source: Source) -> pl.DataFrame:
 
 
 __all__ = ["ADR_COLUMNS", "BUILD_COLUMNS", "BUILD_KEY", "CODEC_COLUMNS", "CODEC_SUMMARY_COLUMNS", "DIFFICULTY_COLUMNS",
-           "EMBEDDING_COLUMNS", "FILE_COLUMNS", "GLOBS", "INDEX_STAT_COLUMNS", "KINDS", "MODES",
-           "PERQUERY_CHECK_COLUMNS", "QHNSW_COLUMNS", "QUERY_BUILD_COLUMNS", "QUERY_COLUMNS", "RABITQ_BITS_COLUMNS",
-           "RECALL_TARGETS", "SCALING_COLUMNS", "SETTING_KEY", "TAGS", "TUNE_COLUMNS", "TUNE_OBJECTIVES",
-           "TUNE_PARETO_COLUMNS", "TUNE_RECOMMENDATION", "TUNE_TRIAL_COLUMNS", "Datasets", "PerQueryFile", "Source",
-           "Tables", "absent", "adr", "adr_view", "backend_rank", "build_label", "builds", "codec_frame",
-           "codec_rotation", "codec_summary", "codecs", "datasets_root", "effective_ef", "embedding_matrix", "files",
-           "find_per_query", "flag_noise", "flat_spec", "ground_truth", "index_stats", "load", "mark_pareto",
-           "noise_figures", "operating_points", "pareto", "per_query", "perquery_check", "qhnsw_vs_scan", "queries",
-           "rabitq_bits", "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts", "tune_column",
-           "tune_pareto", "tune_records", "tune_results", "tune_trials"]
+           "EMBEDDING_COLUMNS", "FILE_COLUMNS", "GLOBS", "HOST_COLUMNS", "HOST_SUMMARY_COLUMNS", "INDEX_STAT_COLUMNS",
+           "KINDS", "MODES", "PERQUERY_CHECK_COLUMNS", "QHNSW_COLUMNS", "QUERY_BUILD_COLUMNS", "QUERY_COLUMNS",
+           "RABITQ_BITS_COLUMNS", "RECALL_TARGETS", "SCALING_COLUMNS", "SETTING_KEY", "TAGS", "TUNE_COLUMNS",
+           "TUNE_OBJECTIVES", "TUNE_PARETO_COLUMNS", "TUNE_RECOMMENDATION", "TUNE_TRIAL_COLUMNS", "UNRECORDED_HOST",
+           "Datasets", "PerQueryFile", "Source", "Tables", "absent", "adr", "adr_view", "backend_rank", "build_label",
+           "builds", "co_scheduled", "codec_frame", "codec_rotation", "codec_summary", "codecs", "datasets_root",
+           "effective_ef", "embedding_matrix", "files", "find_per_query", "flag_noise", "flat_spec", "ground_truth",
+           "host_columns", "host_keys", "hosts", "index_stats", "load", "mark_pareto", "noise_figures",
+           "operating_points", "pareto", "per_query", "perquery_check", "qhnsw_vs_scan", "queries", "rabitq_bits",
+           "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts", "tune_column", "tune_pareto",
+           "tune_records", "tune_results", "tune_trials"]
