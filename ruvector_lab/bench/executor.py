@@ -219,6 +219,8 @@ class Task:
     measuring: bool = False
     writes_results: bool = False
     seeds: tuple[str, ...] = ()
+    #: a cluster starts higher priorities first (longest first keeps workers busy to the end); local ignores it
+    priority: int = 0
 
 
 @dataclass
@@ -467,7 +469,8 @@ class DaskExecutor:
             future = self.client.submit(
                 _execute, task.fn, task.args, task.name, task.measuring, task.writes_results,
                 _seed_bytes(task, root_path), key=f"{_key_name(task.name)}-{uuid.uuid4().hex[:8]}", pure=False,
-                retries=self.settings.retries, resources={MEASURE: 1} if task.measuring else None)
+                retries=self.settings.retries, resources={MEASURE: 1} if task.measuring else None,
+                priority=task.priority)
             futures[future] = i
         outcomes: list[TaskOutcome | None] = [None] * len(tasks)
         with _bar(len(tasks), desc) as bar:

@@ -146,51 +146,50 @@ def knn_ground_truth(
     distances = np.empty((len(queries), k), dtype=np.float32)
     for qs in range(0, len(queries), query_block):
         q = queries[qs : qs + query_block]
-        # a generator: one train block's scores are held at a time
-        parts = (block_candidates(q, train[ts : ts + train_block], ts, keep, metric)
-                 for ts in range(0, len(train), train_block))
-        candidates = merge_candidates(parts, keep)
-        neighbors[qs : qs + len(q)], distances[qs : qs + len(q)] = exact_top_k(q, train, candidates, k, metric)
+        neighbors[qs : qs + len(q)], distances[qs : qs + len(q)] = query_block_top_k(q, train, k, keep, metric,
+                                                                                     train_block)
         if progress is not None:
             progress(len(q))
     return neighbors, distances
+
+
+def query_block_top_k(queries: np.ndarray, train: np.ndarray, k: int, keep: int, metric: str,
+                      train_block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-``k`` of one block of queries: :func:`block_candidates` of every train block in order, merged
+    (:func:`merge_candidates`) and re-sorted exactly (:func:`exact_top_k`). The unit of work of both paths."""
+    # a generator: one train block's scores are held at a time
+    parts = (block_candidates(queries, train[ts : ts + train_block], ts, keep, metric)
+             for ts in range(0, len(train), train_block))
+    return exact_top_k(queries, train, merge_candidates(parts, keep), k, metric)
 
 
 def knn_ground_truth_on(executor: Executor, ref: DatasetRef, ds: Dataset, k: int = 100, query_block: int = 256,
                         train_block: int = 32768) -> tuple[np.ndarray, np.ndarray]:
     """:func:`knn_ground_truth` of ``ds`` (its test rows among its train rows, in its metric) on an executor.
 
-    One task per (query block, train block): the task loads the dataset from ``ref`` where it runs, slices its two
-    blocks and returns their :func:`block_candidates`. Here the candidates of each query block are merged in
-    train-block order (:func:`merge_candidates`) and re-sorted exactly from ``ds``'s own train rows
-    (:func:`exact_top_k`), so the arrays equal :func:`knn_ground_truth`'s with the same block sizes, ties included.
-    The executor draws the progress bar over the tasks.
+    One task per query block: the task loads the dataset from ``ref`` where it runs and does what the local loop
+    does for that block (:func:`query_block_top_k`: every train block's candidates in train-block order, merged,
+    re-sorted exactly in float64), so the arrays equal :func:`knn_ground_truth`'s with the same block sizes, ties
+    included. The exact re-sort runs on the workers too, beside the products, rather than here after them. The
+    executor draws the progress bar over the tasks.
 
     ``ref`` must name ``ds`` (same content hash), else :class:`DatasetError`; a task that fails (a worker's copy
-    that does not match ``ref``) raises :class:`~ruvector_lab.bench.executor.ExecutorError` naming it. Every
-    task's candidates are held here until the merge: about ``n_test x train blocks x (k + MARGIN) x 12`` bytes.
+    that does not match ``ref``) raises :class:`~ruvector_lab.bench.executor.ExecutorError` naming it.
     """
     from .executor import Task, raise_failures
 
-    queries, train, keep = _checked_inputs(ds.test, ds.train, k, ds.metric, query_block, train_block)
+    queries, _, keep = _checked_inputs(ds.test, ds.train, k, ds.metric, query_block, train_block)
     found = ds.content_hash()
     if found != ref.content_hash:
         raise DatasetError(f"dataset {ds.name!r} has content hash {found}, but its reference names "
                            f"{ref.content_hash}: the data changed after the reference was made")
     q_starts = range(0, len(queries), query_block)
-    t_starts = range(0, len(train), train_block)
-    tasks = [Task(f"groundtruth {ds.name} q{qs} t{ts}", _candidates_task,
-                  (ref, qs, qs + query_block, ts, ts + train_block, keep, ds.metric))
-             for qs in q_starts for ts in t_starts]
+    tasks = [Task(f"groundtruth {ds.name} q{qs}", _query_block_task, (ref, qs, qs + query_block, k, keep, train_block))
+             for qs in q_starts]
     outcomes = executor.run(tasks, f"ground truth {ds.name}")
     raise_failures(outcomes, f"ground truth blocks of {ds.name}")
-    values = iter(o.value for o in outcomes)  # task order: query blocks, then train blocks within each
-    neighbors = np.empty((len(queries), k), dtype=np.int32)
-    distances = np.empty((len(queries), k), dtype=np.float32)
-    for qs in q_starts:
-        q = queries[qs : qs + query_block]
-        candidates = merge_candidates((next(values) for _ in t_starts), keep)
-        neighbors[qs : qs + len(q)], distances[qs : qs + len(q)] = exact_top_k(q, train, candidates, k, ds.metric)
+    neighbors = np.concatenate([o.value[0] for o in outcomes]) if outcomes else np.empty((0, k), np.int32)
+    distances = np.concatenate([o.value[1] for o in outcomes]) if outcomes else np.empty((0, k), np.float32)
     return neighbors, distances
 
 
@@ -217,11 +216,11 @@ def _loaded(ref: DatasetRef) -> Dataset:
     return ds
 
 
-def _candidates_task(ref: DatasetRef, q_start: int, q_stop: int, t_start: int, t_stop: int, keep: int,
-                     metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """One (query block, train block) task: the blocks sliced from the dataset ``ref`` names, their candidates."""
+def _query_block_task(ref: DatasetRef, q_start: int, q_stop: int, k: int, keep: int,
+                      train_block: int) -> tuple[np.ndarray, np.ndarray]:
+    """One query block's exact top-``k``, on the dataset ``ref`` names."""
     ds = _loaded(ref)
-    return block_candidates(ds.test[q_start:q_stop], ds.train[t_start:t_stop], t_start, keep, metric)
+    return query_block_top_k(ds.test[q_start:q_stop], ds.train, k, keep, ds.metric, train_block)
 
 
 def brute_force(queries: np.ndarray, train: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:

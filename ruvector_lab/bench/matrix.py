@@ -69,8 +69,9 @@ def run_builds(jobs: Sequence[BuildJob], settings: RunSettings, root: str | Path
     (a job that failed says why in ``failed``; the others' records are written all the same). ``progress`` (the
     local executor only: a callback does not travel to a worker) hears of each build's inserts and query steps."""
     local_progress = progress if executor.kind == "local" else None
+    # build cost grows with M x ef_construction: the costliest start first, so no worker idles at the end
     tasks = [Task(job.name, _build_task, (job, settings, local_progress), measuring=True, writes_results=True,
-                  seeds=_seeds(job, settings)) for job in jobs]
+                  seeds=_seeds(job, settings), priority=job.build.m * job.build.ef_construction) for job in jobs]
     out = []
     for task_outcome in executor.run(tasks, "builds", root):
         value = task_outcome.value or {}
