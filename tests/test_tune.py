@@ -588,3 +588,63 @@ def test_a_killed_tune_resumes_where_it_stopped(easy, tmp_path, monkeypatch):
     states = [t["state"] for t in result.trials]
     assert "RUNNING" not in states
     assert {p.name for p in evals.glob("*.json")} >= finished
+
+
+class _ScriptedBuilds:
+    """The evaluation store's ``get`` as `_verify` calls it, answering from per-(seed, check) recalls: a stand-in
+    for multi-threaded builds, which give a different graph (and recall) every time they are built."""
+
+    def __init__(self, own_ef: dict[int, int], remeasures: list[tuple[float, int | None]]):
+        self.own_ef = own_ef  # verification seed -> the ef its build needs
+        self.remeasures = list(remeasures)  # each fresh seed-0 build: (recall at the check ef, its own cheapest ef)
+        self.calls: list[tuple[int, int, bool]] = []
+
+    def get(self, cand, seed, check, timing):
+        (target, ef), = check.items()
+        self.calls.append((seed, ef, timing))
+        if seed:
+            recall = 0.96 if ef >= self.own_ef[seed] else 0.94
+            entry = {"feasible": True, "ef_search": self.own_ef[seed], "recall": 0.95,
+                     "recall_at_check": {"ef_search": ef, "recall": recall}}
+        else:
+            recall, own = self.remeasures.pop(0)
+            entry = {"feasible": own is not None, "ef_search": own, "recall": 0.95,
+                     "recall_at_check": {"ef_search": ef, "recall": recall, "qps": 1000.0 + ef,
+                                         "latency_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0}}}
+        return {"status": "ok", "targets": {str(float(target)): entry}, "build_time_s": 1.0,
+                "bytes_per_vector": {"rss_growth": 100.0, "serialized": 90.0}}, None
+
+
+VERIFY_CAND = Candidate(backend="hnswlib", m=8, ef_construction=64, quantization="none", rerank=0)
+
+
+def test_verify_raises_ef_again_when_the_fresh_build_falls_short():
+    # the trial met 0.95 at ef 50; the other builds need 55 and 60, so the ef rises to 55; the first fresh build
+    # gets 0.949 there (it needs 57), the second one meets the target at 57: the figures are that build's
+    builds = _ScriptedBuilds({1: 55, 2: 60}, [(0.949, 57), (0.951, 56)])
+    out = tuner._verify(builds, VERIFY_CAND, {"ef_search": 50, "recall": 0.95}, 0.95, seeds=2)
+    assert out["meets_target"] is True
+    assert out["raised_ef_search"] == {"from": 50, "to": 57}
+    assert out["figures"]["ef_search"] == 57 and out["figures"]["recall"] >= 0.95
+    assert out["figures"]["qps"] == 1057.0
+    assert out["remeasured"] == [{"ef_search": 55, "recall": 0.949}, {"ef_search": 57, "recall": 0.951}]
+    assert [c for c in builds.calls if c[0] == 0] == [(0, 55, True), (0, 57, True)]
+
+
+def test_verify_refuses_when_fresh_builds_keep_falling_short():
+    builds = _ScriptedBuilds({1: 55, 2: 60}, [(0.94, 56), (0.94, 58), (0.94, 59)])
+    out = tuner._verify(builds, VERIFY_CAND, {"ef_search": 50, "recall": 0.95}, 0.95, seeds=2)
+    assert out["meets_target"] is False and out["figures"] is None
+    assert [m["ef_search"] for m in out["remeasured"]] == [55, 56, 58]
+    assert "fell short of recall 0.95" in out["reason"] and "0.9400 at 58" in out["reason"]
+    # a fresh build that cannot reach the target at any ef ends the attempts at once
+    builds = _ScriptedBuilds({1: 55, 2: 60}, [(0.94, None)])
+    out = tuner._verify(builds, VERIFY_CAND, {"ef_search": 50, "recall": 0.95}, 0.95, seeds=2)
+    assert out["meets_target"] is False and len(out["remeasured"]) == 1
+
+
+def test_verify_keeps_the_trials_ef_when_the_median_build_meets_it():
+    builds = _ScriptedBuilds({1: 45, 2: 60}, [])
+    out = tuner._verify(builds, VERIFY_CAND, {"ef_search": 50, "recall": 0.95}, 0.95, seeds=2)
+    assert out["meets_target"] is True and out["figures"] is None and "raised_ef_search" not in out
+    assert all(seed for seed, _, _ in builds.calls)  # no re-measure

@@ -88,7 +88,8 @@ build_time_s, wall_s, host {name, fingerprint} and host_load (the host the evalu
 null where not recorded), datetime_start, datetime_complete}], ``pareto`` (the feasible trials no other beats on QPS,
 bytes per vector and build time), ``recommended`` {objective: null (nothing met the target over the verification
 builds) or the configuration with its ef_search, figures, ``verification`` {builds, median_recall, min_recall,
-meets_target, figures (re-measured at a raised ef, else null), raised_ef_search {from, to}} and ``rejected``
+meets_target, figures (re-measured at a raised ef, else null), raised_ef_search {from, to}, remeasured [{ef_search,
+recall}] (each fresh build the raised ef was measured on)} and ``rejected``
 (configurations ranked above it that failed verification)}, ``builds`` (distinct configurations built), ``wall_s``,
 ``answer`` (one line), ``grid`` (null without the grid reference, else {builds, wall_s, feasible, best, pareto,
 tuner_best, tuner_builds, tuner_wall_s, builds_ratio, qps_ratio (tuner best QPS / grid best QPS), same_configuration,
@@ -430,6 +431,8 @@ _VERIFICATION = {  # the recommendation rebuilt with other seeds
             "seed": _INT, "recall": _NUM, "own_ef_search": _INT_NULL, "failed": {"type": ["string", "null"]}}}},
         "figures": {"type": ["object", "null"]}, "reason": {"type": ["string", "null"]},
         "raised_ef_search": {"type": "object", "required": ["from", "to"], "properties": {"from": _INT, "to": _INT}},
+        "remeasured": {"type": "array", "items": {"type": "object", "required": ["ef_search", "recall"],
+                                                  "properties": {"ef_search": _INT, "recall": _NUM}}},
     },
 }
 _RECOMMENDATION = {
