@@ -648,3 +648,45 @@ def test_verify_keeps_the_trials_ef_when_the_median_build_meets_it():
     out = tuner._verify(builds, VERIFY_CAND, {"ef_search": 50, "recall": 0.95}, 0.95, seeds=2)
     assert out["meets_target"] is True and out["figures"] is None and "raised_ef_search" not in out
     assert all(seed for seed, _, _ in builds.calls)  # no re-measure
+
+
+class _TwoConfigurations:
+    """`_recommend`'s view of the evaluation store for two configurations: ``raised`` needs a higher ef on other
+    builds and is slower when re-measured there; ``steady`` meets the target at its trial's ef on every build."""
+
+    def __init__(self, raised: Candidate, remeasured_qps: float):
+        self.raised, self.remeasured_qps = raised, remeasured_qps
+
+    def prefetch(self, jobs, step):
+        pass
+
+    def get(self, cand, seed, check, timing):
+        (target, ef), = check.items()
+        own = 60 if cand == self.raised and seed else 40
+        entry = {"feasible": True, "ef_search": own, "recall": target,
+                 "recall_at_check": {"ef_search": ef, "recall": 0.96 if ef >= own else 0.94,
+                                     "qps": self.remeasured_qps, "latency_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0}}}
+        return {"status": "ok", "targets": {str(float(target)): entry}, "build_time_s": 2.0,
+                "bytes_per_vector": {"rss_growth": 500.0, "serialized": 400.0}}, None
+
+
+def _trial_row(ef: int, qps: float, bpv: float, build_s: float) -> dict:
+    return {"feasible": True, "ef_search": ef, "recall": 0.951, "qps": qps, "latency_ms": {"p50": 1.0},
+            "bytes_per_vector": bpv, "bytes": {"rss_growth": bpv, "serialized": bpv}, "build_time_s": build_s}
+
+
+def test_recommend_prefers_the_next_configuration_when_a_raised_ef_makes_the_first_slower():
+    fast = Candidate("hnswlib", 8, 256)
+    steady = Candidate("faiss", 8, 64)
+    feasible = {fast: _trial_row(50, 11000.0, 2000.0, 4.0), steady: _trial_row(40, 10000.0, 1700.0, 1.2)}
+    out = tuner._recommend(_TwoConfigurations(fast, remeasured_qps=7800.0), feasible, 0.95, 2, 384, "cosine")
+    rec = out["qps"]
+    assert rec["label"] == steady.label and rec["qps"] == 10000.0 and rec["ef_search"] == 40
+    assert [r["label"] for r in rec["rejected"]] == [fast.label]
+    passed_over = rec["rejected"][0]
+    assert passed_over["verification"]["meets_target"] is True and "raised ef_search" in passed_over["reason"]
+    assert out["memory"]["label"] == steady.label and out["memory"]["rejected"] == []
+    # re-measured and still the fastest: the raised configuration stands, at its raised ef
+    out = tuner._recommend(_TwoConfigurations(fast, remeasured_qps=10500.0), feasible, 0.95, 2, 384, "cosine")
+    assert out["qps"]["label"] == fast.label and out["qps"]["ef_search"] == 60 and out["qps"]["qps"] == 10500.0
+    assert out["qps"]["verification"]["raised_ef_search"] == {"from": 50, "to": 60} and out["qps"]["rejected"] == []

@@ -992,7 +992,8 @@ def _verified(row: dict[str, Any], prefix: str) -> str:
     if row[f"{prefix}_raised_from"] is not None:
         cell += f"; ef raised {row[f'{prefix}_raised_from']} → {row[f'{prefix}_ef_search']}"
     if row[f"{prefix}_rejected"]:
-        cell += f"; {row[f'{prefix}_rejected']} better-ranked failed verification"
+        cell += (f"; {row[f'{prefix}_rejected']} better-ranked set aside (failed verification, or did worse "
+                 "re-measured at a raised ef)")
     return cell
 
 

@@ -90,7 +90,8 @@ bytes per vector and build time), ``recommended`` {objective: null (nothing met 
 builds) or the configuration with its ef_search, figures, ``verification`` {builds, median_recall, min_recall,
 meets_target, figures (re-measured at a raised ef, else null), raised_ef_search {from, to}, remeasured [{ef_search,
 recall}] (each fresh build the raised ef was measured on)} and ``rejected``
-(configurations ranked above it that failed verification)}, ``builds`` (distinct configurations built), ``wall_s``,
+(configurations ranked above it that failed verification, or met the target only at a raised ef_search where it
+does worse on the objective: then with a ``reason``)}, ``builds`` (distinct configurations built), ``wall_s``,
 ``answer`` (one line), ``grid`` (null without the grid reference, else {builds, wall_s, feasible, best, pareto,
 tuner_best, tuner_builds, tuner_wall_s, builds_ratio, qps_ratio (tuner best QPS / grid best QPS), same_configuration,
 within_tolerance, tolerance, replay ({} when not replayed; {seeds, status} when the grid has nothing feasible; else

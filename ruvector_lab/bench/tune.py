@@ -736,22 +736,43 @@ def _recommend(evals: Evaluations, feasible: dict[Candidate, dict[str, Any]], ta
     out: dict[str, dict[str, Any] | None] = {}
     checked: dict[Candidate, dict[str, Any]] = {}
     for objective in OBJECTIVES:
-        out[objective] = None
-        rejected = []
-        for cand in _rank(feasible, objective)[:MAX_VERIFY_CANDIDATES]:
+        fig, direction = OBJECTIVES[objective]
+        sign = -1.0 if direction == "maximize" else 1.0
+        ranked = _rank(feasible, objective)[:MAX_VERIFY_CANDIDATES]
+        passed: list[tuple[Candidate, dict[str, Any]]] = []
+        failed: list[Candidate] = []
+        for i, cand in enumerate(ranked):
             if cand not in checked:
                 checked[cand] = _verify(evals, cand, feasible[cand], target, seeds) if seeds else \
                     {"meets_target": True, "builds": [], "note": "not verified (verify_seeds = 0)"}
-            row = checked[cand].get("figures") or feasible[cand]
-            if checked[cand]["meets_target"]:
-                out[objective] = {**cand.to_dict(), "label": cand.label, "spec": cand.spec,
-                                  "ef_search": row["ef_search"], "dimensions": dims, "metric": metric,
-                                  **{k: row[k] for k in ("recall", "qps", "latency_ms", "bytes_per_vector", "bytes",
-                                                         "build_time_s")},
-                                  "verification": checked[cand], "rejected": rejected}
+            if not checked[cand]["meets_target"]:
+                failed.append(cand)
+                continue
+            passed.append((cand, checked[cand].get("figures") or feasible[cand]))
+            # a raised ef_search re-measures the figures, which can fall below the next configuration's: go on
+            # while the next one's trial figure could still beat the best verified one
+            best_value = min(sign * row[fig] for _, row in passed)
+            if i + 1 == len(ranked) or best_value <= sign * feasible[ranked[i + 1]][fig]:
                 break
-            rejected.append({"label": cand.label, "verification": checked[cand]})
+        out[objective] = None
+        if not passed:
+            continue
+        chosen, row = min(passed, key=lambda p: (sign * p[1][fig], -p[1]["qps"]))
+        above = ranked[:ranked.index(chosen)]
+        rejected = [{"label": c.label, "verification": checked[c]} if c in failed else
+                    {"label": c.label, "verification": checked[c],
+                     "reason": f"met the target at a raised ef_search, where {chosen.label} does better on {fig}"}
+                    for c in above]
+        out[objective] = {**_recommendation(chosen, row, dims, metric), "verification": checked[chosen],
+                          "rejected": rejected}
     return out
+
+
+def _recommendation(cand: Candidate, row: dict[str, Any], dims: int, metric: str) -> dict[str, Any]:
+    """A recommendation's configuration and figures (the trial's, or those re-measured at a raised ef_search)."""
+    return {**cand.to_dict(), "label": cand.label, "spec": cand.spec, "ef_search": row["ef_search"],
+            "dimensions": dims, "metric": metric,
+            **{k: row[k] for k in ("recall", "qps", "latency_ms", "bytes_per_vector", "bytes", "build_time_s")}}
 
 
 # ------------------------------------------------------------------------------------------------- grid, replay
