@@ -590,6 +590,12 @@ def test_a_killed_tune_resumes_where_it_stopped(easy, tmp_path, monkeypatch):
     assert {p.name for p in evals.glob("*.json")} >= finished
 
 
+def _scripted_record(target: float, entry: dict, build_s: float, bytes_per_vector: float) -> dict:
+    """An evaluation record as the trial child writes it, around one target's ``entry``."""
+    return {"status": "ok", "targets": {str(float(target)): entry}, "build_time_s": build_s,
+            "bytes_per_vector": {"rss_growth": bytes_per_vector, "serialized": 0.9 * bytes_per_vector}}
+
+
 class _ScriptedBuilds:
     """The evaluation store's ``get`` as `_verify` calls it, answering from per-(seed, check) recalls: a stand-in
     for multi-threaded builds, which give a different graph (and recall) every time they are built."""
@@ -611,8 +617,7 @@ class _ScriptedBuilds:
             entry = {"feasible": own is not None, "ef_search": own, "recall": 0.95,
                      "recall_at_check": {"ef_search": ef, "recall": recall, "qps": 1000.0 + ef,
                                          "latency_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0}}}
-        return {"status": "ok", "targets": {str(float(target)): entry}, "build_time_s": 1.0,
-                "bytes_per_vector": {"rss_growth": 100.0, "serialized": 90.0}}, None
+        return _scripted_record(target, entry, build_s=1.0, bytes_per_vector=100.0), None
 
 
 VERIFY_CAND = Candidate(backend="hnswlib", m=8, ef_construction=64, quantization="none", rerank=0)
@@ -666,8 +671,7 @@ class _TwoConfigurations:
         entry = {"feasible": True, "ef_search": own, "recall": target,
                  "recall_at_check": {"ef_search": ef, "recall": 0.96 if ef >= own else 0.94,
                                      "qps": self.remeasured_qps, "latency_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0}}}
-        return {"status": "ok", "targets": {str(float(target)): entry}, "build_time_s": 2.0,
-                "bytes_per_vector": {"rss_growth": 500.0, "serialized": 400.0}}, None
+        return _scripted_record(target, entry, build_s=2.0, bytes_per_vector=500.0), None
 
 
 def _trial_row(ef: int, qps: float, bpv: float, build_s: float) -> dict:

@@ -666,10 +666,14 @@ def pareto(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(keep, key=lambda r: -r["qps"])
 
 
-def _rank(feasible: dict[Candidate, dict[str, Any]], objective: str) -> list[Candidate]:
+def _rank_key(row: dict[str, Any], objective: str) -> tuple[float, float]:
+    """Where ``row``'s figures place it under ``objective``: smaller is better (ties go to the higher QPS)."""
     fig, direction = OBJECTIVES[objective]
-    sign = -1.0 if direction == "maximize" else 1.0
-    return sorted(feasible, key=lambda c: (sign * feasible[c][fig], -feasible[c]["qps"]))
+    return (-row[fig] if direction == "maximize" else row[fig], -row["qps"])
+
+
+def _rank(feasible: dict[Candidate, dict[str, Any]], objective: str) -> list[Candidate]:
+    return sorted(feasible, key=lambda c: _rank_key(feasible[c], objective))
 
 
 def _verify(evals: Evaluations, cand: Candidate, row: dict[str, Any], target: float, seeds: int) -> dict[str, Any]:
@@ -736,8 +740,6 @@ def _recommend(evals: Evaluations, feasible: dict[Candidate, dict[str, Any]], ta
     out: dict[str, dict[str, Any] | None] = {}
     checked: dict[Candidate, dict[str, Any]] = {}
     for objective in OBJECTIVES:
-        fig, direction = OBJECTIVES[objective]
-        sign = -1.0 if direction == "maximize" else 1.0
         ranked = _rank(feasible, objective)[:MAX_VERIFY_CANDIDATES]
         passed: list[tuple[Candidate, dict[str, Any]]] = []
         failed: list[Candidate] = []
@@ -751,17 +753,18 @@ def _recommend(evals: Evaluations, feasible: dict[Candidate, dict[str, Any]], ta
             passed.append((cand, checked[cand].get("figures") or feasible[cand]))
             # a raised ef_search re-measures the figures, which can fall below the next configuration's: go on
             # while the next one's trial figure could still beat the best verified one
-            best_value = min(sign * row[fig] for _, row in passed)
-            if i + 1 == len(ranked) or best_value <= sign * feasible[ranked[i + 1]][fig]:
+            best = min(_rank_key(row, objective) for _, row in passed)
+            if i + 1 == len(ranked) or best <= _rank_key(feasible[ranked[i + 1]], objective):
                 break
         out[objective] = None
         if not passed:
             continue
-        chosen, row = min(passed, key=lambda p: (sign * p[1][fig], -p[1]["qps"]))
+        chosen, row = min(passed, key=lambda p: _rank_key(p[1], objective))
         above = ranked[:ranked.index(chosen)]
         rejected = [{"label": c.label, "verification": checked[c]} if c in failed else
                     {"label": c.label, "verification": checked[c],
-                     "reason": f"met the target at a raised ef_search, where {chosen.label} does better on {fig}"}
+                     "reason": f"met the target at a raised ef_search, where {chosen.label} does better on "
+                               f"{OBJECTIVES[objective][0]}"}
                     for c in above]
         out[objective] = {**_recommendation(chosen, row, dims, metric), "verification": checked[chosen],
                           "rejected": rejected}
