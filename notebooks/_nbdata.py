@@ -23,6 +23,10 @@ The codec sweep (schema ``quant@1``): :func:`quant_runs` (one row per codec and 
 smaller one), :func:`rabitq_bits`, :func:`rabitq_rotation` and :func:`pq_variants` (the codecs' variants side by
 side), and the quantized HNSW builds against the flat scan of their codes, :func:`qhnsw_vs_scan`.
 
+Native vs WASM builds of one library (schema ``peers@1``, stage ``node-peers``): :func:`peer_comparison` (one row
+per pair and dataset at equal recall, with the ratios and the verdict sentence), :func:`peer_sides` (every side's
+sweep as it ran) and :func:`peer_verdict` (the ADR's "2-5x" judged in one sentence).
+
 The autotuner (schema ``tune@1``): :func:`tune_results` (one row per study), :func:`tune_trials` (one row per
 trial) and :func:`tune_pareto` (the tuner's Pareto front beside the grid's).
 """
@@ -42,7 +46,7 @@ import polars as pl
 from ruvector_lab.bench import quant_findings as quant_findings_module
 from ruvector_lab.bench import tables
 from ruvector_lab.bench.tables import backend_rank
-from ruvector_lab.bench.targets import TARGETS, VARIANT_SEP
+from ruvector_lab.bench.targets import NATIVE_SPEEDUP, TARGETS, VARIANT_SEP
 
 #: the environment variable naming the results root (the folder holding runs/, quant/, adr/)
 RESULTS_ENV = "RUVECTOR_LAB_RESULTS"
@@ -57,8 +61,8 @@ NO_RESULTS = "no pipeline results yet: run make repro"
 #: the backend the ADR calls the WASM tier, and the tier names of the others
 WASM_BACKEND = "wasm"
 NATIVE_TIER = "native"
-#: the ADR's claim: native bindings are 2-5x faster than WASM
-ADR_NATIVE_SPEEDUP = (2.0, 5.0)
+#: the ADR's claim: native bindings are 2-5x faster than WASM (its one home: ruvector_lab.bench.targets)
+ADR_NATIVE_SPEEDUP = NATIVE_SPEEDUP
 #: the recall floors the operating points are chosen for
 RECALL_FLOORS = tables.RECALL_TARGETS
 #: the ADR's own benchmark data (10,000 x 384 uniform in [-1, 1]): the ADR suite's dataset unless params name another
@@ -241,6 +245,27 @@ def native_wasm_ratios(cases: pd.DataFrame, protocol: str = "honest") -> pd.Data
             rows.append({"case": r["case"], "native": r["backend"], "native_ms": float(r["judged_ms"]),
                          "wasm_ms": wasm_ms, "ratio": ratio, "in_claim": lo <= ratio <= hi, "host": r["host"]})
     return pd.DataFrame(rows, columns=cols)
+
+
+def peer_comparison(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Native vs WASM at equal recall, one row per pair and dataset (:func:`ruvector_lab.bench.tables.peer_comparison`:
+    the ratios are the second side over the first with min and max over run pairs, and ``verdict`` one sentence)."""
+    frame = tables.peer_comparison(_root(root))
+    return pd.DataFrame(frame.to_dicts(), columns=list(tables.PEER_COMPARISON_COLUMNS))
+
+
+def peer_sides(root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Every side of the native-vs-WASM records, one row per ef_search it ran
+    (:func:`ruvector_lab.bench.tables.peer_sides`)."""
+    frame = tables.peer_sides(_root(root))
+    return pd.DataFrame(frame.to_dicts(), columns=list(tables.PEER_SIDE_COLUMNS))
+
+
+def peer_verdict(comparison: pd.DataFrame) -> str:
+    """The ADR's "native 2-5x faster than WASM" judged in one sentence from :func:`peer_comparison`'s rows
+    (:func:`ruvector_lab.bench.tables.peer_verdict`)."""
+    return tables.peer_verdict(_polars(comparison) if not comparison.empty
+                               else pl.DataFrame(schema=tables.PEER_COMPARISON_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------- index builds and queries

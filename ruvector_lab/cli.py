@@ -8,6 +8,8 @@
     ruvector-lab quantize DATASET               codec sweep (+ quantized HNSW builds) -> data/results/quant
     ruvector-lab tune DATASET                   autotune: cheapest configuration for a recall -> data/results/tune
     ruvector-lab adr                            the ADR-006 suite for every backend -> data/results/adr
+    ruvector-lab peers DATASET                  native vs WASM builds of one library, Node.js and Chromium
+                                                -> data/results/peers
     ruvector-lab report                         results/report.md, results/metrics.json, results/plots/
 
 Help texts are plain text (typer's rich markup is off): click's own formatter re-wraps paragraphs to the terminal
@@ -75,7 +77,8 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
     context_settings={"max_content_width": 120},
     help="ruvector-lab: benchmarks of vector search and the stages of its DVC pipeline.\n\n"
-         "dvc repro (make repro) runs the stages in order: data, groundtruth, build, quantize, adr, report. Each "
+         "dvc repro (make repro) runs the stages in order: data, groundtruth, build, quantize, adr, node-peers, "
+         "report. Each "
          "reads its settings from the params file (--params, default ./params.yaml) and writes under data/ (the "
          "report under results/). Run any stage by hand; finished runs are not repeated. Backends: "
          f"{', '.join(backend_names())} (ruvector-lab backends says which work here). Progress bars go to "
@@ -640,6 +643,36 @@ def adr(
     except RuvectorLabError as exc:
         _fail(exc)
     typer.echo(f"ADR suite written to {out}")
+
+
+@app.command()
+def peers(
+    dataset: DatasetArg,
+    params_file: ParamsOpt = Path("params.yaml"),
+    results_root: ResultsOpt = Path("data/results"),
+    datasets_dir: DatasetsOpt = Path("data/datasets"),
+    force: ForceOpt = False,
+) -> None:
+    """Native vs WASM on the same algorithm: each pair of params peers.pairs on DATASET.
+
+    Every side (an npm package in Node.js, in headless Chromium, or the rvf module in Python's wasmtime) builds
+    the same index (peers.m, peers.ef_construction) and runs the same queries in peers.runs fresh processes;
+    recall is scored against the dataset's ground truth. A side without Node.js, Chromium or its package is
+    recorded as not available; a crash or version drift fails that side only.
+    """
+    from .bench import params
+    from .bench import peers as peer_bench
+
+    try:
+        p = params.load_params(params_file)
+        settings = peer_bench.peer_settings(p)
+        ds = _load_dataset(datasets_dir, dataset)
+        with _StepBar(f"peers {dataset}", "run") as bar:
+            paths = peer_bench.run_dataset(ds, settings, results_root, force=force, progress=bar)
+    except RuvectorLabError as exc:
+        _fail(exc)
+    for path in paths:
+        typer.echo(f"peers: {path}")
 
 
 @app.command()

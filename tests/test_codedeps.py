@@ -181,8 +181,9 @@ def test_dvc_status_relaunches_only_the_stages_that_run_an_edited_file(tmp_path)
         pytest.skip("dvc comes with the bench extra (pip install -e '.[bench]')")
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore", "package-lock.json"):
         shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "peers", repo / "peers")  # the node-peers stage's JavaScript
     shutil.copy(ROOT / "pipelines" / "params-tiny.yaml", repo / "params.yaml")
     pkg = _copy_package(repo)
     assert _dvc("init", "--no-scm", "-q", cwd=repo).returncode == 0
@@ -221,3 +222,6 @@ def test_dvc_status_relaunches_only_the_stages_that_run_an_edited_file(tmp_path)
 
     _append(pkg / "cli.py", "\n# an edit of a help text\n")  # cli.py is no stage's dependency
     assert kinds(_changed_stages(repo)) == {"build", "quantize", "adr", "tune"}
+
+    _append(repo / "peers" / "sides-node.mjs", "\n// an edit\n")  # the runner's JavaScript: node-peers alone
+    assert kinds(_changed_stages(repo)) == {"build", "quantize", "adr", "tune", "node-peers"}

@@ -1,8 +1,8 @@
 """The whole DVC pipeline end to end on the tiny params profile, in a scratch copy of the repository.
 
-Runs `dvc repro` (data, ground truth, the build matrix, the codec sweep, the ADR suite, the report), checks that
-the metrics and the report exist and are sane, that a second `dvc repro` has nothing to do, and that
-`dvc metrics show` reads the metrics.
+Runs `dvc repro` (data, ground truth, the build matrix, the codec sweep, the ADR suite, native vs WASM, the
+report), checks that the metrics and the report exist and are sane, that a second `dvc repro` has nothing to do,
+and that `dvc metrics show` reads the metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -40,6 +41,9 @@ def _tiny_copy(repo: Path, extra_env: dict[str, str] | None = None) -> Path:
     shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
     shutil.copy(ROOT / "pipelines" / "params-tiny.yaml", repo / "params.yaml")
     shutil.copytree(ROOT / "ruvector_lab", repo / "ruvector_lab", ignore=shutil.ignore_patterns("__pycache__"))
+    # the node-peers stage's other dependencies (its JavaScript and the npm lock; node_modules is the checkout's)
+    shutil.copytree(ROOT / "peers", repo / "peers")
+    shutil.copy(ROOT / "package-lock.json", repo / "package-lock.json")
     init = _dvc("init", "--no-scm", "-q", cwd=repo)
     assert init.returncode == 0, init.stderr
     for key in ("core.analytics", "core.check_update"):  # no network: no usage reports, no version checks
@@ -60,12 +64,19 @@ def tiny_repo(tmp_path_factory):
 @pytest.mark.slow
 def test_repro_writes_report_and_sane_metrics(tiny_repo):
     report = (tiny_repo / "results" / "report.md").read_text()
-    for heading in ("## ADR-006 targets", "## Operating points", "## Builds", "## Quantization trade-offs",
-                    "## Autotuner"):
+    for heading in ("## ADR-006 targets", "## Native vs WASM, same algorithm", "## Operating points", "## Builds",
+                    "## Quantization trade-offs", "## Autotuner"):
         assert heading in report
     metrics = json.loads((tiny_repo / "results" / "metrics.json").read_text())
-    # the headline (the long tables are CSV files); tune: the tiny profile's autotuner study
-    assert set(metrics) == {"qps", "config", "codec", "verdicts", "tune"}
+    # the headline (the long tables are CSV files); tune: the tiny profile's autotuner study; peers: node-peers
+    assert set(metrics) == {"qps", "config", "codec", "verdicts", "tune", "peers"}
+    # the node-peers stage: one record per pair of the profile, each either measured or saying why not
+    pairs = yaml.safe_load((tiny_repo / "params.yaml").read_text())["peers"]["pairs"]
+    assert set(metrics["peers"]["adr-random-10k-384"]) == set(pairs)
+    records = sorted((tiny_repo / "data" / "results" / "peers" / "adr-random-10k-384").glob("*.json"))
+    assert sorted(p.stem for p in records) == sorted(pairs)
+    with open(tiny_repo / "results" / "plots" / "peers.csv", newline="") as f:
+        assert {r["pair"] for r in csv.DictReader(f)} == set(pairs)
     tuned = metrics["tune"]["clustered-100k-384"]["r90"]
     assert tuned["config"].startswith("hnswlib M") and tuned["median_recall"] >= 0.9 and tuned["builds"] == 1
     assert set(metrics["qps"]) == {"adr-random-10k-384", "clustered-100k-384"}

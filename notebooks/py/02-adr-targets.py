@@ -259,6 +259,89 @@ else:
     plt.show()
 
 # %% [markdown]
+# ## Native vs WASM, same algorithm
+#
+# The ratios above compare tiers, not algorithms. The pipeline's `node-peers` stage (schema `ruvector-lab/peers@1`)
+# runs the published npm builds of one library both ways, in the runtimes the ADR targets: `hnswlib-node` (N-API)
+# against `hnswlib-wasm` (emscripten, a web-only build run in a local page in headless Chromium, no network),
+# `@ruvector/rvf-node` against `@ruvector/rvf-wasm`, `@ruvector/core` against `@ruvector/wasm`, and the rvf module
+# in Node's V8 against the same module in Python's wasmtime (this project's WASM tier). Each side builds the same
+# index and runs the same queries, in fresh processes, and is compared at equal recall: the lower of the two sides'
+# best recall@10, each side at its fastest ef_search within 0.005 of it. The `same` column says whether both sides
+# really run one algorithm (checked, not assumed from the names); only those pairs speak to the ADR's claim.
+#
+# **Asserted:** every pair either has figures on both sides or says why not; both sides reach the common recall;
+# exact sides find every neighbour; each ratio lies within its min-max over run pairs and follows from the
+# per-side figures; batch CPU use stays near one core (pools pinned to 1). The ratios themselves are findings.
+
+# %%
+peers = nd.peer_comparison()
+peer_sides = nd.peer_sides()
+if peers.empty:
+    print(nd.NO_RESULTS + " (stage node-peers)")
+else:
+    tol = 0.005
+    for _, r in peers.iterrows():
+        if r["status"] != "ok":
+            assert isinstance(r["reason"], str) and r["reason"], f"{r['pair']} on {r['dataset']}: no reason"
+            continue
+        for side in ("first", "second"):
+            assert r[f"{side}_recall"] >= r["target_recall"] - tol - 1e-12, f"{r['pair']} {side} below the target"
+        for name in ("latency_ratio", "qps_ratio", "build_ratio"):
+            assert r[f"{name}_min"] <= r[name] <= r[f"{name}_max"], f"{r['pair']} {name} outside its spread"
+        assert r["second_p50_ms"] > 0 and r["first_p50_ms"] > 0 and r["first_qps"] > 0 and r["second_qps"] > 0
+    measured = peer_sides[peer_sides["status"] == "ok"]
+    exact = measured[measured["algorithm"] == "exact"]
+    assert (exact["recall_at_10"] >= 0.999).all(), "an exact side missed a neighbour"
+    native_cpu = measured[measured["runtime"] != "browser"]["cpu"].dropna()
+    assert (native_cpu < 1.5).all(), "a side used more than one core with its pools pinned to 1"
+    absent = peer_sides[peer_sides["status"] != "ok"].drop_duplicates(["dataset", "pair", "backend"])
+    assert (absent["reason"].str.len() > 0).all()
+    print(nd.peer_verdict(peers))
+    cols = {"dataset": "dataset", "pair": "pair", "first": "first", "second": "second", "same": "same algorithm",
+            "target_recall": "recall@10", "first_p50_ms": "p50 ms first", "second_p50_ms": "p50 ms second",
+            "latency_ratio": "p50 ratio", "qps_ratio": "QPS ratio", "qps_ratio_min": "min", "qps_ratio_max": "max",
+            "build_ratio": "build ratio", "first_bytes": "B/vec first", "second_bytes": "B/vec second",
+            "run_pairs": "run pairs", "status": "status"}
+    display(peers[list(cols)].rename(columns=cols).round(4))
+    for text in peers["verdict"]:
+        print("-", text)
+    for r in absent.itertuples():
+        print(f"{r.dataset}/{r.pair} {r.backend}: {r.status}: {r.reason}")
+
+# %% [markdown]
+# Each side's sweep as it ran (recall@10 and batch QPS per ef_search; sides without ef_search scan exactly), and
+# the ratio at equal recall per pair and dataset with its range over run pairs against the ADR's band. Bars above
+# 1 mean the second side (WASM; wasmtime for the engines pair) is slower.
+
+# %%
+if not peers.empty:
+    ok = peers[peers["status"] == "ok"].reset_index(drop=True)
+    sweep_cols = ["dataset", "pair", "backend", "algorithm", "engine", "ef_search", "recall_at_10", "p50_ms",
+                  "p99_ms", "qps", "qps_min", "qps_max", "cpu", "build_s", "bytes_per_vector", "memory_measure"]
+    display(peer_sides[peer_sides["status"] == "ok"][sweep_cols].round(4).reset_index(drop=True))
+    if not ok.empty:
+        lo, hi = nd.ADR_NATIVE_SPEEDUP
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(ok) + 1.8))
+        labels = [f"{p} · {d}\n{c}, {'same algorithm' if same else 'different algorithms'}, recall {t:.3f}"
+                  for p, d, c, same, t in zip(ok["pair"], ok["dataset"], ok["comparison"], ok["same"],
+                                              ok["target_recall"], strict=True)]
+        err = [ok["qps_ratio"] - ok["qps_ratio_min"], ok["qps_ratio_max"] - ok["qps_ratio"]]
+        colors = ["tab:blue" if same else "tab:gray" for same in ok["same"]]
+        ax.barh(range(len(ok)), ok["qps_ratio"], xerr=err, capsize=3, color=colors)
+        ax.axvspan(lo, hi, color="tab:green", alpha=0.15, label="ADR claim: native 2-5x faster")
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_yticks(range(len(ok)), labels, fontsize=7)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v in (2, 3, 5) else ""))
+        ax.set_xlabel("batch QPS of the first side / of the second, at equal recall (log; > 1: second is slower)")
+        ax.set_title("Native vs WASM builds of one library (blue: same algorithm; bars: range over run pairs)")
+        ax.legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
+        plt.show()
+
+# %% [markdown]
 # ## The ADR's data in the pipeline's sweeps
 #
 # The suite above times one build at the ADR's settings. The pipeline's `build` stage runs the same data through

@@ -79,6 +79,7 @@ STAGES: dict[str, StageEntry] = {
     "adr": StageEntry((f"{_B}.params", f"{_B}.adr", f"{_B}.results"), backends=True),
     "tune": StageEntry((f"{_B}.params", f"{_B}.tune", f"{_B}.trial", f"{_B}.tune_space", f"{_B}.memory",
                         f"{_B}.runner"), backends=True),
+    "node-peers": StageEntry((f"{_B}.params", f"{_B}.peers")),
     "report": StageEntry((f"{_B}.params", f"{_B}.report")),
 }
 

@@ -43,7 +43,7 @@ CODEC_RECALL = 0.95
 #: rewrites the same files instead of leaving some of the committed ones deleted
 OUTPUTS = ("report.md", "metrics.json", "plots/recall_qps.csv", "plots/operating_points.csv",
            "plots/quantization.csv", "plots/builds.csv", "plots/adr.csv", "plots/recall_qps.png",
-           "plots/quant_bytes_recall.png", "plots/qhnsw_bytes_recall.png")
+           "plots/quant_bytes_recall.png", "plots/qhnsw_bytes_recall.png", "plots/peers.csv")
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -1099,6 +1099,106 @@ def tune_metrics(tune: pl.DataFrame) -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------------------------- native vs WASM
+def peer_results(root: str | os.PathLike[str], params: dict[str, Any] | None = None) -> tuple[pl.DataFrame,
+                                                                                            pl.DataFrame]:
+    """The native-vs-WASM comparison and its sides (:func:`tables.peer_comparison`, :func:`tables.peer_sides`)
+    under ``root``, those of ``params``' ``peers`` section only (its datasets and pairs, when it lists them)."""
+    comparison, sides = tables.peer_comparison(root), tables.peer_sides(root)
+    section = (params or {}).get("peers") or {}
+    for key, column in (("datasets", "dataset"), ("pairs", "pair")):
+        if isinstance(section.get(key), list):
+            wanted = [str(v) for v in section[key]]
+            comparison = comparison.filter(pl.col(column).is_in(wanted))
+            sides = sides.filter(pl.col(column).is_in(wanted))
+    return comparison, sides
+
+
+#: the columns of results/plots/peers.csv (one row per pair and dataset)
+PEER_CSV = ("dataset", "pair", "comparison", "same", "first", "second", "status", "target_recall", "first_ef",
+            "second_ef", "first_p50_ms", "second_p50_ms", "latency_ratio", "latency_ratio_min", "latency_ratio_max",
+            "first_qps", "second_qps", "qps_ratio", "qps_ratio_min", "qps_ratio_max", "build_ratio", "first_bytes",
+            "second_bytes", "run_pairs")
+
+
+def _us(ms: Any) -> str:
+    return "—" if ms is None else f"{ms * 1e3:.1f}"
+
+
+def _ratio_cell(row: dict[str, Any], name: str) -> str:
+    if row.get(name) is None:
+        return "—"
+    return f"{row[name]:.2f} ({row[f'{name}_min']:.2f}–{row[f'{name}_max']:.2f})"
+
+
+def _pair_cell(row: dict[str, Any], first: str, second: str, digits: int = 3) -> str:
+    return f"{_fmt(row.get(first), digits)} / {_fmt(row.get(second), digits)}"
+
+
+def peer_lines(comparison: pl.DataFrame, sides: pl.DataFrame) -> list[str]:
+    """The report's section "Native vs WASM, same algorithm": the ADR verdict in one sentence, the equal-recall
+    table (every ratio with its spread over run pairs), one sentence per pair, and every side as it ran."""
+    if comparison.is_empty():
+        return []
+    lines = ["## Native vs WASM, same algorithm", "",
+             "The published npm builds of one library, native and WASM, in the runtimes ADR-006 targets "
+             "(`ruvector-lab peers`, stage `node-peers`): Node.js for the N-API addons and Node-capable WASM, a "
+             "local page in headless Chromium (no network) for WASM built for the web, and the rvf module in "
+             "Python's wasmtime beside V8. Each side builds the same index (M, ef_construction, metric) and runs "
+             "the same queries with the Python harness' protocol, in fresh processes (runs), thread pools pinned to "
+             "1. Compared at equal recall: the lower of the two sides' best recall@10, each side at its fastest "
+             f"ef_search within {tables.PEER_RECALL_TOLERANCE} of it. Ratios are the second side over the first "
+             "(latency, build time; QPS: first over second), so above 1 means the second side is slower; the "
+             "median over run pairs with min–max. Verdicts use batch QPS: a browser's timer is coarsened (5 µs when "
+             "cross-origin isolated), which blurs a single 10 µs query but not a loop over all of them. Memory is "
+             "each side's own measure: process RSS growth (native) or WASM linear-memory growth (WASM, page "
+             "granular), so compare it within a measure.", "",
+             f"**{tables.peer_verdict(comparison)}**", ""]
+    rows = comparison.to_dicts()
+    table = []
+    for r in rows:
+        if r["status"] != "ok":
+            table.append([r["dataset"], r["pair"], r["first"], r["second"], "yes" if r["same"] else "no",
+                          r["status"], "—", "—", "—", "—", "—", "—", "—", "—"])
+            continue
+        table.append([r["dataset"], r["pair"], r["first"], r["second"], "yes" if r["same"] else "no",
+                      f"{r['target_recall']:.3f}", f"{r['first_ef'] or '—'} / {r['second_ef'] or '—'}",
+                      f"{_us(r['first_p50_ms'])} / {_us(r['second_p50_ms'])}", _ratio_cell(r, "latency_ratio"),
+                      _pair_cell(r, "first_qps", "second_qps"), _ratio_cell(r, "qps_ratio"),
+                      _ratio_cell(r, "build_ratio"), _pair_cell(r, "first_bytes", "second_bytes"),
+                      r["run_pairs"]])
+    lines += [*_table(["dataset", "pair", "first", "second", "same algorithm", "recall@10", "ef", "p50 µs",
+                       "p50 ratio", "QPS 1 thread", "QPS ratio", "build ratio", "bytes/vector", "run pairs"], table),
+              ""]
+    lines += [f"- {r['verdict']}" for r in rows]
+    lines += ["", "What each pair implements, as checked: "
+              + " ".join(f"{name}: {text}." for name, text in
+                         {r["pair"]: r["same_algorithm"] for r in rows}.items()), ""]
+    side_rows = (sides.unique(subset=["dataset", "pair", "backend"], keep="first", maintain_order=True).to_dicts()
+                 if not sides.is_empty() else [])
+    lines += ["Sides as they ran (engine, algorithm found, memory measure; a side that gave no figures with its "
+              "reason):", ""]
+    lines += _table(["dataset", "pair", "side", "package", "engine", "algorithm", "runs", "queries", "build s",
+                     "memory", "status"],
+                    [[s["dataset"], s["pair"], s["backend"], f"{s['package']} {s['version'] or ''}".strip(),
+                      s["engine"] or "—", s["algorithm"] or "—", s["runs"], s["n_queries"],
+                      _range(s["build_s"], s["build_s_min"], s["build_s_max"]) if s["build_s"] is not None else "—",
+                      s["memory_measure"] or "—",
+                      s["status"] if s["status"] == "ok" else f"{s['status']}: {s['reason']}"] for s in side_rows])
+    return [*lines, ""]
+
+
+def peer_metrics(comparison: pl.DataFrame) -> dict[str, Any]:
+    """``peers.<dataset>.<pair>``: the batch QPS ratio (second side over first, at equal recall) and the recall it
+    was compared at, for ``dvc metrics show``."""
+    out: dict[str, Any] = {}
+    for r in comparison.to_dicts():
+        out.setdefault(r["dataset"], {})[r["pair"]] = (
+            {"qps_ratio": round(r["qps_ratio"], 3), "latency_ratio": round(r["latency_ratio"], 3),
+             "recall_at_10": round(r["target_recall"], 4)} if r["status"] == "ok" else r["status"])
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------- report
 def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                  datasets_dir: str | os.PathLike[str] | None = None, params: dict[str, Any] | None = None) -> Path:
@@ -1137,6 +1237,10 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     tune = tune_results(root, params)
     if not tune.is_empty():  # only with studies: an experiment without the tune stage keeps the same metrics keys
         metrics["tune"] = tune_metrics(tune)
+    peers, peer_side_rows = peer_results(root, params)
+    _write_csv(plots / "peers.csv", peers.to_dicts(), PEER_CSV)
+    if not peers.is_empty():
+        metrics["peers"] = peer_metrics(peers)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
     n_hosts = len(tables.hosts(data))
@@ -1184,6 +1288,7 @@ def write_report(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     lines += [*_table(["dataset", "base", "queries", "dim", "metric", "GT k", "GT s", "notes"], ds_rows), ""]
 
     lines += ["## ADR-006 targets", "", *adr_tables(data), ""]
+    lines += peer_lines(peers, peer_side_rows)
 
     lines += ["## Operating points", "",
               "Per dataset, backend and build: the cheapest ef_search (the smallest in the sweep) whose recall@10 "

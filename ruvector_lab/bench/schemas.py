@@ -98,6 +98,19 @@ within_tolerance, tolerance, replay ({} when not replayed; {seeds, status} when 
 {seeds, builds, qps_ratio [per seed], median_qps_ratio, within_tolerance (seeds within the tolerance),
 fraction_within_tolerance})}), ``space``, ``settings`` (the trial settings, the executor, the most trials run at
 once, the sampler), ``excluded``, ``memory_budget``, ``dataset_record`` (the dataset as build@2 has it).
+
+peers@1 (:mod:`ruvector_lab.bench.peers`): ``dataset``, ``pair`` {name, first, second (backend names such as
+``node:hnswlib-native``, ``browser:hnswlib-wasm``, ``python:rvf-wasm``), comparison, same (one algorithm on both
+sides), same_algorithm (what the two really implement)}, ``n_queries`` (both sides the same), ``settings`` (the
+params' peers section but its lists of datasets and pairs) and ``sides`` (two: {backend, runtime, tier, package,
+version, status ('ok', 'not available' or 'failed', with a ``reason``), ``runs`` [one fresh process each: {status,
+build_time_s, build_cpu_utilization, memory_bytes, memory_bytes_per_vector (null when the runtime's memory did not
+grow), clock_resolution_ms, points [{ef_search (null: none), recall_at_10, latency_ms {p50, p95, p99, mean}, qps
+(median of the batch repeats), qps_repeats, cpu_utilization}]} or {status, reason, drift}], and when 'ok':
+algorithm, engine, threads (the pinned pools and the process's threads), memory_measure ('process RSS growth' for
+native sides, 'wasm linear memory growth' for WASM ones), info, build_time_s and memory_bytes_per_vector (Spreads
+over runs), ``sweep`` [per ef_search over runs: recall_at_10, latency_ms (medians), latency_p50 and qps
+(Spreads)]}).
 """
 
 from __future__ import annotations
@@ -117,6 +130,9 @@ from .results import SCHEMA_ADR, SCHEMA_BUILD, SCHEMA_QUANT, SCHEMA_QUERY
 #: imported: importing the tuner would make its whole measurement code a dependency of every reader (the report
 #: stage's deps in dvc.yaml); tests/test_bench_schemas.py checks the two agree
 SCHEMA_TUNE = "ruvector-lab/tune@1"
+#: native vs WASM builds of one library (:mod:`ruvector_lab.bench.peers` imports the tag from here, so the readers
+#: do not depend on its measurement code)
+SCHEMA_PEERS = "ruvector-lab/peers@1"
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -498,9 +514,75 @@ TUNE: dict[str, Any] = _record(
           "recommendation": _RECOMMENDATION, "replay": _REPLAY, "grid": _GRID},
 )
 
+# -------------------------------------------------------------------------------------------------------- peers@1
+_PEER_POINT = {  # one process's figures at one ef_search (null: the side has none)
+    "type": "object",
+    "required": ["ef_search", "recall_at_10", "latency_ms", "qps", "qps_repeats"],
+    "properties": {"ef_search": _INT_NULL, "recall_at_10": {"type": "number", "minimum": 0, "maximum": 1},
+                   "latency_ms": {"$ref": "#/$defs/percentiles"}, "qps": _NUM,
+                   "qps_repeats": {"type": "array", "items": _NUM, "minItems": 1}, "cpu_utilization": _NUM_NULL},
+}
+_PEER_RUN = {  # one fresh process of a side: its figures, or why it gave none
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"enum": ["ok", "not available", "failed"]}},
+    "if": {"properties": {"status": {"const": "ok"}}},
+    "then": {"required": ["build_time_s", "memory_bytes", "memory_bytes_per_vector", "n_queries", "k", "points"],
+             "properties": {"build_time_s": _NUM, "build_cpu_utilization": _NUM_NULL, "memory_bytes": _NUM_NULL,
+                            "memory_bytes_per_vector": _NUM_NULL, "clock_resolution_ms": _NUM_NULL,
+                            "n_queries": _INT, "k": _INT,
+                            "points": {"type": "array", "items": {"$ref": "#/$defs/peer_point"}, "minItems": 1}}},
+    "else": {"required": ["reason"], "properties": {"reason": _STR, "drift": {"type": "boolean"}}},
+}
+_PEER_SWEEP = {  # a side's figures at one ef_search over its runs
+    "type": "object",
+    "required": ["ef_search", "recall_at_10", "latency_ms", "latency_p50", "qps"],
+    "properties": {"ef_search": _INT_NULL, "recall_at_10": _NUM, "latency_ms": {"$ref": "#/$defs/percentiles"},
+                   "latency_p50": {"$ref": "#/$defs/spread"}, "qps": {"$ref": "#/$defs/spread"},
+                   "cpu_utilization": _NUM_NULL},
+}
+_PEER_SIDE = {
+    "type": "object",
+    "required": ["backend", "runtime", "tier", "package", "status", "runs"],
+    "properties": {"backend": {"type": "string", "pattern": "^(node|browser|python):[a-z0-9-]+$"},
+                   "runtime": {"enum": ["node", "browser", "python"]}, "tier": {"enum": ["native", "wasm"]},
+                   "package": _STR, "version": _STR_NULL, "status": {"enum": ["ok", "not available", "failed"]},
+                   "runs": {"type": "array", "items": {"$ref": "#/$defs/peer_run"}}},
+    "if": {"properties": {"status": {"const": "ok"}}},
+    "then": {"required": ["algorithm", "engine", "threads", "memory_measure", "sweep", "build_time_s",
+                          "memory_bytes_per_vector"],
+             "properties": {"algorithm": _STR, "engine": _OBJ, "threads": _OBJ, "memory_measure": _STR_NULL,
+                            "info": _OBJ, "sweep": {"type": "array", "items": {"$ref": "#/$defs/peer_sweep"},
+                                                    "minItems": 1},
+                            "build_time_s": {"$ref": "#/$defs/spread"},
+                            "memory_bytes_per_vector": {"oneOf": [{"$ref": "#/$defs/spread"}, {"type": "null"}]}}},
+    "else": {"required": ["reason"], "properties": {"reason": _STR}},
+}
+_PEER_PAIR = {
+    "type": "object",
+    "required": ["name", "first", "second", "comparison", "same", "same_algorithm"],
+    "properties": {"name": _STR, "first": _STR, "second": _STR, "comparison": _STR, "same": {"type": "boolean"},
+                   "same_algorithm": _STR},
+}
+
+#: ``ruvector-lab/peers@1``: one pair of builds (native vs WASM, or one module in two engines) on one dataset
+PEERS: dict[str, Any] = _record(
+    SCHEMA_PEERS,
+    ok={
+        "required": ["dataset", "pair", "sides", "settings", "n_queries"],
+        "properties": {"dataset": {"$ref": "#/$defs/dataset"}, "pair": {"$ref": "#/$defs/peer_pair"},
+                       "sides": {"type": "array", "items": {"$ref": "#/$defs/peer_side"}, "minItems": 2,
+                                 "maxItems": 2},
+                       "settings": _OBJ, "n_queries": _INT},
+    },
+    absent={"required": ["pair"], "properties": {"pair": {"$ref": "#/$defs/peer_pair"}}},
+    defs={"peer_point": _PEER_POINT, "peer_run": _PEER_RUN, "peer_sweep": _PEER_SWEEP, "peer_side": _PEER_SIDE,
+          "peer_pair": _PEER_PAIR},
+)
+
 #: every JSON schema, by tag
 SCHEMAS: dict[str, dict[str, Any]] = {SCHEMA_BUILD: BUILD, SCHEMA_QUERY: QUERY, SCHEMA_QUANT: QUANT, SCHEMA_ADR: ADR,
-                                      SCHEMA_TUNE: TUNE}
+                                      SCHEMA_TUNE: TUNE, SCHEMA_PEERS: PEERS}
 
 
 # ---------------------------------------------------------------------------------------------- perquery@1 (HDF5)
@@ -662,5 +744,5 @@ def check_schemas() -> None:
         Draft202012Validator.check_schema(schema)
 
 
-__all__ = ["ADR", "BUILD", "DRAFT", "LAYOUTS", "PERQUERY", "QUANT", "QUERY", "SCHEMAS", "SCHEMA_TUNE", "STATUSES",
-           "TUNE", "H5Array", "H5Layout", "check_schemas", "validate", "validate_hdf5"]
+__all__ = ["ADR", "BUILD", "DRAFT", "LAYOUTS", "PEERS", "PERQUERY", "QUANT", "QUERY", "SCHEMAS", "SCHEMA_PEERS",
+           "SCHEMA_TUNE", "STATUSES", "TUNE", "H5Array", "H5Layout", "check_schemas", "validate", "validate_hdf5"]

@@ -79,8 +79,8 @@ from ..errors import InvalidParameterError
 from . import results, schemas
 from .metrics import operating_points as _cheapest
 from .metrics import pareto_frontier
-from .schemas import SCHEMA_TUNE
-from .targets import TARGETS, VARIANT_SEP, base_case
+from .schemas import SCHEMA_PEERS, SCHEMA_TUNE
+from .targets import NATIVE_SPEEDUP, NATIVE_SPEEDUP_TEXT, TARGETS, VARIANT_SEP, base_case
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,12 @@ GLOBS: dict[str, tuple[str, ...]] = {
     "adr": ("adr/*.json",),
     # the autotuner's studies (read by tune_results and friends, not by load): never evals/*.json nor optuna.db
     "tune": ("tune/*/recall-*.json",),
+    # native vs WASM builds of one library (read by peer_sides and peer_comparison, not by load)
+    "peers": ("peers/*/*.json",),
 }
 #: the schema tag each kind must carry
 TAGS: dict[str, str] = {"build": results.SCHEMA_BUILD, "query": results.SCHEMA_QUERY, "quant": results.SCHEMA_QUANT,
-                        "adr": results.SCHEMA_ADR, "tune": SCHEMA_TUNE}
+                        "adr": results.SCHEMA_ADR, "tune": SCHEMA_TUNE, "peers": SCHEMA_PEERS}
 #: the autotuner's objectives (:data:`ruvector_lab.bench.tune.OBJECTIVES`, in its order; not imported, so the
 #: readers do not depend on the tuner's measurement code)
 TUNE_OBJECTIVES = ("qps", "memory", "build-time")
@@ -331,8 +333,8 @@ def _hardness(bin_index: int, n_bins: int, direction: str) -> int:
 
 # ------------------------------------------------------------------------------------------------------ reading
 def result_paths(root: str | os.PathLike[str], kind: str) -> list[Path]:
-    """Every file of ``kind`` ('build', 'query', 'quant', 'adr', 'tune') under ``root``, in reading order, readable
-    or not."""
+    """Every file of ``kind`` ('build', 'query', 'quant', 'adr', 'tune', 'peers') under ``root``, in reading order,
+    readable or not."""
     if kind not in GLOBS:
         raise InvalidParameterError(f"unknown kind of result {kind!r}; known: {', '.join(GLOBS)}")
     base = Path(root)
@@ -1577,15 +1579,305 @@ def tune_pareto(source: Source) -> pl.DataFrame:
     return _frame([row for rec in tune_records(source) for row in _tune_pareto_rows(rec)], TUNE_PARETO_COLUMNS)
 
 
-__all__ = ["ADR_COLUMNS", "BUILD_COLUMNS", "BUILD_KEY", "CODEC_COLUMNS", "CODEC_SUMMARY_COLUMNS", "DIFFICULTY_COLUMNS",
-           "EMBEDDING_COLUMNS", "FILE_COLUMNS", "GLOBS", "HOST_COLUMNS", "HOST_SUMMARY_COLUMNS", "INDEX_STAT_COLUMNS",
-           "KINDS", "MODES", "PERQUERY_CHECK_COLUMNS", "QHNSW_COLUMNS", "QUERY_BUILD_COLUMNS", "QUERY_COLUMNS",
-           "RABITQ_BITS_COLUMNS", "RECALL_TARGETS", "SCALING_COLUMNS", "SETTING_KEY", "TAGS", "TUNE_COLUMNS",
-           "TUNE_OBJECTIVES", "TUNE_PARETO_COLUMNS", "TUNE_RECOMMENDATION", "TUNE_TRIAL_COLUMNS", "UNRECORDED_HOST",
-           "Datasets", "PerQueryFile", "Source", "Tables", "absent", "adr", "adr_view", "backend_rank", "build_label",
-           "builds", "co_scheduled", "codec_frame", "codec_rotation", "codec_summary", "codecs", "datasets_root",
-           "effective_ef", "embedding_matrix", "files", "find_per_query", "flag_noise", "flat_spec", "ground_truth",
-           "host_columns", "host_keys", "hosts", "index_stats", "load", "mark_pareto", "noise_figures",
-           "operating_points", "pareto", "per_query", "perquery_check", "qhnsw_vs_scan", "queries", "rabitq_bits",
-           "read_records", "result_paths", "sort_backends", "spread_of", "thread_counts", "tune_column", "tune_pareto",
-           "tune_records", "tune_results", "tune_trials"]
+# ------------------------------------------------------------------------------------------- native vs WASM
+#: sides within this much recall@10 of the pair's common target count as being at equal recall
+PEER_RECALL_TOLERANCE = 0.005
+
+#: :func:`peer_sides`: one row per (dataset, pair, side, ef_search) with figures, or per side without them
+PEER_SIDE_COLUMNS: dict[str, Any] = {
+    "path": _S, "dataset": _S, "pair": _S, "comparison": _S, "same": _B, "role": _S, "backend": _S, "runtime": _S,
+    "tier": _S, "package": _S, "version": _S, "algorithm": _S, "engine": _S, "status": _S, "reason": _S,
+    "runs": _I, "ef_search": _I, "recall_at_10": _F, "p50_ms": _F, "p50_ms_min": _F, "p50_ms_max": _F, "p95_ms": _F,
+    "p99_ms": _F, "qps": _F, "qps_min": _F, "qps_max": _F, "cpu": _F, "build_s": _F, "build_s_min": _F,
+    "build_s_max": _F, "bytes_per_vector": _F, "bytes_per_vector_min": _F, "bytes_per_vector_max": _F,
+    "memory_measure": _S, "clock_resolution_ms": _F, "n_queries": _I, **HOST_COLUMNS}
+
+#: :func:`peer_comparison`: one row per (dataset, pair); ``*_ratio`` are the second side over the first (latency,
+#: build time, memory) or the first over the second (QPS), so above 1 means the second side is slower or bigger,
+#: each the median over run pairs (run i of one side with run i of the other) with min and max
+PEER_COMPARISON_COLUMNS: dict[str, Any] = {
+    "dataset": _S, "pair": _S, "comparison": _S, "same": _B, "same_algorithm": _S, "first": _S, "second": _S,
+    "status": _S, "reason": _S, "target_recall": _F, "first_ef": _I, "second_ef": _I, "first_recall": _F,
+    "second_recall": _F, "first_p50_ms": _F, "second_p50_ms": _F, "latency_ratio": _F, "latency_ratio_min": _F,
+    "latency_ratio_max": _F, "first_qps": _F, "second_qps": _F, "qps_ratio": _F, "qps_ratio_min": _F,
+    "qps_ratio_max": _F, "build_ratio": _F, "build_ratio_min": _F, "build_ratio_max": _F, "first_bytes": _F,
+    "second_bytes": _F, "first_memory": _S, "second_memory": _S, "run_pairs": _I, "clock_resolution_ms": _F,
+    "verdict": _S, **HOST_COLUMNS}
+
+
+def peer_records(source: Source) -> list[dict[str, Any]]:
+    """Every native-vs-WASM record (peers@1) under a results root (or loaded :class:`Tables`' root), validated,
+    sorted by dataset and pair; see :func:`read_records`."""
+    records = read_records(_tune_root(source), "peers")
+    return sorted(records, key=lambda r: (r.get("dataset", {}).get("name", ""), r["pair"]["name"]))
+
+
+def _engine_text(engine: Mapping[str, Any] | None) -> str | None:
+    if not engine:
+        return None
+    return " ".join(str(part) for part in (engine.get("name"), engine.get("version")) if part)
+
+
+def _peer_side_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    pair = rec["pair"]
+    base = {"path": rec["_path"], "dataset": (rec.get("dataset") or {}).get("name"), "pair": pair["name"],
+            "comparison": pair["comparison"], "same": pair["same"], **host_columns(rec)}
+    if rec["status"] != "ok":
+        return [base | {"role": role, "backend": pair[role], "status": rec["status"], "reason": rec["reason"]}
+                for role in ("first", "second")]
+    rows = []
+    for role, side in zip(("first", "second"), rec["sides"], strict=True):
+        ok_runs = [run for run in side["runs"] if run["status"] == "ok"]
+        row = base | {"role": role, "backend": side["backend"], "runtime": side["runtime"], "tier": side["tier"],
+                      "package": side["package"], "version": side.get("version"), "status": side["status"],
+                      "reason": side.get("reason"), "runs": len(ok_runs), "n_queries": rec["n_queries"]}
+        if side["status"] != "ok":
+            rows.append(row)
+            continue
+        build, memory = spread_of(side["build_time_s"]), spread_of(side.get("memory_bytes_per_vector"))
+        resolutions = [run["clock_resolution_ms"] for run in ok_runs if run.get("clock_resolution_ms") is not None]
+        row |= {"algorithm": side["algorithm"], "engine": _engine_text(side.get("engine")),
+                "build_s": build["median"], "build_s_min": build["min"], "build_s_max": build["max"],
+                "bytes_per_vector": memory["median"], "bytes_per_vector_min": memory["min"],
+                "bytes_per_vector_max": memory["max"], "memory_measure": side.get("memory_measure"),
+                "clock_resolution_ms": max(resolutions) if resolutions else None}
+        for point in side["sweep"]:
+            p50, qps = spread_of(point["latency_p50"]), spread_of(point["qps"])
+            rows.append(row | {"ef_search": point["ef_search"], "recall_at_10": point["recall_at_10"],
+                               "p50_ms": p50["median"], "p50_ms_min": p50["min"], "p50_ms_max": p50["max"],
+                               "p95_ms": point["latency_ms"]["p95"], "p99_ms": point["latency_ms"]["p99"],
+                               "qps": qps["median"], "qps_min": qps["min"], "qps_max": qps["max"],
+                               "cpu": point.get("cpu_utilization")})
+    return rows
+
+
+def peer_sides(source: Source) -> pl.DataFrame:
+    """Every side of every native-vs-WASM record, one row per ef_search it ran (:data:`PEER_SIDE_COLUMNS`; a side
+    that gave no figures is one row with its status and reason)."""
+    return _frame([row for rec in peer_records(source) for row in _peer_side_rows(rec)], PEER_SIDE_COLUMNS)
+
+
+def _equal_recall(first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]]
+                  ) -> tuple[float, int, int]:
+    """The recall both sides reach (the lower of their best) and, for each, the index of its fastest sweep point
+    (lowest median p50) within :data:`PEER_RECALL_TOLERANCE` of it."""
+    target = min(max(p["recall_at_10"] for p in first), max(p["recall_at_10"] for p in second))
+
+    def fastest(sweep: Sequence[Mapping[str, Any]]) -> int:
+        reaching = [i for i, p in enumerate(sweep) if p["recall_at_10"] >= target - PEER_RECALL_TOLERANCE]
+        return min(reaching, key=lambda i: sweep[i]["latency_ms"]["p50"])
+
+    return target, fastest(first), fastest(second)
+
+
+def _run_ratios(first: Mapping[str, Any], second: Mapping[str, Any], i: int, j: int) -> dict[str, list[float]]:
+    """Per run pair (the n-th successful run of each side): second/first latency p50 and build time, first/second
+    QPS, at sweep points ``i`` and ``j``."""
+    a = [run for run in first["runs"] if run["status"] == "ok"]
+    b = [run for run in second["runs"] if run["status"] == "ok"]
+    out: dict[str, list[float]] = {"latency": [], "qps": [], "build": []}
+    for ra, rb in zip(a, b, strict=False):
+        pa, pb = ra["points"][i], rb["points"][j]
+        if pa["latency_ms"]["p50"] > 0:
+            out["latency"].append(pb["latency_ms"]["p50"] / pa["latency_ms"]["p50"])
+        if pb["qps"] > 0:
+            out["qps"].append(pa["qps"] / pb["qps"])
+        if ra["build_time_s"] > 0:
+            out["build"].append(rb["build_time_s"] / ra["build_time_s"])
+    return out
+
+
+def _ratio_columns(name: str, values: Sequence[float]) -> dict[str, Any]:
+    if not values:
+        return {name: None, f"{name}_min": None, f"{name}_max": None}
+    return {name: float(np.median(values)), f"{name}_min": float(min(values)), f"{name}_max": float(max(values))}
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
+
+
+def peer_sentence(row: Mapping[str, Any]) -> str:
+    """One sentence on one pair and dataset from its :func:`peer_comparison` row: the second side against the
+    first at equal recall, judged on batch QPS (the single-query p50 ratio beside it) and, for a native-vs-WASM
+    pair of one algorithm, where that stands against the ADR's 2-5x."""
+    where = f"{row['pair']} on {row['dataset']}"
+    if row["status"] != "ok":
+        return f"{where}: no comparison ({row['reason']})."
+    # judged on batch throughput: one clock reading around the whole query loop, so a browser's coarse timer
+    # (5 us when cross-origin isolated) does not blur it as it blurs a 10 us single-query latency
+    ratio, low, high = row["qps_ratio"], row["qps_ratio_min"], row["qps_ratio_max"]
+    said = (f"{where}: {row['second']} is {_times(ratio)} than {row['first']} at recall@10 "
+            f"{row['target_recall']:.3f} (batch QPS ratio {ratio:.2f}, {low:.2f}-{high:.2f} over {row['run_pairs']} "
+            f"run pairs; single-query p50 ratio {row['latency_ratio']:.2f})")
+    if row["comparison"] != "native vs wasm":
+        return said + "."
+    if not row["same"]:
+        return said + "; not the same algorithm on both sides, so no verdict on the ADR's 2-5x."
+    lo, hi = NATIVE_SPEEDUP
+    if high < lo:
+        place = f"below the ADR's {lo:g}-{hi:g}x (native gains less than claimed)"
+    elif low > hi:
+        place = f"above the ADR's {lo:g}-{hi:g}x (native gains more than claimed)"
+    elif low >= lo and high <= hi:
+        place = f"within the ADR's {lo:g}-{hi:g}x"
+    else:
+        place = f"straddling an edge of the ADR's {lo:g}-{hi:g}x"
+    return f"{said}: {place}."
+
+
+def peer_verdict(comparison: pl.DataFrame) -> str:
+    """The verdict on ADR-006's "native 2-5x faster than WASM" in one sentence, from the native-vs-WASM pairs of
+    one algorithm in a :func:`peer_comparison` frame (the others cannot speak to it)."""
+    fair = [r for r in comparison.to_dicts()
+            if r["status"] == "ok" and r["same"] and r["comparison"] == "native vs wasm"]
+    if not fair:
+        return (f"ADR-006 \"{NATIVE_SPEEDUP_TEXT}\": not measured here (no native-vs-WASM pair of one algorithm "
+                "gave figures on both sides).")
+    lo, hi = NATIVE_SPEEDUP
+    parts = [f"{r['qps_ratio']:.2f}x ({r['qps_ratio_min']:.2f}-{r['qps_ratio_max']:.2f}; {r['pair']}, "
+             f"{r['dataset']}, recall@10 {r['target_recall']:.3f})" for r in fair]
+    ratios = [r["qps_ratio"] for r in fair]
+    if max(ratios) < lo:
+        judged = f"WASM is closer to native than the ADR's {lo:g}-{hi:g}x claims"
+    elif min(ratios) > hi:
+        judged = f"native gains more than the ADR's {lo:g}-{hi:g}x"
+    elif all(lo <= r <= hi for r in ratios):
+        judged = f"within the ADR's {lo:g}-{hi:g}x"
+    else:
+        judged = f"partly within the ADR's {lo:g}-{hi:g}x"
+    return (f"ADR-006 \"{NATIVE_SPEEDUP_TEXT}\": on the same algorithm at equal recall, native's batch QPS is "
+            f"{', '.join(parts)} WASM's: {judged}.")
+
+
+def _peer_comparison_row(rec: dict[str, Any]) -> dict[str, Any]:
+    pair = rec["pair"]
+    row: dict[str, Any] = {"dataset": (rec.get("dataset") or {}).get("name"), "pair": pair["name"],
+                           "comparison": pair["comparison"], "same": pair["same"],
+                           "same_algorithm": pair["same_algorithm"], "first": pair["first"],
+                           "second": pair["second"], **host_columns(rec)}
+    if rec["status"] != "ok":
+        return row | {"status": rec["status"], "reason": rec["reason"]}
+    first, second = rec["sides"]
+    missing = [f"{s['backend']} {s['status']}: {s['reason']}" for s in (first, second) if s["status"] != "ok"]
+    if missing:
+        return row | {"status": "incomplete", "reason": "; ".join(missing)}
+    target, i, j = _equal_recall(first["sweep"], second["sweep"])
+    pa, pb = first["sweep"][i], second["sweep"][j]
+    ratios = _run_ratios(first, second, i, j)
+    resolutions = [run.get("clock_resolution_ms") for side in (first, second) for run in side["runs"]
+                   if run["status"] == "ok" and run.get("clock_resolution_ms") is not None]
+    row |= {"status": "ok", "reason": None, "target_recall": target, "first_ef": pa["ef_search"],
+            "second_ef": pb["ef_search"], "first_recall": pa["recall_at_10"], "second_recall": pb["recall_at_10"],
+            "first_p50_ms": pa["latency_ms"]["p50"], "second_p50_ms": pb["latency_ms"]["p50"],
+            "first_qps": pa["qps"]["median"], "second_qps": pb["qps"]["median"],
+            **_ratio_columns("latency_ratio", ratios["latency"]), **_ratio_columns("qps_ratio", ratios["qps"]),
+            **_ratio_columns("build_ratio", ratios["build"]),
+            "first_bytes": spread_of(first.get("memory_bytes_per_vector"))["median"],
+            "second_bytes": spread_of(second.get("memory_bytes_per_vector"))["median"],
+            "first_memory": first.get("memory_measure"), "second_memory": second.get("memory_measure"),
+            "run_pairs": len(ratios["latency"]), "clock_resolution_ms": max(resolutions) if resolutions else None}
+    if row["latency_ratio"] is None:
+        return row | {"status": "incomplete", "reason": "no run pair with figures on both sides"}
+    return row
+
+
+def peer_comparison(source: Source) -> pl.DataFrame:
+    """One row per native-vs-WASM record (:data:`PEER_COMPARISON_COLUMNS`): both sides at equal recall (the lower
+    of the two sides' best recall@10, each side at its fastest ef_search within :data:`PEER_RECALL_TOLERANCE` of
+    it), the latency, QPS and build-time ratios with their spread over run pairs, memory per vector by each side's
+    own measure, and the one-sentence ``verdict`` (:func:`peer_sentence`). A record whose sides did not both give
+    figures has status 'not available' or 'incomplete' and the reason."""
+    rows = [_peer_comparison_row(rec) for rec in peer_records(source)]
+    for row in rows:
+        row.setdefault("reason", None)
+        row["verdict"] = peer_sentence(row)
+    return _frame(rows, PEER_COMPARISON_COLUMNS)
+
+
+__all__ = [
+    "ADR_COLUMNS",
+    "BUILD_COLUMNS",
+    "BUILD_KEY",
+    "CODEC_COLUMNS",
+    "CODEC_SUMMARY_COLUMNS",
+    "DIFFICULTY_COLUMNS",
+    "EMBEDDING_COLUMNS",
+    "FILE_COLUMNS",
+    "GLOBS",
+    "HOST_COLUMNS",
+    "HOST_SUMMARY_COLUMNS",
+    "INDEX_STAT_COLUMNS",
+    "KINDS",
+    "MODES",
+    "PEER_COMPARISON_COLUMNS",
+    "PEER_RECALL_TOLERANCE",
+    "PEER_SIDE_COLUMNS",
+    "PERQUERY_CHECK_COLUMNS",
+    "QHNSW_COLUMNS",
+    "QUERY_BUILD_COLUMNS",
+    "QUERY_COLUMNS",
+    "RABITQ_BITS_COLUMNS",
+    "RECALL_TARGETS",
+    "SCALING_COLUMNS",
+    "SETTING_KEY",
+    "TAGS",
+    "TUNE_COLUMNS",
+    "TUNE_OBJECTIVES",
+    "TUNE_PARETO_COLUMNS",
+    "TUNE_RECOMMENDATION",
+    "TUNE_TRIAL_COLUMNS",
+    "UNRECORDED_HOST",
+    "Datasets",
+    "PerQueryFile",
+    "Source",
+    "Tables",
+    "absent",
+    "adr",
+    "adr_view",
+    "backend_rank",
+    "build_label",
+    "builds",
+    "co_scheduled",
+    "codec_frame",
+    "codec_rotation",
+    "codec_summary",
+    "codecs",
+    "datasets_root",
+    "effective_ef",
+    "embedding_matrix",
+    "files",
+    "find_per_query",
+    "flag_noise",
+    "flat_spec",
+    "ground_truth",
+    "host_columns",
+    "host_keys",
+    "hosts",
+    "index_stats",
+    "load",
+    "mark_pareto",
+    "noise_figures",
+    "operating_points",
+    "pareto",
+    "peer_comparison",
+    "peer_records",
+    "peer_sentence",
+    "peer_sides",
+    "peer_verdict",
+    "per_query",
+    "perquery_check",
+    "qhnsw_vs_scan",
+    "queries",
+    "rabitq_bits",
+    "read_records",
+    "result_paths",
+    "sort_backends",
+    "spread_of",
+    "thread_counts",
+    "tune_column",
+    "tune_pareto",
+    "tune_records",
+    "tune_results",
+    "tune_trials",
+]

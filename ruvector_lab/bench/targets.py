@@ -36,6 +36,10 @@ TARGETS: dict[str, Target] = {
 }
 
 
+#: ADR-006 "Prefers native bindings when available (2-5x faster)": WASM's slowdown against native, low and high
+NATIVE_SPEEDUP: tuple[float, float] = (2.0, 5.0)
+NATIVE_SPEEDUP_TEXT = "Prefers native bindings when available (2-5x faster)"
+
 #: separates an ADR case from the conditions of a variant of it (``embed_batch_32:int8:2t:mixed``)
 VARIANT_SEP = ":"
 
