@@ -13,6 +13,12 @@ export class DriftError extends Error {
   }
 }
 
+/** An error saying the side cannot run here (a package, addon, runtime or metric missing): recorded as "not available"
+ * with this message, never as a failure of the library. */
+export function notAvailable(message) {
+  return Object.assign(new Error(message), { notAvailable: true });
+}
+
 /**
  * Check that every named function exists before any is called.
  * objects: {name: class or object}; methods: {name: [function names]}; on the class's prototype, or on the object

@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
+import { notAvailable } from './drift.mjs';
 import { measure } from './protocol.mjs';
 import { NODE_SIDES } from './sides-node.mjs';
 
@@ -57,7 +58,7 @@ const nodeClock = {
 
 async function runNode(spec) {
   const factory = NODE_SIDES[spec.side];
-  if (!factory) throw Object.assign(new Error(`no Node side ${spec.side}`), { notAvailable: true });
+  if (!factory) throw notAvailable(`no Node side ${spec.side}`);
   const side = await factory(spec.root);
   const { meta } = spec;
   const data = {
@@ -134,8 +135,7 @@ function serve(spec, onResult, onLog) {
 async function runBrowser(spec) {
   const chromium = spec.chromium;
   if (!chromium || !fs.existsSync(chromium)) {
-    throw Object.assign(new Error('Chromium not found (Debian: apt-get install -y chromium; make setup-browser)'),
-      { notAvailable: true });
+    throw notAvailable('Chromium not found (Debian: apt-get install -y chromium; make setup-browser)');
   }
   let settle;
   const done = new Promise((resolve) => { settle = resolve; });
@@ -173,7 +173,9 @@ async function runBrowser(spec) {
       `gave a result: ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
   }
   const { result } = outcome;
-  if (result.error) throw Object.assign(new Error(result.error), { notAvailable: result.notAvailable, drift: result.drift });
+  if (result.error) {
+    throw Object.assign(new Error(result.error), { notAvailable: result.notAvailable, drift: result.drift });
+  }
   return result;
 }
 

@@ -1,6 +1,6 @@
 // The sides that run in the browser page (peers/page.html): WASM builds made for the web (ENVIRONMENT=web), which
 // refuse Node.js. Same interface as sides-node.mjs; the page serves each package from the project's node_modules.
-import { checkApi, DriftError } from './drift.mjs';
+import { checkApi, DriftError, notAvailable } from './drift.mjs';
 
 // Emscripten keeps its WebAssembly.Memory to itself; seeing every instance the page creates lets the side report
 // the module's linear memory growth, the measure the Node WASM sides report
@@ -25,8 +25,7 @@ function linearMemoryBytes() {
 
 async function packageVersion(pkg) {
   const res = await fetch(`/node_modules/${pkg}/package.json`);
-  if (!res.ok) throw Object.assign(new Error(`${pkg} is not installed (node_modules/${pkg}); run make setup-npm`),
-    { notAvailable: true });
+  if (!res.ok) throw notAvailable(`${pkg} is not installed (node_modules/${pkg}); run make setup-npm`);
   return (await res.json()).version;
 }
 
@@ -42,7 +41,7 @@ async function hnswlibWasm() {
     lib = await mod.loadHnswlib();
   } catch (e) {
     if (e.drift) throw e;
-    throw Object.assign(new Error(`${pkg} ${version} does not load in this browser: ${e.message}`), { notAvailable: true });
+    throw notAvailable(`${pkg} ${version} does not load in this browser: ${e.message}`);
   }
   checkApi(pkg, version, { HierarchicalNSW: lib.HierarchicalNSW },
     { HierarchicalNSW: ['initIndex', 'addPoint', 'searchKnn', 'setEfSearch', 'getCurrentCount'] });
@@ -51,7 +50,7 @@ async function hnswlibWasm() {
     package: pkg, version, algorithm: 'hnsw', runtime: 'browser',
     build(train, n, d, metric, build) {
       const space = HNSWLIB_SPACES[metric];
-      if (!space) throw Object.assign(new Error(`${pkg} has no metric for ${metric}`), { notAvailable: true });
+      if (!space) throw notAvailable(`${pkg} has no metric for ${metric}`);
       // '' as the auto-save file name: nothing is written to the page's IndexedDB file system
       index = new lib.HierarchicalNSW(space, d, '');
       index.initIndex(n, build.m, build.ef_construction, build.seed);

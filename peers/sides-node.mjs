@@ -7,16 +7,12 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
-import { checkApi, DriftError } from './drift.mjs';
+import { checkApi, DriftError, notAvailable } from './drift.mjs';
 
 /** Version of an installed package, read from its own package.json under the project's node_modules. */
 export function installedVersion(root, pkg) {
   const file = path.join(root, 'node_modules', pkg, 'package.json');
-  if (!fs.existsSync(file)) {
-    const err = new Error(`${pkg} is not installed (node_modules/${pkg}); run make setup-npm`);
-    err.notAvailable = true;
-    throw err;
-  }
+  if (!fs.existsSync(file)) throw notAvailable(`${pkg} is not installed (node_modules/${pkg}); run make setup-npm`);
   return JSON.parse(fs.readFileSync(file, 'utf8')).version;
 }
 
@@ -36,29 +32,27 @@ const RUVECTOR_WASM_METRICS = { cosine: 'cosine', euclidean: 'euclidean', dot_pr
 
 function metricOf(table, metric, pkg) {
   const name = table[metric];
-  if (name === undefined) {
-    const err = new Error(`${pkg} has no metric for ${metric}`);
-    err.notAvailable = true;
-    throw err;
-  }
+  if (name === undefined) throw notAvailable(`${pkg} has no metric for ${metric}`);
   return name;
+}
+
+/** A CommonJS package with a native part: its exports, or "not available" saying why it does not load here
+ * (`hint`: what builds or provides the native part). */
+function requireNative(root, pkg, version, hint) {
+  try {
+    return createRequire(path.join(root, 'package.json'))(pkg);
+  } catch (e) {
+    throw notAvailable(`${pkg} ${version} cannot load its native module for ${process.platform}-${process.arch} ` +
+      `(${String(e.message).split('\n')[0]})${hint ? `; ${hint}` : ''}`);
+  }
 }
 
 // ------------------------------------------------------------------------------------------------ hnswlib-node
 async function hnswlibNative(root) {
   const pkg = 'hnswlib-node';
   const version = installedVersion(root, pkg);
-  const require = createRequire(path.join(root, 'package.json'));
-  let lib;
-  try {
-    lib = require(pkg);
-  } catch (e) {
-    // the native addon is compiled by the package's install script (node-gyp); without it the package cannot load
-    const err = new Error(`${pkg} ${version} cannot load its native addon (${String(e.message).split('\n')[0]}); ` +
-      'npm ci builds it with node-gyp (Makefile setup-npm)');
-    err.notAvailable = true;
-    throw err;
-  }
+  // the addon is compiled by the package's install script (node-gyp): without it the package cannot load
+  const lib = requireNative(root, pkg, version, 'make setup-npm compiles it with node-gyp');
   checkApi(pkg, version, { HierarchicalNSW: lib.HierarchicalNSW },
     { HierarchicalNSW: ['initIndex', 'addPoint', 'searchKnn', 'setEf', 'getCurrentCount'] });
   let index = null;
@@ -82,16 +76,7 @@ async function hnswlibNative(root) {
 async function rvfNative(root) {
   const pkg = '@ruvector/rvf-node';
   const version = installedVersion(root, pkg);
-  const require = createRequire(path.join(root, 'package.json'));
-  let lib;
-  try {
-    lib = require(pkg);
-  } catch (e) {
-    const err = new Error(`${pkg} ${version} cannot load its native module for ${process.platform}-${process.arch} ` +
-      `(${String(e.message).split('\n')[0]})`);
-    err.notAvailable = true;
-    throw err;
-  }
+  const lib = requireNative(root, pkg, version, null);
   checkApi(pkg, version, { RvfDatabase: lib.RvfDatabase }, { RvfDatabase: ['ingestBatch', 'query', 'close', 'indexStats'] });
   if (typeof lib.RvfDatabase.create !== 'function') throw new DriftError(pkg, version, 'no RvfDatabase.create');
   let db = null;
@@ -192,15 +177,7 @@ async function rvfWasm(root) {
 async function ruvectorCore(root) {
   const pkg = '@ruvector/core';
   const version = installedVersion(root, pkg);
-  const require = createRequire(path.join(root, 'package.json'));
-  let lib;
-  try {
-    lib = require(pkg);
-  } catch (e) {
-    const err = new Error(`${pkg} ${version}: ${String(e.message).split('\n')[0]}`);
-    err.notAvailable = true;
-    throw err;
-  }
+  const lib = requireNative(root, pkg, version, null);
   const VectorDb = lib.VectorDb ?? lib.VectorDB;
   checkApi(pkg, version, { VectorDb }, { VectorDb: ['insertBatch', 'search'] });
   let db = null;

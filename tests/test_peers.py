@@ -93,6 +93,28 @@ def test_every_params_profile_runs_the_stage_on_datasets_it_makes(profile):
     assert {"peers", "package-lock.json", "data/datasets/${item}.hdf5"} <= set(stage["do"]["deps"])
 
 
+def test_settings_need_k_of_at_least_ten_for_recall_at_ten():
+    with pytest.raises(InvalidParameterError, match="recall@10"):
+        peers.PeerSettings(k=5)
+
+
+def _raw(ids: list[int], n_queries: int = 2, k: int = 10) -> dict:
+    point = {"ef_search": 10, "ids": ids, "qps": [100.0], "cpu_utilization": [1.0],
+             "latency_ms": {"p50": 0.1, "p95": 0.2, "p99": 0.3, "mean": 0.1}}
+    return {"status": "ok", "package": "some-package", "version": "1.2.3",
+            "measured": {"k": k, "n_queries": n_queries, "build_time_s": 1.0, "sweep": [point], "memory": {}}}
+
+
+def test_a_result_that_breaks_the_protocol_is_a_failed_run_not_a_figure(tiny):
+    good = peers.score_run(_raw(tiny.neighbors[:2, :10].reshape(-1).tolist()), tiny)
+    assert good["status"] == "ok" and good["points"][0]["recall_at_10"] == 1.0
+    for ids, why in ([[0] * 19, "ValueError"], [[len(tiny.train)] * 20, "stored vectors"], [[-7] * 20, "ids from"]):
+        bad = peers.score_run(_raw(ids), tiny)
+        assert bad["status"] == "failed" and "some-package 1.2.3" in bad["reason"] and why in bad["reason"]
+    assert peers.score_run({"status": "not available", "reason": "no node"}, tiny) == {
+        "status": "not available", "reason": "no node"}
+
+
 def test_export_is_little_endian_float32_rows(tiny, tmp_path):
     meta = peers.export_dataset(tiny, tmp_path)
     assert meta == {"n_train": 1500, "n_test": 200, "dimensions": 48, "metric": "cosine"}

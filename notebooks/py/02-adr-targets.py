@@ -31,7 +31,9 @@
 # Cases that do not depend on the index backend (embedding, quantize, exact pattern match) are listed under
 # `common`. The last sections turn to the pipeline's build sweeps on the same data (stage `build`, schemas
 # `ruvector-lab/build@2` and `query@3`): every graph built several times, every query's answer kept, the memory
-# of each index measured three ways, and batch throughput at 1 and more threads in two modes. Timings vary from
+# of each index measured three ways, and batch throughput at 1 and more threads in two modes; and to the `node-peers`
+# stage (schema `ruvector-lab/peers@1`): native and WASM builds of one library, run in Node.js, headless Chromium and
+# Python's wasmtime, compared at equal recall. Timings vary from
 # run to run; the cells assert verdicts, recall and the consistency of the records, never printed timings.
 
 # %%

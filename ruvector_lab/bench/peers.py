@@ -63,6 +63,8 @@ PEERS_DIR = Path(__file__).resolve().parents[2] / "peers"
 #: carries it to peers/drift.mjs): a package whose answers changed meaning finds almost none, while a graph on hard
 #: data (uniform 384-d vectors) misses a few even at a wide ef_search
 PROBE_MIN_SHARE = 0.5
+#: the recall every record reports: recall@10 of the first 10 ids a side returned (settings require k >= 10)
+RECALL_K = 10
 #: lines of a crashed process's stderr kept in its record
 STDERR_TAIL_LINES = 12
 
@@ -165,9 +167,11 @@ class PeerSettings:
         unknown = sorted(set(self.pairs) - set(PAIRS))
         if unknown:
             raise InvalidParameterError(f"peers.pairs: unknown pair(s) {unknown}; known: {', '.join(PAIRS)}")
-        for name in ("runs", "m", "ef_construction", "k", "n_queries", "exact_queries", "repeats"):
+        for name in ("runs", "m", "ef_construction", "n_queries", "exact_queries", "repeats"):
             if int(getattr(self, name)) < 1:
                 raise InvalidParameterError(f"peers.{name} must be >= 1, got {getattr(self, name)}")
+        if self.k < RECALL_K:
+            raise InvalidParameterError(f"peers.k must be >= {RECALL_K}: the records report recall@{RECALL_K}")
         if self.warmup < 0 or self.timeout_s <= 0 or not self.ef_search or min(self.ef_search) < 1:
             raise InvalidParameterError("peers: warmup >= 0, timeout_s > 0 and ef_search values >= 1 are required")
 
@@ -408,25 +412,33 @@ def measure_python(spec: dict[str, Any]) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------------------- scoring
 def score_run(raw: dict[str, Any], ds: Dataset) -> dict[str, Any]:
-    """One process's result with recall@k of every sweep point computed from its ids against the dataset's ground
-    truth (the ids themselves are dropped from the record)."""
+    """One process's result with recall@10 of every sweep point computed from its ids against the dataset's ground
+    truth (the ids themselves are dropped from the record). A result that does not hold what the protocol returns
+    (ids of the wrong count, ids past the stored vectors) is a failed run saying so, never a figure."""
     if raw.get("status") != "ok":
         return {"status": raw.get("status", "failed"), "reason": str(raw.get("reason") or "no reason given")}
+    try:
+        return _scored(raw, ds)
+    except (KeyError, TypeError, ValueError) as exc:
+        return {"status": "failed", "reason": f"{raw.get('package')} {raw.get('version')}: the side's result does "
+                                              f"not hold what the protocol returns ({type(exc).__name__}: {exc})"}
+
+
+def _scored(raw: dict[str, Any], ds: Dataset) -> dict[str, Any]:
     m = raw["measured"]
     k, nq = int(m["k"]), int(m["n_queries"])
-    if ds.distances is None or ds.distances.shape[1] < k:
-        raise InvalidParameterError(f"{ds.name}: ground truth with at least {k} neighbours is needed for recall")
+    if ds.distances is None or ds.distances.shape[1] < RECALL_K or k < RECALL_K:
+        raise ValueError(f"recall@{RECALL_K} needs k >= {RECALL_K} and ground truth that deep")
     queries = ds.test[:nq]
     points = []
     for point in m["sweep"]:
         ids = np.asarray(point["ids"], dtype=np.int64).reshape(nq, k)
-        if ids.max(initial=-1) >= len(ds.train):
-            raise RuvectorLabError(f"{raw.get('package')} {raw.get('version')} returned id {int(ids.max())}, "
-                                   f"past the {len(ds.train)} stored vectors")
+        if ids.max(initial=-1) >= len(ds.train) or ids.min(initial=0) < -1:
+            raise ValueError(f"ids from {int(ids.min())} to {int(ids.max())} for {len(ds.train)} stored vectors")
         got = true_distances(queries, ds.train, ids, ds.metric)
         qps = [float(v) for v in point["qps"]]
         points.append({
-            "ef_search": point["ef_search"], "recall_at_10": mean_recall(ds.distances[:nq], got, k),
+            "ef_search": point["ef_search"], "recall_at_10": mean_recall(ds.distances[:nq], got, RECALL_K),
             "latency_ms": {key: float(point["latency_ms"][key]) for key in ("p50", "p95", "p99", "mean")},
             "qps": float(np.median(qps)), "qps_repeats": qps,
             "cpu_utilization": _median_or_none(point.get("cpu_utilization") or []),
