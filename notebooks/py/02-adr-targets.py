@@ -334,6 +334,7 @@ if not peers.empty:
         ax.axvspan(lo, hi, color="tab:green", alpha=0.15, label="ADR claim: native 2-5x faster")
         ax.axvline(1.0, color="black", lw=0.8)
         ax.set_yticks(range(len(ok)), labels, fontsize=7)
+        ax.set_ylabel("pair · dataset")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v in (2, 3, 5) else ""))
