@@ -188,6 +188,9 @@ def test_comparison_is_at_equal_recall_with_spreads(measured):
             assert row[f"{side}_recall"] >= row["target_recall"] - tables.PEER_RECALL_TOLERANCE
         assert row["qps_ratio_min"] <= row["qps_ratio"] <= row["qps_ratio_max"]
         assert row["run_pairs"] == SETTINGS.runs
+        for side in ("first", "second"):
+            if row[f"{side}_bytes"] is not None:  # None: the runtime's memory did not grow (a WASM module's pages)
+                assert 0 < row[f"{side}_bytes_min"] <= row[f"{side}_bytes"] <= row[f"{side}_bytes_max"]
         assert row["pair"] in row["verdict"] and row["dataset"] in row["verdict"]
     assert "ADR-006" in tables.peer_verdict(frame)
 

@@ -1117,8 +1117,9 @@ def peer_results(root: str | os.PathLike[str], params: dict[str, Any] | None = N
 #: the columns of results/plots/peers.csv (one row per pair and dataset)
 PEER_CSV = ("dataset", "pair", "comparison", "same", "first", "second", "status", "target_recall", "first_ef",
             "second_ef", "first_p50_ms", "second_p50_ms", "latency_ratio", "latency_ratio_min", "latency_ratio_max",
-            "first_qps", "second_qps", "qps_ratio", "qps_ratio_min", "qps_ratio_max", "build_ratio", "first_bytes",
-            "second_bytes", "run_pairs")
+            "first_qps", "second_qps", "qps_ratio", "qps_ratio_min", "qps_ratio_max", "build_ratio", "build_ratio_min",
+            "build_ratio_max", "first_bytes", "first_bytes_min", "first_bytes_max", "second_bytes", "second_bytes_min",
+            "second_bytes_max", "run_pairs")
 
 
 def _us(ms: Any) -> str:
@@ -1133,6 +1134,12 @@ def _ratio_cell(row: dict[str, Any], name: str) -> str:
 
 def _pair_cell(row: dict[str, Any], first: str, second: str, digits: int = 3) -> str:
     return f"{_fmt(row.get(first), digits)} / {_fmt(row.get(second), digits)}"
+
+
+def _bytes_cell(row: dict[str, Any]) -> str:
+    """Both sides' bytes per vector, each as median (min–max over runs)."""
+    return " / ".join(_range(row.get(f"{role}_bytes"), row.get(f"{role}_bytes_min"), row.get(f"{role}_bytes_max"))
+                      for role in ("first", "second"))
 
 
 def peer_lines(comparison: pl.DataFrame, sides: pl.DataFrame) -> list[str]:
@@ -1165,11 +1172,11 @@ def peer_lines(comparison: pl.DataFrame, sides: pl.DataFrame) -> list[str]:
                       f"{r['target_recall']:.3f}", f"{r['first_ef'] or '—'} / {r['second_ef'] or '—'}",
                       f"{_us(r['first_p50_ms'])} / {_us(r['second_p50_ms'])}", _ratio_cell(r, "latency_ratio"),
                       _pair_cell(r, "first_qps", "second_qps"), _ratio_cell(r, "qps_ratio"),
-                      _ratio_cell(r, "build_ratio"), _pair_cell(r, "first_bytes", "second_bytes"),
+                      _ratio_cell(r, "build_ratio"), _bytes_cell(r),
                       r["run_pairs"]])
     lines += [*_table(["dataset", "pair", "first", "second", "same algorithm", "recall@10", "ef", "p50 µs",
-                       "p50 ratio", "QPS 1 thread", "QPS ratio", "build ratio", "bytes/vector", "run pairs"], table),
-              ""]
+                       "p50 ratio", "QPS 1 thread", "QPS ratio", "build ratio", "bytes/vector (min–max)",
+                       "run pairs"], table), ""]
     lines += [f"- {r['verdict']}" for r in rows]
     lines += ["", "What each pair implements, as checked: "
               + " ".join(f"{name}: {text}." for name, text in

@@ -1601,7 +1601,8 @@ PEER_COMPARISON_COLUMNS: dict[str, Any] = {
     "second_recall": _F, "first_p50_ms": _F, "second_p50_ms": _F, "latency_ratio": _F, "latency_ratio_min": _F,
     "latency_ratio_max": _F, "first_qps": _F, "second_qps": _F, "qps_ratio": _F, "qps_ratio_min": _F,
     "qps_ratio_max": _F, "build_ratio": _F, "build_ratio_min": _F, "build_ratio_max": _F, "first_bytes": _F,
-    "second_bytes": _F, "first_memory": _S, "second_memory": _S, "run_pairs": _I, "clock_resolution_ms": _F,
+    "first_bytes_min": _F, "first_bytes_max": _F, "second_bytes": _F, "second_bytes_min": _F, "second_bytes_max": _F,
+    "first_memory": _S, "second_memory": _S, "run_pairs": _I, "clock_resolution_ms": _F,
     "verdict": _S, **HOST_COLUMNS}
 
 
@@ -1750,6 +1751,12 @@ def peer_verdict(comparison: pl.DataFrame) -> str:
             f"{', '.join(parts)} WASM's: {judged}.")
 
 
+def _bytes_columns(role: str, side: Mapping[str, Any]) -> dict[str, Any]:
+    """A side's memory per vector over its runs: median, min and max (None where its runtime's memory did not grow)."""
+    memory = spread_of(side.get("memory_bytes_per_vector"))
+    return {f"{role}_bytes": memory["median"], f"{role}_bytes_min": memory["min"], f"{role}_bytes_max": memory["max"]}
+
+
 def _peer_comparison_row(rec: dict[str, Any]) -> dict[str, Any]:
     pair = rec["pair"]
     row: dict[str, Any] = {"dataset": (rec.get("dataset") or {}).get("name"), "pair": pair["name"],
@@ -1773,8 +1780,7 @@ def _peer_comparison_row(rec: dict[str, Any]) -> dict[str, Any]:
             "first_qps": pa["qps"]["median"], "second_qps": pb["qps"]["median"],
             **_ratio_columns("latency_ratio", ratios["latency"]), **_ratio_columns("qps_ratio", ratios["qps"]),
             **_ratio_columns("build_ratio", ratios["build"]),
-            "first_bytes": spread_of(first.get("memory_bytes_per_vector"))["median"],
-            "second_bytes": spread_of(second.get("memory_bytes_per_vector"))["median"],
+            **_bytes_columns("first", first), **_bytes_columns("second", second),
             "first_memory": first.get("memory_measure"), "second_memory": second.get("memory_measure"),
             "run_pairs": len(ratios["latency"]), "clock_resolution_ms": max(resolutions) if resolutions else None}
     if row["latency_ratio"] is None:
@@ -1786,8 +1792,8 @@ def peer_comparison(source: Source) -> pl.DataFrame:
     """One row per native-vs-WASM record (:data:`PEER_COMPARISON_COLUMNS`): both sides at equal recall (the lower
     of the two sides' best recall@10, each side at its fastest ef_search within :data:`PEER_RECALL_TOLERANCE` of
     it), the latency, QPS and build-time ratios with their spread over run pairs, memory per vector by each side's
-    own measure, and the one-sentence ``verdict`` (:func:`peer_sentence`). A record whose sides did not both give
-    figures has status 'not available' or 'incomplete' and the reason."""
+    own measure with its min and max over runs, and the one-sentence ``verdict`` (:func:`peer_sentence`). A record
+    whose sides did not both give figures has status 'not available' or 'incomplete' and the reason."""
     rows = [_peer_comparison_row(rec) for rec in peer_records(source)]
     for row in rows:
         row.setdefault("reason", None)
