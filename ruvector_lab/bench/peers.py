@@ -52,6 +52,8 @@ from .hdf5 import Dataset
 from .metrics import mean_recall, spread, true_distances
 from .params import section
 from .schemas import SCHEMA_PEERS
+from .threads import CpuMeter
+from .timer import summarize
 
 log = logging.getLogger(__name__)
 
@@ -330,10 +332,10 @@ class _PythonRvf:
         return int(self.module.memory_bytes)
 
 
-def _percentiles_ms(samples_ms: np.ndarray) -> dict[str, float]:
-    p50, p95, p99 = np.percentile(samples_ms, (50, 95, 99))
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(samples_ms.mean()),
-            "count": int(samples_ms.size)}
+def _latency_ms(samples_s: np.ndarray) -> dict[str, float]:
+    """The runner's latency figures (``percentilesMs`` in protocol.mjs) from per-query seconds."""
+    s = summarize(samples_s)
+    return {"p50": s.p50_ms, "p95": s.p95_ms, "p99": s.p99_ms, "mean": s.mean_ms, "count": s.count}
 
 
 def _identity_probe(search: Callable[[np.ndarray, int], np.ndarray], train: np.ndarray, k: int, package: str,
@@ -366,10 +368,8 @@ def measure_python(spec: dict[str, Any]) -> dict[str, Any]:
     version = Tools(Path(spec["root"]), None, None).package_version(side.package) or "unknown"
     k, nq = int(query["k"]), min(int(query["n_queries"]), len(test))
     before = side.memory_bytes()
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    side.build(train, meta["metric"])
-    build_s = time.perf_counter() - t0
-    cpu1 = time.process_time()
+    with CpuMeter() as build:
+        side.build(train, meta["metric"])
     after = side.memory_bytes()
     if meta["metric"] != "dot_product":
         _identity_probe(side.search, train, k, side.package, version, float(spec["probe_min_share"]))
@@ -380,16 +380,15 @@ def measure_python(spec: dict[str, Any]) -> dict[str, Any]:
     for i in range(nq):
         a = time.perf_counter()
         got = side.search(test[i], k)
-        lat[i] = (time.perf_counter() - a) * 1e3
+        lat[i] = time.perf_counter() - a
         ids[i, : len(got)] = got[:k]
     qps, cpu = [], []
     for _ in range(int(query["repeats"])):
-        c0, a = time.process_time(), time.perf_counter()
-        for i in range(nq):
-            side.search(test[i], k)
-        wall = time.perf_counter() - a
-        qps.append(nq / wall)
-        cpu.append((time.process_time() - c0) / wall)
+        with CpuMeter() as batch:
+            for i in range(nq):
+                side.search(test[i], k)
+        qps.append(nq / batch.wall_s)
+        cpu.append(batch.utilization)
     grown = after - before if after > before else None  # no growth: the store fit in the module's initial pages
     return {
         "side": spec["side"], "runtime": "python", "status": "ok", "package": side.package, "version": version,
@@ -400,11 +399,11 @@ def measure_python(spec: dict[str, Any]) -> dict[str, Any]:
                     "process_threads": len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task")
                     else None},
         "measured": {
-            "build_time_s": build_s, "build_cpu_utilization": (cpu1 - cpu0) / build_s if build_s > 0 else None,
+            "build_time_s": build.wall_s, "build_cpu_utilization": build.utilization,
             "memory": {"bytes": grown, "bytes_per_vector": None if grown is None else grown / len(train),
                        "before": before, "after": after},
             "n_queries": nq, "k": k, "clock_resolution_ms": time.get_clock_info("perf_counter").resolution * 1e3,
-            "sweep": [{"ef_search": None, "latency_ms": _percentiles_ms(lat), "qps": qps, "cpu_utilization": cpu,
+            "sweep": [{"ef_search": None, "latency_ms": _latency_ms(lat), "qps": qps, "cpu_utilization": cpu,
                        "ids": ids.reshape(-1).tolist()}],
         },
     }

@@ -1432,14 +1432,15 @@ TUNE_PARETO_COLUMNS: dict[str, Any] = {
     "bytes_per_vector": _F, "build_time_s": _F, "best": _B, **HOST_COLUMNS}
 
 
-def _tune_root(source: Source) -> Path:
+def _root_of(source: Source) -> Path:
+    """The results root a reader was given (a path, or loaded :class:`Tables`' root)."""
     return source.root if isinstance(source, Tables) else Path(source)
 
 
 def tune_records(source: Source) -> list[dict[str, Any]]:
     """Every autotuner study (tune@1) under a results root (or loaded :class:`Tables`' root), validated, sorted by
     dataset and target; see :func:`read_records`."""
-    records = read_records(_tune_root(source), "tune")
+    records = read_records(_root_of(source), "tune")
     return sorted(records, key=lambda r: (r["dataset"], r["target"]))
 
 
@@ -1609,7 +1610,7 @@ PEER_COMPARISON_COLUMNS: dict[str, Any] = {
 def peer_records(source: Source) -> list[dict[str, Any]]:
     """Every native-vs-WASM record (peers@1) under a results root (or loaded :class:`Tables`' root), validated,
     sorted by dataset and pair; see :func:`read_records`."""
-    records = read_records(_tune_root(source), "peers")
+    records = read_records(_root_of(source), "peers")
     return sorted(records, key=lambda r: (r.get("dataset", {}).get("name", ""), r["pair"]["name"]))
 
 
