@@ -78,6 +78,8 @@ def test_settings_reject_unknown_pairs_keys_and_empty_sweeps():
         peers.PeerSettings(runs=0)
     with pytest.raises(InvalidParameterError, match="ef_search"):
         peers.PeerSettings(ef_search=())
+    with pytest.raises(InvalidParameterError, match=r"peers\.runs must be an integer"):
+        peers.PeerSettings(runs="two")  # a params typo is a named error, not a ValueError from int()
     with pytest.raises(InvalidParameterError, match="unknown key"):
         peers.peer_settings({"peers": {"datasets": [], "run": 2}})
     assert peers.peer_settings({"peers": {"runs": 3}}).runs == 3

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InvalidParameterError, RuvectorLabError
+from ..validation import check_positive_int
 from . import env, results
 from .hdf5 import Dataset
 from .metrics import mean_recall, spread, true_distances
@@ -165,17 +166,19 @@ class PeerSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(self.datasets))
         object.__setattr__(self, "pairs", tuple(self.pairs))
-        object.__setattr__(self, "ef_search", tuple(int(e) for e in self.ef_search))
+        if not self.ef_search:
+            raise InvalidParameterError("peers.ef_search must list at least one value")
+        object.__setattr__(self, "ef_search", tuple(check_positive_int("peers.ef_search", e) for e in self.ef_search))
         unknown = sorted(set(self.pairs) - set(PAIRS))
         if unknown:
             raise InvalidParameterError(f"peers.pairs: unknown pair(s) {unknown}; known: {', '.join(PAIRS)}")
         for name in ("runs", "m", "ef_construction", "n_queries", "exact_queries", "repeats"):
-            if int(getattr(self, name)) < 1:
-                raise InvalidParameterError(f"peers.{name} must be >= 1, got {getattr(self, name)}")
-        if self.k < RECALL_K:
+            check_positive_int(f"peers.{name}", getattr(self, name))
+        check_positive_int("peers.warmup", self.warmup, minimum=0)
+        if check_positive_int("peers.k", self.k) < RECALL_K:
             raise InvalidParameterError(f"peers.k must be >= {RECALL_K}: the records report recall@{RECALL_K}")
-        if self.warmup < 0 or self.timeout_s <= 0 or not self.ef_search or min(self.ef_search) < 1:
-            raise InvalidParameterError("peers: warmup >= 0, timeout_s > 0 and ef_search values >= 1 are required")
+        if not isinstance(self.timeout_s, int | float) or isinstance(self.timeout_s, bool) or self.timeout_s <= 0:
+            raise InvalidParameterError(f"peers.timeout_s must be a number of seconds > 0, got {self.timeout_s!r}")
 
 
 def peer_settings(params: dict[str, Any]) -> PeerSettings:
