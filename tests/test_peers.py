@@ -338,3 +338,17 @@ def test_cli_writes_the_records(tiny, tmp_path):
 
 def test_python_side_entry_point_usage():
     assert peers.main([]) == 2
+
+
+@pytest.mark.parametrize("ratios, words", [((1.2, 1.4), "below the ADR's 2-5x"), ((2.2, 3.0), "within the ADR's 2-5x"),
+                                           ((5.5, 7.0), "above the ADR's 2-5x"), ((1.5, 2.5), "straddling an edge")])
+def test_the_verdict_places_the_ratios_against_the_adrs_band(ratios, words):
+    """One rule for a pair's sentence (its range over run pairs) and the ADR verdict (the range over pairs)."""
+    low, high = ratios
+    row = {"dataset": "d", "pair": "hnswlib", "comparison": "native vs wasm", "same": True, "status": "ok",
+           "first": "node:a", "second": "browser:b", "target_recall": 0.95, "qps_ratio": (low + high) / 2,
+           "qps_ratio_min": low, "qps_ratio_max": high, "latency_ratio": 2.0, "run_pairs": 2}
+    assert words in tables.peer_sentence(row)
+    frame = pl.DataFrame([{**row, "qps_ratio": low, "dataset": "d1"}, {**row, "qps_ratio": high, "dataset": "d2"}])
+    assert words in tables.peer_verdict(frame)
+    assert "no verdict" in tables.peer_sentence({**row, "same": False})

@@ -1716,16 +1716,19 @@ def peer_sentence(row: Mapping[str, Any]) -> str:
         return said + "."
     if not row["same"]:
         return said + "; not the same algorithm on both sides, so no verdict on the ADR's 2-5x."
+    return f"{said}: {_against_adr(low, high)}."
+
+
+def _against_adr(low: float, high: float) -> str:
+    """Where ratios from ``low`` to ``high`` (native over WASM) stand against the ADR's 2-5x."""
     lo, hi = NATIVE_SPEEDUP
     if high < lo:
-        place = f"below the ADR's {lo:g}-{hi:g}x (native gains less than claimed)"
-    elif low > hi:
-        place = f"above the ADR's {lo:g}-{hi:g}x (native gains more than claimed)"
-    elif low >= lo and high <= hi:
-        place = f"within the ADR's {lo:g}-{hi:g}x"
-    else:
-        place = f"straddling an edge of the ADR's {lo:g}-{hi:g}x"
-    return f"{said}: {place}."
+        return f"below the ADR's {lo:g}-{hi:g}x (native gains less than claimed)"
+    if low > hi:
+        return f"above the ADR's {lo:g}-{hi:g}x (native gains more than claimed)"
+    if low >= lo and high <= hi:
+        return f"within the ADR's {lo:g}-{hi:g}x"
+    return f"straddling an edge of the ADR's {lo:g}-{hi:g}x"
 
 
 def peer_verdict(comparison: pl.DataFrame) -> str:
@@ -1736,20 +1739,11 @@ def peer_verdict(comparison: pl.DataFrame) -> str:
     if not fair:
         return (f"ADR-006 \"{NATIVE_SPEEDUP_TEXT}\": not measured here (no native-vs-WASM pair of one algorithm "
                 "gave figures on both sides).")
-    lo, hi = NATIVE_SPEEDUP
     parts = [f"{r['qps_ratio']:.2f}x ({r['qps_ratio_min']:.2f}-{r['qps_ratio_max']:.2f}; {r['pair']}, "
              f"{r['dataset']}, recall@10 {r['target_recall']:.3f})" for r in fair]
     ratios = [r["qps_ratio"] for r in fair]
-    if max(ratios) < lo:
-        judged = f"WASM is closer to native than the ADR's {lo:g}-{hi:g}x claims"
-    elif min(ratios) > hi:
-        judged = f"native gains more than the ADR's {lo:g}-{hi:g}x"
-    elif all(lo <= r <= hi for r in ratios):
-        judged = f"within the ADR's {lo:g}-{hi:g}x"
-    else:
-        judged = f"partly within the ADR's {lo:g}-{hi:g}x"
     return (f"ADR-006 \"{NATIVE_SPEEDUP_TEXT}\": on the same algorithm at equal recall, native's batch QPS is "
-            f"{', '.join(parts)} WASM's: {judged}.")
+            f"{', '.join(parts)} WASM's: {_against_adr(min(ratios), max(ratios))}.")
 
 
 def _bytes_columns(role: str, side: Mapping[str, Any]) -> dict[str, Any]:
