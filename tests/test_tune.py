@@ -590,6 +590,28 @@ def test_a_killed_tune_resumes_where_it_stopped(easy, tmp_path, monkeypatch):
     assert {p.name for p in evals.glob("*.json")} >= finished
 
 
+def test_a_trial_killed_before_its_first_heartbeat_goes_stale_once_a_tune_opens_the_study(tmp_path):
+    """Optuna never fails a RUNNING trial that has no heartbeat (a process killed between ask and its first beat);
+    a tune opening the study beats it once, so it goes stale after the grace period like any dead trial."""
+    import time
+    import warnings
+
+    import optuna
+
+    storage = tuner.open_storage(f"sqlite:///{tmp_path}/orphan.db", grace_period_s=1)
+    study = optuna.create_study(storage=storage, study_name="orphan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        orphan = study.ask()  # RUNNING, no heartbeat: what a kill right after ask leaves
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    assert study.get_trials()[orphan.number].state == optuna.trial.TrialState.RUNNING  # Optuna alone: stuck
+    tuner.beat_running_trials(study, storage)
+    time.sleep(2.5)  # SQLite keeps heartbeats to the second: past the 1 s grace period by more than a tick
+    optuna.storages.fail_stale_trials(study)
+    assert study.get_trials()[orphan.number].state == optuna.trial.TrialState.FAIL
+
+
 def _scripted_record(target: float, entry: dict, build_s: float, bytes_per_vector: float) -> dict:
     """An evaluation record as the trial child writes it, around one target's ``entry``."""
     return {"status": "ok", "targets": {str(float(target)): entry}, "build_time_s": build_s,

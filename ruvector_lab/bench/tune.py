@@ -539,6 +539,17 @@ class _Heartbeat:
             self.last = time.monotonic()
 
 
+def beat_running_trials(study: Any, storage: Any) -> None:
+    """When a tune opens ``study``: fail the trials already stale (as ``study.optimize`` would before its first
+    trial), then give one heartbeat to every trial still RUNNING. A process killed between asking a trial and its
+    first heartbeat leaves a RUNNING trial with no heartbeat at all, which Optuna never counts as stale; after this
+    beat it goes stale and is failed (and retried) like any other dead trial. A live client's running trial is
+    only refreshed once."""
+    optuna = _optuna()
+    optuna.storages.fail_stale_trials(study)
+    _Heartbeat(storage).beat(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+
 def _ask(study: Any) -> Any:
     """``study.ask()``, without Optuna's warning that heartbeats are meant for ``optimize`` (:class:`_Heartbeat`
     keeps them here)."""
@@ -1001,6 +1012,7 @@ def tune(
     # Optuna's default, so a local study samples as it always did
     liar = True if parallel else None
     study = _study(store, name, identity, seed, max(1, min(10, trials // 3)), constant_liar=liar)
+    beat_running_trials(study, store)
     root = Path(results_root)
     limit = min(trials, len(grid_candidates))
     concurrent = 1
