@@ -15,8 +15,13 @@ LAB_ARGS ?=
 
 setup: $(STAMP)/python $(KERNEL) setup-npm setup-models setup-data setup-browser
 
-$(STAMP)/python: pyproject.toml
+# the package, editable, with the facade's C hot path (setup.py: ruvector_lab/_hotpath.c) compiled in place; a C
+# compiler and Python's headers are installed first where apt-get is usable (without them the build is skipped and
+# searches take the Python path, a few microseconds slower a query)
+$(STAMP)/python: pyproject.toml setup.py ruvector_lab/_hotpath.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ruvector-lab needs Python >= 3.11, found " + sys.version.split()[0]'
+	@if ! command -v cc >/dev/null 2>&1 || ! $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then \
+	  bash scripts/apt-install.sh setup "(the facade's C hot path is skipped without them)" gcc python3-dev; fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

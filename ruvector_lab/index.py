@@ -9,7 +9,6 @@ checksummed container that :meth:`HnswIndex.serialize` writes.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from operator import itemgetter
@@ -30,6 +29,7 @@ from .errors import (
     InvalidParameterError,
     RuvectorLabError,
 )
+from .fastpath import hotpath, query_ok
 from .runtime import Runtime
 from .types import HnswConfig, IndexStats, SearchBatch, SearchHits, check_positive_int
 from .validation import MAX_EF, MAX_K, as_matrix, as_vector, check_id, check_ids, check_nonzero, check_rows
@@ -41,7 +41,6 @@ _FLOAT32 = np.dtype(np.float32)
 _pick = itemgetter
 _object_new = object.__new__
 _TINY = float(np.finfo(np.float32).tiny)
-_INF = math.inf
 
 
 def _resolve_backend(name: str | None) -> type[IndexBackend]:
@@ -103,9 +102,12 @@ class HnswIndex:
         self._id_table[: len(ids)] = ids
         self._lock = ReadWriteLock()
         self._closed = False
-        self._shape = (config.dimensions,)
+        self._dimensions = config.dimensions
         self._default_ef = config.ef_search
         self._cosine = config.metric == "cosine"
+        # the C hot path (ruvector_lab.fastpath): the backend's own result row made into SearchHits in C, where
+        # the module is built and the backend answers search_row
+        self._hot = hotpath is not None and type(self._backend).search_row is not IndexBackend.search_row
 
     # ------------------------------------------------------------------ checks
     def _check_open(self) -> None:
@@ -118,12 +120,7 @@ class HnswIndex:
         return matrix
 
     def _query(self, query: object) -> np.ndarray:
-        if type(query) is np.ndarray and query.dtype is _FLOAT32 and query.shape == self._shape:
-            # hot path: one dot product proves every component finite (a sum of squares is NaN or inf
-            # if any term is) and, under cosine, the vector non-zero
-            squared = float(query.dot(query))
-            if math.isfinite(squared) and (squared > _TINY or not self._cosine):
-                return query
+        """The query as a checked float32 vector, or the typed error naming what is wrong with it."""
         vector = as_vector(query, self.config.dimensions, "query")
         if self._cosine:
             check_nonzero(vector, "query")
@@ -216,9 +213,10 @@ class HnswIndex:
 
         ``ef_search`` overrides the config's candidate list size for this call (graph backends).
         """
-        # The common call (a float32 vector of the right shape, an int k, the default ef) is checked inline: a
-        # sub-100-us graph search makes every helper call and temporary a visible share of the latency
-        # (issue 20: the facade's whole cost is a few us). Anything else takes the general checks below.
+        # The common call (a float32 vector of the right shape, an int k, the default ef) is checked inline and
+        # its results made in C (ruvector_lab.fastpath): a sub-100-us graph search makes every helper call and
+        # temporary a visible share of the latency (issue 20: the facade's whole cost is a few us). Anything
+        # else takes the general checks below.
         lock = self._lock
         readers = lock.readers  # the read lock's fast path, inlined (see ReadWriteLock)
         readers.append(None)
@@ -228,19 +226,20 @@ class HnswIndex:
         try:
             if self._closed:
                 self._check_open()
-            if type(query) is np.ndarray and query.dtype is _FLOAT32 and query.shape == self._shape:
-                # one dot product proves every component finite (a sum of squares is NaN or inf if any term is)
-                # and, under cosine, the vector non-zero
-                squared = float(query.dot(query))
-                q = query if _TINY < squared < _INF or (squared == 0.0 and not self._cosine) else self._query(query)
-            else:
-                q = self._query(query)
+            q = query if query_ok(query, self._dimensions, self._cosine) else self._query(query)
             if type(k) is int and ef_search is None and 0 < k <= len(self._labels) and k <= MAX_K:
                 k_eff, ef = k, self._default_ef
             else:
                 k_eff, ef = self._query_args(k, ef_search)
             try:  # no cost unless something is raised (3.11's zero-cost exceptions)
-                distances, labels = self._backend.search_one(q, k_eff, ef)
+                if self._hot and (row := self._backend.search_row(q, k_eff, ef)) is not None:
+                    if (hits := hotpath.hits(SearchHits, row[0], row[1], self._ids, row[2])) is not None:
+                        return hits
+                    # declined: a short row (padding), which the batch path searches again and fills or pads
+                    distances, labels = self._backend.search(q.reshape(1, -1), k_eff, ef)
+                    distances, labels = distances[0].tolist(), labels[0].tolist()
+                else:  # no hot path here, or not for this call (another ef, a concurrent ef change, ...)
+                    distances, labels = self._backend.search_one(q, k_eff, ef)
             except _PASS_THROUGH:
                 raise
             except BaseException as exc:
@@ -267,7 +266,7 @@ class HnswIndex:
             self._check_open()
             matrix = queries
             if not (type(matrix) is np.ndarray and matrix.dtype is _FLOAT32 and matrix.ndim == 2
-                    and matrix.shape[1] == self._shape[0] and matrix.flags.c_contiguous and len(matrix)
+                    and matrix.shape[1] == self._dimensions and matrix.flags.c_contiguous and len(matrix)
                     and _rows_fine(matrix, self._cosine)):
                 matrix = as_matrix(queries, self.config.dimensions, "queries")
                 if self._cosine:

@@ -387,6 +387,21 @@ def test_pinned_threads_and_environment():
         pass
     record = env.environment()
     assert record["cores_usable"] >= 1 and record["cpu_model"]
+    from ruvector_lab import fastpath
+
+    assert record["facade_hot_path"] is (fastpath.hotpath is not None)
+
+
+def test_a_fingerprint_changes_with_whether_the_c_hot_path_is_built(monkeypatch):
+    from ruvector_lab import fastpath
+    from ruvector_lab.bench import results
+
+    params = {"backend": "hnswlib", "m": 16}
+    built = results.fingerprint(params, "code")
+    assert results.fingerprint(params, "code") == built
+    monkeypatch.setattr(fastpath, "hotpath", None if fastpath.hotpath is not None else fastpath)
+    assert env.facade_hot_path() is (fastpath.hotpath is not None)
+    assert results.fingerprint(params, "code") != built
     assert env.library_versions(("numpy", "no-such-dist")) == {"numpy": np.__version__, "no-such-dist": None}
     assert env.peak_rss_bytes() >= env.current_rss_bytes() // 2 > 0
 

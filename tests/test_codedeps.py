@@ -127,6 +127,17 @@ def test_a_report_only_edit_changes_neither_the_build_deps_nor_a_measured_hash(p
     assert {b: codedeps.measured_hash(b, True, pkg) for b in hashes} == hashes
 
 
+def test_an_edit_to_the_c_hot_path_changes_every_backend_runs_hash(pkg):
+    """The facade's C extension counts as its source file (fastpath imports it), so its edit re-measures every
+    index run, and the stages that make them depend on it."""
+    backends = ("hnswlib", "faiss", "numpy", "usearch")
+    assert all("ruvector_lab/_hotpath.c" in codedeps.measured_files(b, root=pkg) for b in backends)
+    assert all("ruvector_lab/_hotpath.c" in codedeps.stage_dependencies(stage, pkg) for stage in ("build", "adr"))
+    before = {b: codedeps.measured_hash(b, root=pkg) for b in backends}
+    _append(pkg / "_hotpath.c", "\n/* an edit */\n")
+    assert all(codedeps.measured_hash(b, root=pkg) != before[b] for b in backends)
+
+
 def test_a_backend_edit_changes_only_that_backends_measured_hash(pkg):
     before = {(b, q): codedeps.measured_hash(b, q, pkg) for b in ("hnswlib", "faiss", "numpy") for q in (False, True)}
     codecs = codedeps.measured_hash(None, True, pkg)

@@ -321,6 +321,40 @@ def test_search_batch_rows_are_the_single_searches(built, data):
     assert batch[-1] == batch[19] and batch[2:4] == [batch[2], batch[3]] and batch == batch.to_lists()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", METRICS)
+def test_the_c_hot_path_and_the_python_path_give_identical_results(backend, metric, data):
+    """Where the C hot path serves a backend (ruvector_lab.fastpath), a search gives what the Python path gives
+    (the same ids in the same order, the same scores to float32 precision, the same result type), also after
+    deletions and replacements, at the default ef and another, with k above the live count. (A search at an ef
+    the index is not running at goes through the batch path on either side, whose scores are float32 values.)"""
+    base, queries = data
+    index = build(backend, metric, base[:300])
+    for label in range(0, 300, 7):
+        index.delete(f"doc-{label}")
+    index.insert_batch(ids_for(20, start=100), base[300:320])  # replaces 20 live ids
+    index.insert_batch(ids_for(5, start=900), base[320:325])
+
+    def searches() -> list[tuple[tuple[str, ...], tuple[float, ...], type]]:
+        out = []
+        for q in queries[:25]:
+            for k, ef in ((10, None), (3, 120), (400, None)):
+                hits = index.search(q, k=k, ef_search=ef)
+                out.append((tuple(hits.ids), tuple(hits.scores), type(hits)))
+        return out
+
+    hot = searches()
+    index._hot = False  # the Python path: search_one and the facade's own id mapping
+    general = searches()
+    index.close()
+    assert [ids for ids, _, _ in hot] == [ids for ids, _, _ in general]
+    for (_, mine, _), (_, theirs, _) in zip(hot, general, strict=True):
+        assert np.allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+        assert all(type(score) is float for score in mine)
+    assert all(kind is rl.SearchHits for _, _, kind in hot + general)
+    assert all(len(ids) == len(set(ids)) and "doc-0" not in ids for ids, _, _ in hot)
+
+
 def test_search_takes_the_general_checks_for_any_other_query_form(built, data):
     _, metric, index, _ = built
     _, queries = data
@@ -377,19 +411,22 @@ def test_whatever_a_library_raises_reaches_the_caller_as_backend_error(backend, 
     def panic(*_args, **_kwargs):
         raise _Panic("a Rust panic")
 
-    for method, call in (("search_one", lambda: index.search(queries[0], k=3)),
-                         ("search", lambda: index.search_batch(queries[:2], k=3)),
-                         ("add", lambda: index.insert("new", base[60])),
-                         ("remove", lambda: index.delete("doc-3")),
-                         ("to_bytes", index.serialize)):
+    # a single search goes through search_row (the C hot path) or search_one: both are patched
+    for methods, call in ((("search_row", "search_one"), lambda: index.search(queries[0], k=3)),
+                          (("search",), lambda: index.search_batch(queries[:2], k=3)),
+                          (("add",), lambda: index.insert("new", base[60])),
+                          (("remove",), lambda: index.delete("doc-3")),
+                          (("to_bytes",), index.serialize)):
         with monkeypatch.context() as patched:
-            patched.setattr(raw, method, panic)
+            for method in methods:
+                patched.setattr(raw, method, panic)
             with pytest.raises(rl.BackendError, match=f"{backend} backend failed.*_Panic: a Rust panic"):
                 call()
     assert "doc-3" in index and "new" not in index and len(index) == 50  # a failed call loses nothing
     assert [r.id for r in index.search(base[3], k=1)] == ["doc-3"]
     with monkeypatch.context() as patched:
-        patched.setattr(raw, "search_one", lambda *_a: (_ for _ in ()).throw(KeyboardInterrupt()))
+        for method in ("search_row", "search_one"):
+            patched.setattr(raw, method, lambda *_a: (_ for _ in ()).throw(KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
             index.search(queries[0], k=3)
     index.close()

@@ -25,9 +25,10 @@ Graph = dict[str, dict[str, int]]
 
 
 def _modules(root: Path, package: str) -> dict[str, Path]:
-    """Dotted name -> file of every module (and package ``__init__``) under ``root``."""
+    """Dotted name -> file of every module (and package ``__init__``) under ``root``, a compiled extension as its
+    C source (it imports nothing of the package)."""
     out: dict[str, Path] = {}
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.c")]):
         parts = path.relative_to(root).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
@@ -49,6 +50,9 @@ def import_graph(root: Path, package: str) -> Graph:
     for name, path in modules.items():
         here = name if path.name == "__init__.py" else name.rpartition(".")[0]
         edges: dict[str, int] = {}
+        graph[name] = edges
+        if path.suffix != ".py":
+            continue
         for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
             targets: list[str | None] = []
             if isinstance(node, ast.Import):
@@ -65,7 +69,6 @@ def import_graph(root: Path, package: str) -> Graph:
             for target in targets:
                 if target is not None and target != name:
                     edges.setdefault(target, node.lineno)
-        graph[name] = edges
     return graph
 
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import container
 from ..errors import BackendError, CorruptIndexError
+from ..fastpath import ROW_PAIRS, convert_scores
 from ..types import METRICS, HnswConfig
 from ..validation import stored_row_flaw
+
+#: one query's result as its library gave it, for the facade's hot path (see IndexBackend.search_row)
+SearchRow = tuple[Any, Any, int]
 
 #: ``kernel(queries (m, d), vectors (n, d), metric) -> (m, n) float32`` distances, same convention as the index.
 DistanceKernel = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
@@ -77,12 +81,29 @@ class IndexBackend(ABC):
     def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(distances (m, k) float32, labels (m, k) int64)`` for ``queries`` (m, d)."""
 
-    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
-        """One query (d,) as Python lists ``(distances, labels)``, padding allowed as in :meth:`search`.
+    def search_row(self, query: np.ndarray, k: int, ef_search: int) -> SearchRow | None:
+        """The library's own answer to one query (d,), unconverted: ``(distances, labels, mode)``, a result row
+        of each as the library returned it (a (k,) or (1, k) array) and the :mod:`~ruvector_lab.fastpath` score
+        conversion that takes its distances to this protocol's; with ``mode`` ``ROW_PAIRS``, ``(results, k,
+        ROW_PAIRS)``, a list of ``(label string, score, ...)`` tuples of which the first ``k`` count. None when
+        this call needs the general path (another ef than the index runs at, a concurrent change, a short
+        result), and always for backends without such a call (the default).
 
-        The facade's single-query path: backends override it to skip NumPy post-processing, whose fixed
-        per-call cost is a visible share of a sub-millisecond graph search.
+        The facade's single-query hot path: its C module reads the row in place, so a search pays for no NumPy
+        post-processing and no Python lists (issue 20); :meth:`search_one` converts the same row in Python.
         """
+        return None
+
+    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
+        """One query (d,) as Python lists ``(distances, labels)``, padding allowed as in :meth:`search`:
+        :meth:`search_row` converted (:func:`~ruvector_lab.fastpath.convert_scores`) where it answers and the
+        row is full, else a one-row :meth:`search`."""
+        row = self.search_row(query, k, ef_search)
+        if row is not None and row[2] != ROW_PAIRS:
+            distances, labels, mode = row
+            found = labels.ravel().tolist()
+            if found and found[-1] >= 0 and len(found) == k:
+                return convert_scores(distances.ravel().tolist(), mode), found
         distances, labels = self.search(query.reshape(1, -1), k, ef_search)
         return distances[0].tolist(), labels[0].tolist()
 

@@ -15,9 +15,10 @@ import numpy as np
 
 from ..distances import cosine_from_dots, from_dots, from_squared_l2
 from ..errors import BackendError, CorruptIndexError
+from ..fastpath import SCORE_NEGATE, SCORE_ONE_MINUS, SCORE_SQRT
 from ..types import HnswConfig
 from . import faiss_format
-from .base import IndexBackend, MemoryLayout, dump_native, load_native
+from .base import IndexBackend, MemoryLayout, SearchRow, dump_native, load_native
 from .faiss_common import LIVE_FLAG_BYTES, LiveBitmap, graph_bytes_per_node
 
 #: container kind of the persisted index: faiss' serialization beside the metric
@@ -40,6 +41,9 @@ def _distance_kernel(queries: np.ndarray, vectors: np.ndarray, metric: str) -> n
         return from_dots(out, metric)
     return cosine_from_dots(out, np.linalg.norm(queries, axis=1), np.linalg.norm(vectors, axis=1))
 
+
+#: faiss' distances to the facade's scores: squared L2, or inner products (of unit rows under cosine)
+_SCORE_MODES = {"cosine": SCORE_ONE_MINUS, "euclidean": SCORE_SQRT, "dot_product": SCORE_NEGATE}
 
 class FaissBackend(LiveBitmap, IndexBackend):
     """faiss IndexHNSWFlat with a live-label bitmap for deletes."""
@@ -68,6 +72,7 @@ class FaissBackend(LiveBitmap, IndexBackend):
         self._selector: faiss.IDSelector | None = None
         self._bitmap: np.ndarray | None = None
         self._params_cache: tuple[int, object, faiss.SearchParametersHNSW] | None = None
+        self._score_mode = _SCORE_MODES[config.metric]
 
     @property
     def index(self) -> faiss.Index:
@@ -133,21 +138,13 @@ class FaissBackend(LiveBitmap, IndexBackend):
             scores[labels < 0] = np.inf
         return scores, labels.astype(np.int64, copy=False)
 
-    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
-        """One query straight to faiss, converted in Python (k values) rather than by NumPy calls."""
-        if self.config.metric == "cosine":
+    def search_row(self, query: np.ndarray, k: int, ef_search: int) -> SearchRow | None:
+        """faiss' own (1, k) arrays for one query (normalised first under cosine, as :meth:`search` does) and
+        the conversion of its distances (squared L2, or inner products)."""
+        if self._score_mode == SCORE_ONE_MINUS:
             query = query * np.float32(1.0 / math.sqrt(float(query.dot(query))))
         distances, labels = self._index.search(query.reshape(1, -1), k, params=self._params(max(ef_search, k)))
-        found = labels.tolist()[0]  # a (1, k) array's nested list: cheaper than indexing a row view first
-        if found[-1] < 0:  # the graph could not reach k live nodes: the batch path answers exactly
-            return super().search_one(query, k, ef_search)
-        raw = distances.tolist()[0]
-        metric = self.config.metric
-        if metric == "euclidean":
-            return [math.sqrt(d) if d > 0.0 else 0.0 for d in raw], found
-        if metric == "cosine":
-            return [1.0 - d for d in raw], found
-        return [-d for d in raw], found
+        return distances, labels, self._score_mode
 
     def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:
         """faiss' ``search`` with the facade's parameters (efSearch = max(ef, k), the live selector), the

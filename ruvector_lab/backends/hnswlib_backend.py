@@ -7,7 +7,6 @@ L2 (the score is its square root), ``ip`` gives ``1 - dot`` (the score is ``dot`
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -18,13 +17,16 @@ import numpy as np
 from .._rwlock import ReadWriteLock
 from ..distances import cosine_from_dots, from_squared_l2, squared_l2_to_rows
 from ..errors import CorruptIndexError
+from ..fastpath import SCORE_MINUS_ONE, SCORE_SAME, SCORE_SQRT
 from ..pools import pinned_pool_size
 from ..types import HnswConfig
 from . import hnswlib_format
-from .base import IndexBackend, MemoryLayout, dump_native, load_native
+from .base import IndexBackend, MemoryLayout, SearchRow, dump_native, load_native
 from .layout import MALLOC_OVERHEAD, PY_INT, SET_PER_ITEM, expected_upper_levels
 
 _SPACES = {"cosine": "cosine", "euclidean": "l2", "dot_product": "ip"}
+#: hnswlib's distances to the facade's scores: cosine is 1 - cos already, l2 is squared, ip is 1 - dot
+_SCORE_MODES = {"cosine": SCORE_SAME, "euclidean": SCORE_SQRT, "dot_product": SCORE_MINUS_ONE}
 _INITIAL_CAPACITY = 1024
 #: container kind of the persisted index: hnswlib's file beside the metric
 PAYLOAD_KIND = "hnswlib-backend"
@@ -68,7 +70,7 @@ class HnswlibBackend(IndexBackend):
         self._index = index
         self._live: set[int] = set(int(label) for label in index.get_ids_list()) if index.element_count else set()
         self._ef = index.ef
-        self._cosine = config.metric == "cosine"
+        self._score_mode = _SCORE_MODES[config.metric]
         self._ef_lock = ReadWriteLock()
         self._ef_generation = 0
 
@@ -127,26 +129,23 @@ class HnswlibBackend(IndexBackend):
                 self._ef = ef
                 self._ef_generation += 1
 
-    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
-        """One query straight to knn_query, converted in Python (k values) rather than by NumPy calls.
+    def search_row(self, query: np.ndarray, k: int, ef_search: int) -> SearchRow | None:
+        """knn_query's own (1, k) arrays for one query, on one thread, and the conversion of its distances.
 
         Lock-free when the index already runs at this ef: the ef generation is read before and after the
-        query (a seqlock), and a query that overlapped an ef change is redone through the locked path.
+        query (a seqlock), and a query that overlapped an ef change gets None (the caller's locked path redoes
+        it), as do another ef and a graph that cannot reach k nodes (knn_query raises).
         """
         generation = self._ef_generation
-        if (ef_search if ef_search > k else k) == self._ef and not generation & 1:
-            try:
-                labels, distances = self._index.knn_query(query, k=k, num_threads=1)
-            except RuntimeError:
-                labels = distances = None
-            if labels is not None and self._ef_generation == generation:
-                raw, found = distances.tolist()[0], labels.tolist()[0]  # cheaper than row views first
-                if self._cosine:  # hnswlib's cosine space gives 1 - cos already
-                    return raw, found
-                if self.config.metric == "euclidean":
-                    return [math.sqrt(d) if d > 0.0 else 0.0 for d in raw], found
-                return [d - 1.0 for d in raw], found
-        return super().search_one(query, k, ef_search)  # another ef, a concurrent change, or a short row
+        if (ef_search if ef_search > k else k) != self._ef or generation & 1:
+            return None
+        try:
+            labels, distances = self._index.knn_query(query, k=k, num_threads=1)
+        except RuntimeError:
+            return None
+        if self._ef_generation != generation:
+            return None
+        return distances, labels, self._score_mode
 
     def _search_per_query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Fallback when the graph cannot reach k live nodes for some row (deletions can strand nodes):

@@ -15,8 +15,9 @@ import numpy as np
 import ruvector
 
 from ..errors import BackendError
+from ..fastpath import ROW_PAIRS, hotpath
 from ..types import HnswConfig
-from .base import IndexBackend, MemoryLayout, dump_rows, load_rows
+from .base import IndexBackend, MemoryLayout, SearchRow, dump_rows, load_rows
 from .layout import MALLOC_OVERHEAD, expected_upper_levels
 
 _PAYLOAD = "ruvector-backend"
@@ -93,8 +94,12 @@ class RuvectorBackend(IndexBackend):
         fetch = min(k + self._dead, self._stored) if self._dead else k
         ef = max(ef_search, fetch)
         search = self._index.search
-        rows = [search(q, fetch, ef_search=ef)[:k] for q in queries]
-        # the common case, every row full: two array conversions instead of an element-wise fill
+        rows = [search(q, fetch, ef_search=ef) for q in queries]
+        # the common case, every row full: read in C where the hot path is built, else two array conversions
+        # instead of an element-wise fill
+        if hotpath is not None and (arrays := hotpath.pairs_rows(rows, k)) is not None:
+            return arrays
+        rows = [row[:k] for row in rows]
         if rows and min(map(len, rows)) == k:
             hits = list(chain.from_iterable(rows))
             # ids come back as strings: parsed in C (map), as are the scores
@@ -109,13 +114,18 @@ class RuvectorBackend(IndexBackend):
                 out_d[row, col] = score
         return out_d, out_l
 
-    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
-        """One Rust search; its (id, score, metadata) tuples become the two lists directly."""
+    def search_row(self, query: np.ndarray, k: int, ef_search: int) -> SearchRow | None:
+        """One Rust search: its list of (label string, score, metadata) tuples, of which the first ``k`` are
+        the answer (more are fetched after deletions, which ruvector drops after the graph search)."""
         fetch = min(k + self._dead, self._stored) if self._dead else k
-        hits = self._index.search(query, fetch, ef_search=max(ef_search, fetch))
+        return self._index.search(query, fetch, ef_search=max(ef_search, fetch)), k, ROW_PAIRS
+
+    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
+        """:meth:`search_row`'s tuples as the two lists."""
+        hits = self.search_row(query, k, ef_search)[0][:k]
         if not hits:
             return [], []
-        labels, scores, _ = zip(*(hits[:k] if self._dead else hits), strict=True)
+        labels, scores, _ = zip(*hits, strict=True)
         return list(scores), list(map(int, labels))
 
     def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object]:

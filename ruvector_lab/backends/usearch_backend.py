@@ -67,12 +67,13 @@ from usearch.index import Index, MetricKind, ScalarKind
 from .. import container
 from ..distances import from_squared_l2
 from ..errors import BackendError, CorruptIndexError, QuantizationError
+from ..fastpath import SCORE_MINUS_ONE, SCORE_SAME, SCORE_SQRT
 from ..pools import pinned_pool_size
 from ..quantization.base import make_codec
 from ..quantization.rerank import Rows, check_recorded_rerank, memory_stats, prepare, rerank
 from ..types import HnswConfig
 from ..validation import stored_row_flaw
-from .base import IndexBackend, MemoryLayout
+from .base import IndexBackend, MemoryLayout, SearchRow
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,8 @@ class UsearchBackend(IndexBackend):
         self._floats = Rows(config.dimensions, np.float32) if config.rerank else None
         self._row_labels = np.arange(0, dtype=np.int64)  # rows -> labels for rerank (rows are labels), grown lazily
         self._hamming_scale = np.float32(2.0 / config.dimensions)
-        self._float_metric = config.metric
+        # the binding's float distances to the facade's scores: l2sq is squared, ip is 1 - dot, cos is 1 - cos
+        self._score_mode = {"euclidean": SCORE_SQRT, "dot_product": SCORE_MINUS_ONE}.get(config.metric, SCORE_SAME)
 
     @classmethod
     def check_config(cls, config: HnswConfig) -> None:
@@ -331,37 +333,26 @@ class UsearchBackend(IndexBackend):
         out_l[:, :count] = np.where(np.isfinite(scores), labels, -1)
         return out_d, out_l
 
-    def search_one(self, query: np.ndarray, k: int, ef_search: int) -> tuple[list[float], list[int]]:
-        """One float query straight to the binding's ``search_many``, converted in Python (k values).
-
-        Quantized configs, a short result (k beyond the live count, or a graph that strands nodes) and the
-        re-ranking path go through :meth:`search`.
-        """
-        if self._kind is not None:
-            return super().search_one(query, k, ef_search)
+    def search_row(self, query: np.ndarray, k: int, ef_search: int) -> SearchRow | None:
+        """The binding's ``search_many`` (1, k) arrays for one float query on one thread, and the conversion of
+        its distances; None for quantized configs (their search encodes the query and may re-rank) and for a
+        short result (k beyond the live count, or a graph that strands nodes), which :meth:`search` answers."""
+        if self._kind is not None or self._floats is not None:
+            return None
         with self._lock:
             if ef_search != self._ef:
                 self._compiled.expansion_search = ef_search
                 self._ef = ef_search
-            keys, raw, counts, _, _ = self._compiled.search_many(query[None], k, False, 1)
+            keys, distances, counts, _, _ = self._compiled.search_many(query[None], k, False, 1)
         if counts.item(0) < k:
-            return super().search_one(query, k, ef_search)
-        found, distances = keys.tolist()[0], raw.tolist()[0]
-        metric = self._float_metric
-        if metric == "euclidean":
-            try:
-                return [_sqrt(d) for d in distances], found
-            except ValueError:  # a squared distance rounded below 0
-                return [_sqrt(d) if d > 0.0 else 0.0 for d in distances], found
-        if metric == "dot_product":
-            return [d - 1.0 for d in distances], found
-        return distances, found
+            return None
+        return distances, keys, self._score_mode
 
     def direct_search(self, k: int, ef_search: int) -> Callable[[np.ndarray], object] | None:
         """The binding's ``search_many`` on one row and one thread, the index set to this ef first (under the
         lock, as a search at a new ef does); None for quantized configs, whose facade search also encodes the
         query and may re-rank."""
-        if self._kind is not None:
+        if self._kind is not None or self._floats is not None:
             return None
         with self._lock:
             if ef_search != self._ef:

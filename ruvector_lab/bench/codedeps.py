@@ -12,7 +12,8 @@ Two layers decide what re-runs, and both read their file lists from here:
 So every file that can change a run's fingerprint is a dependency of the stage that makes the run (the tests check
 the inclusion), and an edit to one backend relaunches the build stages but re-measures only that backend's runs.
 
-The files are the static import closure inside the package: every module is parsed with :mod:`ast` and every
+The files are the static import closure inside the package (a compiled extension counts as its C source file):
+every Python module is parsed with :mod:`ast` and every
 ``import`` / ``from ... import`` is followed, those inside functions included (the library imports its optional
 parts lazily), ``if TYPE_CHECKING:`` blocks excluded (they never run). Importing ``a.b.c`` runs ``a/__init__.py``
 and ``a/b/__init__.py`` first, so those are followed too. The backend registry imports its backends' modules by
@@ -98,9 +99,10 @@ def _root(root: str | os.PathLike[str] | None) -> Path:
 
 # --------------------------------------------------------------------------------------------------- the graph
 def _modules(root: Path) -> dict[str, Path]:
-    """Dotted module name -> source file, for every module of the package at ``root``."""
+    """Dotted module name -> source file, for every module of the package at ``root``: its Python files, and the
+    C file each compiled extension is built from (``_hotpath.c`` is ``ruvector_lab._hotpath``)."""
     out: dict[str, Path] = {}
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.c")]):
         parts = path.relative_to(root).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
@@ -128,7 +130,9 @@ def _import_nodes(tree: ast.AST) -> Iterable[ast.Import | ast.ImportFrom]:
 
 
 def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """The package's modules that module ``name`` (at ``path``) imports."""
+    """The package's modules that module ``name`` (at ``path``) imports (none for a C extension's source)."""
+    if path.suffix != ".py":
+        return set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in _import_nodes(ast.parse(path.read_bytes(), filename=str(path))):
@@ -172,7 +176,7 @@ def import_graph(root: str | os.PathLike[str] | None = None) -> dict[str, frozen
 
 def _stamp(root: Path) -> tuple[tuple[str, int, int], ...]:
     """Every source file's path, size and modification time: what keys the caches, so an edit is seen."""
-    return tuple((str(p), (s := p.stat()).st_size, s.st_mtime_ns) for p in sorted(root.rglob("*.py")))
+    return tuple((str(p), (s := p.stat()).st_size, s.st_mtime_ns) for p in sorted(_modules(root).values()))
 
 
 def _relative(root: Path, modules: Iterable[str]) -> list[str]:

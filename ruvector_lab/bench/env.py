@@ -84,6 +84,14 @@ def host() -> dict[str, Any]:
     return {"name": name, "fingerprint": hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]}
 
 
+def facade_hot_path() -> bool:
+    """True when the facade's C hot path (``ruvector_lab._hotpath``) is built and in use: single-query latencies
+    through ``HnswIndex.search`` are a few microseconds higher without it, so every record says which ran."""
+    from ..fastpath import hotpath
+
+    return hotpath is not None
+
+
 def environment() -> dict[str, Any]:
     """The record stored in every result: versions, CPU, cores, memory, Python and OS."""
     try:
@@ -99,4 +107,5 @@ def environment() -> dict[str, Any]:
         "cores_usable": usable_cores(),
         "memory_bytes": mem_total,
         "host": host(),
+        "facade_hot_path": facade_hot_path(),
     }

@@ -152,12 +152,13 @@ def _measured_code_hash(backend: str | None, quantized: bool) -> str:
 
 
 def fingerprint(params: dict[str, Any], code: str = "") -> str:
-    """Parameters, the versions of the measured libraries and ``code`` (a :func:`measured_code_hash`), as one short
-    hex string: a finished run with the same fingerprint is not repeated unless forced."""
-    from .env import library_versions
+    """Parameters, the versions of the measured libraries, whether the facade's C hot path is built and ``code``
+    (a :func:`measured_code_hash`), as one short hex string: a finished run with the same fingerprint is not
+    repeated unless forced."""
+    from .env import facade_hot_path, library_versions
 
-    blob = json.dumps({"params": params, "libraries": library_versions(), "code": code}, sort_keys=True,
-                      default=str).encode()
+    blob = json.dumps({"params": params, "libraries": library_versions(), "hot_path": facade_hot_path(),
+                       "code": code}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
