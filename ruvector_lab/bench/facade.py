@@ -3,15 +3,16 @@
 Protocol (issue 20): per dimension (128, 256, 384 and 768 by default) and native backend, 10,000 Gaussian vectors,
 cosine, M=16, ef_construction=100, ef_search=50, k=10. Single queries: 500 distinct queries, the facade and the
 library's own call (the backend's ``direct_search``: same index, parameters and thread) interleaved call by call,
-rotating which goes first, in 5 rounds; a round gives each its p50, the figures are the medians over rounds and the
-ratio the median of the rounds' facade p50 / direct p50. Batch: ``search_batch`` of 1,000 queries. A whole batch
-takes 50-700 ms, and on a shared machine two runs of the same batch differ by 10-30%, far more than the
-microsecond a query sought; so the facade's share is attributed inside each call instead: the call runs under
-cProfile, and the time spent in the functions the library's own batch call (``direct_search_batch``, profiled the
-same way) runs is the library's; the rest, per query, less the same remainder of the direct call (its own Python
-loop, where the binding has no batch call), is the facade's (median of ``rounds`` calls each). Profiling adds
-about a microsecond per Python call, and a batch makes a few dozen of them, so this over-states the cost by
-well under 0.1 us a query. Both batch calls are also timed whole (fastest of ``rounds``).
+rotating which goes first, in 5 rounds; a round gives each its p50, the figures are the medians over rounds, the
+ratio the median of the rounds' facade p50 / direct p50 and the facade's cost the median of their differences.
+Batch: ``search_batch`` of 1,000 queries. A whole batch takes 50-700 ms, and on a shared machine two runs of the
+same batch differ by 10-30%, far more than the microsecond a query sought; so the facade's share is attributed
+inside each call instead: the call runs under cProfile, and the time spent in the functions the library's own batch
+call (``direct_search_batch``, profiled the same way) runs is the library's; the rest, per query, less the same
+remainder of the direct call (its own Python loop, where the binding has no batch call), is the facade's (median of
+``rounds`` calls each). Profiling adds about a microsecond per Python call, and a batch makes a few dozen of them,
+so this over-states the cost by well under 0.1 us a query. Both batch calls are also timed whole (fastest of
+``rounds``).
 Targets: ratio <= 1.10 at every dimension on every native backend; batch cost below 1 us a query.
 Every library pool is pinned to one thread while timing.
 
@@ -176,11 +177,14 @@ def measure(backend: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarr
         index.close()
     p50 = {name: [_percentile_us(r[name], 50) for r in single] for name in ("facade", "direct")}
     p99 = {name: float(np.median([_percentile_us(r[name], 99) for r in single])) for name in ("facade", "direct")}
-    ratio = float(np.median([f / d for f, d in zip(p50["facade"], p50["direct"], strict=True)]))
+    # the ratio and the cost pair each round's two p50s (measured in the same minutes) before taking the median
+    rounds_paired = list(zip(p50["facade"], p50["direct"], strict=True))
+    ratio = float(np.median([f / d for f, d in rounds_paired]))
+    cost = float(np.median([f - d for f, d in rounds_paired]))
     facade_p50, direct_p50 = float(np.median(p50["facade"])), float(np.median(p50["direct"]))
     return FacadeResult(
         backend=backend, dimensions=base.shape[1], facade_p50_us=facade_p50, direct_p50_us=direct_p50, ratio=ratio,
-        cost_us=facade_p50 - direct_p50, facade_p99_us=p99["facade"], direct_p99_us=p99["direct"],
+        cost_us=cost, facade_p99_us=p99["facade"], direct_p99_us=p99["direct"],
         batch_facade_ms=float(whole["facade"].min()) * 1e3,
         batch_direct_ms=float(whole["direct"].min()) * 1e3,
         batch_cost_us_per_query=batch_cost * 1e6, recall_at_10=recall, build_s=build_s,
