@@ -281,6 +281,52 @@ def test_concurrent_searches_agree_with_serial_ones(backend, data):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_searches_during_inserts_replacements_and_deletes_see_only_live_ids(backend, data):
+    """Searches (single and batch, hot path or not) in two threads while a third inserts, replaces and deletes:
+    no error, every result well-formed (k distinct ids, scores ascending), and every id one the writer had made
+    live at some moment; afterwards the index holds exactly what the writer left."""
+    base, queries = data
+    index = build(backend, "euclidean", base[:400])
+    ever = set(ids_for(400)) | set(ids_for(300, start=1000))
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def searcher(offset: int) -> None:
+        i = offset
+        while not stop.is_set():
+            i += 1
+            q = queries[i % len(queries)]
+            rows = [index.search(q, k=8)] if i % 3 else list(index.search_batch(queries[i % 7 : i % 7 + 3], k=8))
+            for hits in rows:
+                ids, scores = list(hits.ids), list(hits.scores)
+                if not isinstance(hits, rl.SearchHits) or len(ids) != 8 or len(set(ids)) != 8:
+                    problems.append(f"malformed {ids}")
+                elif not set(ids) <= ever or scores != sorted(scores):
+                    problems.append(f"unknown ids or unsorted scores {ids} {scores}")
+
+    def writer() -> None:
+        try:
+            for step in range(30):
+                start = 1000 + 10 * step
+                index.insert_batch(ids_for(10, start=start), base[400 + 10 * step : 410 + 10 * step])
+                index.insert_batch(ids_for(3, start=step * 3), base[700 + step * 3 : 703 + step * 3])  # replaces
+                index.delete(f"doc-{399 - step}")
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=searcher, args=(o,)) for o in (0, 1)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and not problems, problems[:3]
+    assert len(index) == 400 + 300 - 30
+    assert "doc-399" not in index and "doc-1299" in index
+    assert [r.id for r in index.search(base[700], k=1)] == ["doc-0"]  # the replaced vector answers under its id
+    index.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_searches_with_different_ef_each_get_their_own(backend, data):
     base, queries = data
     index = build(backend, "euclidean", base[:1500], m=4, ef_construction=16)
