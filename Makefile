@@ -98,7 +98,7 @@ repro: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build ruvector_lab/_hotpath.*.so
 
 # an interactive shell with the venv activated (`exit` leaves it): bash reads ~/.bashrc, then the venv's activate
 # script (the prompt shows "(.venv)"); any other $$SHELL gets the venv through VIRTUAL_ENV and PATH

@@ -138,14 +138,28 @@ static int read_pair(PyObject *item, long long *label, double *score) {
     return 1;
 }
 
-/* hits() for ROW_PAIRS: the first k of a list of (decimal label string, score, ...) tuples, ruvector's own
- * results, scores kept as they are; None when a tuple is not of that shape, or as for an array row */
-static PyObject *pairs_hits(PyObject *type, PyObject *results, PyObject *ids, PyObject *k_object) {
-    Py_ssize_t k = PyLong_AsSsize_t(k_object);
-    if (k == -1 && PyErr_Occurred()) return NULL;
-    if (!PyList_CheckExact(results) || k < 1) Py_RETURN_NONE;
-    Py_ssize_t n = PyList_GET_SIZE(results);
-    if (k < n) n = k;
+/* hit i of a result row, whatever its form: 1 read, 0 not this case */
+typedef int (*hit_reader)(const void *row, Py_ssize_t i, long long *label, double *score);
+
+typedef struct {
+    PyArrayObject *distances, *labels;
+    int mode;
+} array_row;
+
+static int read_array_hit(const void *row, Py_ssize_t i, long long *label, double *score) {
+    const array_row *arrays = (const array_row *)row;
+    if (!read_label(arrays->labels, i, label) || !read_distance(arrays->distances, i, score)) return 0;
+    *score = convert(*score, arrays->mode);
+    return 1;
+}
+
+static int read_pair_hit(const void *row, Py_ssize_t i, long long *label, double *score) {
+    return read_pair(PyList_GET_ITEM((PyObject *)row, i), label, score);
+}
+
+/* the n hits of a row as hits_type: each label mapped to its id through the facade's label -> id list; None when
+ * a hit is not readable, its label negative (padding) or beyond the list, or its id None (removed) */
+static PyObject *build_hits(PyObject *type, PyObject *ids, Py_ssize_t n, hit_reader read, const void *row) {
     Py_ssize_t known = PyList_GET_SIZE(ids);
     PyObject *found = PyTuple_New(n);
     if (found == NULL) return NULL;
@@ -157,7 +171,7 @@ static PyObject *pairs_hits(PyObject *type, PyObject *results, PyObject *ids, Py
     for (Py_ssize_t i = 0; i < n; i++) {
         long long label;
         double score;
-        if (!read_pair(PyList_GET_ITEM(results, i), &label, &score) || label >= known) goto not_this_case;
+        if (!read(row, i, &label, &score) || label < 0 || label >= known) goto not_this_case;
         PyObject *id = PyList_GET_ITEM(ids, (Py_ssize_t)label);
         if (id == Py_None) goto not_this_case;
         Py_INCREF(id);
@@ -173,18 +187,20 @@ static PyObject *pairs_hits(PyObject *type, PyObject *results, PyObject *ids, Py
     return make_hits((PyTypeObject *)type, found, scores);
 
 not_this_case:
+    /* unset tuple and list slots are NULL, which their deallocation skips */
     Py_DECREF(found);
-    Py_DECREF(scores); /* unset list slots are NULL too */
+    Py_DECREF(scores);
     Py_RETURN_NONE;
 }
 
 /* hits(hits_type, distances, labels, ids, mode) -> hits_type | None
- * With mode ROW_PAIRS, distances is a list of (label string, score, ...) tuples and labels is k (see
- * pairs_hits). Otherwise: the results of one query from the library's own result row: labels (int64/uint64/int32/uint32 array) mapped
- * to their string ids through the facade's label -> id list, distances (float32/float64 array) converted to the
- * facade's scores by mode, as hits_type (SearchHits: its ids a tuple, its scores a list of floats), made without
- * calling its __init__. None, for the caller's general path, when a row is not such an array, holds padding
- * (a negative label), a label beyond the list, or a label whose id is None (removed). */
+ * The results of one query from the library's own result row, as hits_type (SearchHits: its ids a tuple, its
+ * scores a list of floats) made without calling its __init__: labels (an int64/uint64/int32/uint32 array) mapped
+ * to their string ids through the facade's label -> id list, distances (a float32/float64 array) converted to the
+ * facade's scores by mode. With mode ROW_PAIRS, distances is instead a list of (decimal label string, score, ...)
+ * tuples, ruvector's own results, and labels is k: the first k count, their scores kept as they are. None, for
+ * the caller's general path, when a row is not of that form, holds padding (a negative label), a label beyond the
+ * list, or a label whose id is None (removed). */
 static PyObject *hits(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "hits(hits_type, distances, labels, ids, mode) takes 5 arguments");
@@ -197,49 +213,22 @@ static PyObject *hits(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     }
     long mode = PyLong_AsLong(args[4]);
     if (mode == -1 && PyErr_Occurred()) return NULL;
-    if (mode == ROW_PAIRS) return pairs_hits(type, args[1], ids, args[2]);
+    if (mode == ROW_PAIRS) {
+        Py_ssize_t k = PyLong_AsSsize_t(args[2]);
+        if (k == -1 && PyErr_Occurred()) return NULL;
+        PyObject *results = args[1];
+        if (!PyList_CheckExact(results) || k < 1) Py_RETURN_NONE;
+        Py_ssize_t n = PyList_GET_SIZE(results);
+        return build_hits(type, ids, k < n ? k : n, read_pair_hit, results);
+    }
     if (mode < 0 || mode > ROW_PAIRS) {
         PyErr_Format(PyExc_ValueError, "unknown score conversion %ld", mode);
         return NULL;
     }
     npy_intp n_distances, n_labels;
     if (!row_of(args[1], &n_distances) || !row_of(args[2], &n_labels) || n_distances != n_labels) Py_RETURN_NONE;
-    PyArrayObject *distances = (PyArrayObject *)args[1], *labels = (PyArrayObject *)args[2];
-    Py_ssize_t known = PyList_GET_SIZE(ids);
-    PyObject *found = PyTuple_New(n_labels);
-    if (found == NULL) return NULL;
-    for (npy_intp i = 0; i < n_labels; i++) {
-        long long label;
-        if (!read_label(labels, i, &label) || label < 0 || label >= known) goto not_this_case;
-        PyObject *id = PyList_GET_ITEM(ids, (Py_ssize_t)label);
-        if (id == Py_None) goto not_this_case;
-        Py_INCREF(id);
-        PyTuple_SET_ITEM(found, i, id);
-    }
-    PyObject *scores = PyList_New(n_distances);
-    if (scores == NULL) {
-        Py_DECREF(found);
-        return NULL;
-    }
-    for (npy_intp i = 0; i < n_distances; i++) {
-        double d;
-        if (!read_distance(distances, i, &d)) {
-            Py_DECREF(scores);
-            goto not_this_case;
-        }
-        PyObject *score = PyFloat_FromDouble(convert(d, (int)mode));
-        if (score == NULL) {
-            Py_DECREF(scores);
-            Py_DECREF(found);
-            return NULL;
-        }
-        PyList_SET_ITEM(scores, i, score);
-    }
-    return make_hits((PyTypeObject *)type, found, scores);
-
-not_this_case:
-    Py_DECREF(found); /* unset tuple slots are NULL, which tuple deallocation skips */
-    Py_RETURN_NONE;
+    array_row row = {(PyArrayObject *)args[1], (PyArrayObject *)args[2], (int)mode};
+    return build_hits(type, ids, (Py_ssize_t)n_labels, read_array_hit, &row);
 }
 
 /* pairs_rows(results_rows, k) -> (scores float32 (m, k), labels int64 (m, k)) | None

@@ -53,7 +53,8 @@ def query_ok_python(query: object, dimensions: int, cosine: bool) -> bool:
     flags = query.flags
     if not (flags.c_contiguous and flags.aligned):
         return False
-    squared = float(query.dot(query))  # NaN or inf if any component is
+    # in float64, as the C module sums: NaN or inf if any component is, and no finite float32 row overflows it
+    squared = float(np.einsum("i,i->", query, query, dtype=np.float64))
     return math.isfinite(squared) and (squared > _TINY or not cosine)
 
 
