@@ -8,6 +8,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
+from ruvector_lab import fastpath
 from ruvector_lab.bench import facade
 from ruvector_lab.bench.timer import alternating, interleaved, summarize
 
@@ -58,13 +59,15 @@ def test_facade_benchmark_small_run(tmp_path, capsys):
         # two rounds: the median of the rounds' differences is the difference of the medians
         assert r.cost_us == pytest.approx(r.facade_p50_us - r.direct_p50_us, abs=1e-9) and r.ratio > 0
         assert r.meets_ratio_target == (r.ratio <= facade.FACADE_TARGET_RATIO)
+        assert r.hot_path is (fastpath.hotpath is not None)
         assert np.isfinite(r.batch_cost_us_per_query) and r.batch_facade_ms > 0 and r.batch_direct_ms > 0
     assert max(r.recall_at_10 for r in results) > 0.9  # 400 points, ef 50: the graphs find their neighbours
     table = facade.format_table(results)
     assert table.count("\n") == len(results) + 1
     facade.main(["--dims", "8", "--n", "300", "--queries", "30", "--rounds", "1", "--backend", natives[0],
                  "--json", str(tmp_path / "f.json")])
-    assert f"| {natives[0]} | 8 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"| {natives[0]} | 8 |" in out and "the facade's C hot path: " in out
     assert json.loads((tmp_path / "f.json").read_text())[0]["backend"] == natives[0]
 
 

@@ -40,6 +40,7 @@ from ..container import write_atomic
 from ..index import HnswIndex
 from ..runtime import Runtime
 from ..types import HnswConfig
+from .env import cpu_model, facade_hot_path
 from .threads import pinned_threads
 from .timer import interleaved
 
@@ -72,6 +73,8 @@ class FacadeResult:
     build_s: float
     meets_ratio_target: bool
     meets_batch_target: bool
+    #: whether the facade's C hot path (ruvector_lab._hotpath) served the single queries
+    hot_path: bool
 
 
 def native_backends() -> list[str]:
@@ -188,7 +191,8 @@ def measure(backend: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarr
         batch_facade_ms=float(whole["facade"].min()) * 1e3,
         batch_direct_ms=float(whole["direct"].min()) * 1e3,
         batch_cost_us_per_query=batch_cost * 1e6, recall_at_10=recall, build_s=build_s,
-        meets_ratio_target=ratio <= FACADE_TARGET_RATIO, meets_batch_target=batch_cost < BATCH_TARGET_US)
+        meets_ratio_target=ratio <= FACADE_TARGET_RATIO, meets_batch_target=batch_cost < BATCH_TARGET_US,
+        hot_path=facade_hot_path())
 
 
 def exact_neighbours(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -245,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     results = run(args.dims, args.n, args.queries, args.rounds, backends=args.backend, progress=True)
     print(format_table(results))
-    print(f"\nmachine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    hot = "built" if facade_hot_path() else "not built (the Python path ran; `make setup` builds it)"
+    print(f"\nmachine: {cpu_model()}, python {platform.python_version()}; the facade's C hot path: {hot}")
     if args.json:
         write_atomic(args.json, json.dumps([asdict(r) for r in results], indent=2).encode())
 
