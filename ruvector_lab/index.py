@@ -232,13 +232,17 @@ class HnswIndex:
             else:
                 k_eff, ef = self._query_args(k, ef_search)
             try:  # no cost unless something is raised (3.11's zero-cost exceptions)
-                if self._hot and (row := self._backend.search_row(q, k_eff, ef)) is not None:
-                    if (hits := hotpath.hits(SearchHits, row[0], row[1], self._ids, row[2])) is not None:
+                if self._hot:
+                    row = self._backend.search_row(q, k_eff, ef)
+                    if row is not None and (hits := hotpath.hits(SearchHits, row[0], row[1], self._ids,
+                                                                 row[2])) is not None:
                         return hits
-                    # declined: a short row (padding), which the batch path searches again and fills or pads
+                    # no row for this call (another ef, a concurrent ef change, a short result) or a declined one
+                    # (padding): the batch path, which sets the ef and fills or pads the row (search_one would
+                    # only ask search_row again first)
                     distances, labels = self._backend.search(q.reshape(1, -1), k_eff, ef)
                     distances, labels = distances[0].tolist(), labels[0].tolist()
-                else:  # no hot path here, or not for this call (another ef, a concurrent ef change, ...)
+                else:  # no C module here, or a backend without search_row
                     distances, labels = self._backend.search_one(q, k_eff, ef)
             except _PASS_THROUGH:
                 raise

@@ -45,6 +45,7 @@ def _distance_kernel(queries: np.ndarray, vectors: np.ndarray, metric: str) -> n
 #: faiss' distances to the facade's scores: squared L2, or inner products (of unit rows under cosine)
 _SCORE_MODES = {"cosine": SCORE_ONE_MINUS, "euclidean": SCORE_SQRT, "dot_product": SCORE_NEGATE}
 
+
 class FaissBackend(LiveBitmap, IndexBackend):
     """faiss IndexHNSWFlat with a live-label bitmap for deletes."""
 
@@ -141,7 +142,7 @@ class FaissBackend(LiveBitmap, IndexBackend):
     def search_row(self, query: np.ndarray, k: int, ef_search: int) -> SearchRow | None:
         """faiss' own (1, k) arrays for one query (normalised first under cosine, as :meth:`search` does) and
         the conversion of its distances (squared L2, or inner products)."""
-        if self._score_mode == SCORE_ONE_MINUS:
+        if self.config.metric == "cosine":
             query = query * np.float32(1.0 / math.sqrt(float(query.dot(query))))
         distances, labels = self._index.search(query.reshape(1, -1), k, params=self._params(max(ef_search, k)))
         return distances, labels, self._score_mode

@@ -52,7 +52,6 @@ length, every neighbour count and slot, the node keys, and finite float rows.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import struct
 import threading
@@ -99,7 +98,6 @@ _NODE_HEAD = 8 + 2
 _SLOT = 4
 _COUNT = 4
 _CHECK_CHUNK = 16384  # nodes gathered at once while checking a payload (bounds the temporary index arrays)
-_sqrt = math.sqrt
 
 
 def _bytes_per_row(dtype: str, dimensions: int) -> int:
